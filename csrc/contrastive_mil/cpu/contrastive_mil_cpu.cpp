@@ -1,0 +1,136 @@
+// ATen glue of the CPU kernels: argument checks, the two matrix products,
+// threading over images, and dtype dispatch. The per-image work is in
+// mil_kernels.cpp.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <optional>
+#include <tuple>
+
+#include "mil_kernels.h"
+
+namespace mlrank {
+namespace {
+
+using at::Tensor;
+
+// Square tiles of the backward's weight matrix; 64 x 64 floats keep a tile and
+// its mirror in L1/L2 while still giving enough work items to share threads.
+constexpr int64_t kWeightTile = 64;
+
+void check_tokens(const Tensor& tokens) {
+  TORCH_CHECK_TYPE(tokens.scalar_type() == at::kFloat || tokens.scalar_type() == at::kDouble,
+                   "mlrank.contrastive_mil: tokens must be float32 or float64 here, got ",
+                   tokens.scalar_type());
+  TORCH_CHECK_VALUE(tokens.dim() == 3, "mlrank.contrastive_mil: tokens must be 3-D (B, N, d), got ",
+                    tokens.sizes());
+  TORCH_CHECK_VALUE(tokens.size(1) >= 3, "mlrank.contrastive_mil: need N >= 3 tokens, got ",
+                    tokens.sizes());
+}
+
+void check_same_device(const Tensor& tokens, const Tensor& other, const char* name) {
+  TORCH_CHECK_VALUE(other.device() == tokens.device(), "mlrank.contrastive_mil: ", name,
+                    " is on ", other.device(), " but tokens are on ", tokens.device());
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
+    const Tensor& tokens, double tau, std::optional<int64_t> num_k) {
+  check_tokens(tokens);
+  TORCH_CHECK_VALUE(tau > 0, "mlrank.contrastive_mil: tau must be > 0, got ", tau);
+  TORCH_CHECK_VALUE(!num_k.has_value() || *num_k >= 1,
+                    "mlrank.contrastive_mil: num_k must be >= 1, got ", num_k.value_or(0));
+  const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
+  const std::vector<int64_t> ks = cpu::candidate_ks(n, num_k.value_or(0));
+
+  // The same product as the reference's tokens @ tokens^T, so S is bit-identical.
+  const Tensor similarity = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+  const auto long_options = tokens.options().dtype(at::kLong);
+  Tensor prob = at::empty({batch}, tokens.options());
+  Tensor k_star = at::empty({batch}, long_options);
+  Tensor u_mean = at::empty({batch}, tokens.options());
+  Tensor kth_value = at::empty({batch}, tokens.options());
+  Tensor kth_position = at::empty({batch}, long_options);
+
+  AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cpu", [&] {
+    const scalar_t* s = similarity.const_data_ptr<scalar_t>();
+    scalar_t* prob_out = prob.mutable_data_ptr<scalar_t>();
+    int64_t* k_out = k_star.mutable_data_ptr<int64_t>();
+    scalar_t* mean_out = u_mean.mutable_data_ptr<scalar_t>();
+    scalar_t* value_out = kth_value.mutable_data_ptr<scalar_t>();
+    int64_t* position_out = kth_position.mutable_data_ptr<int64_t>();
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const auto r = cpu::mil_forward_image<scalar_t>(s + b * N * N, N, ks);
+        prob_out[b] = scalar_t(std::tanh(r.delta / (2.0 * tau)));
+        k_out[b] = r.k_star;
+        mean_out[b] = scalar_t(r.u_sum / double(n));
+        value_out[b] = r.kth_value;
+        position_out[b] = r.kth_position;
+      }
+    });
+  });
+  return {prob, k_star, u_mean, kth_value, kth_position};
+}
+
+Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_u_mean,
+                                    const Tensor& tokens, const Tensor& prob,
+                                    const Tensor& k_star, const Tensor& kth_value,
+                                    const Tensor& kth_position, double tau) {
+  check_tokens(tokens);
+  const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
+  const std::pair<const Tensor*, const char*> per_image[] = {
+      {&grad_prob, "grad_prob"}, {&grad_u_mean, "grad_u_mean"}, {&prob, "prob"},
+      {&k_star, "k_star"},       {&kth_value, "kth_value"},     {&kth_position, "kth_position"}};
+  for (const auto& [t, name] : per_image) {
+    check_same_device(tokens, *t, name);
+    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == batch, "mlrank.contrastive_mil: ", name,
+                      " must have shape (", batch, "), got ", t->sizes());
+  }
+  const auto as_double = [](const Tensor& t) { return t.to(at::kDouble).contiguous(); };
+  const Tensor g_prob = as_double(grad_prob), g_mean = as_double(grad_u_mean), p = as_double(prob);
+  const Tensor k = k_star.to(at::kLong).contiguous(), position = kth_position.to(at::kLong).contiguous();
+  const Tensor value = kth_value.to(tokens.scalar_type()).contiguous();
+
+  // Recompute S rather than store it: the same product as the forward, so the
+  // threshold comparisons see exactly the values the forward sorted.
+  const Tensor similarity = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+  Tensor weights = at::empty({batch, N, N}, tokens.options());
+  const int64_t tiles = (N + kWeightTile - 1) / kWeightTile;
+
+  AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cpu", [&] {
+    const scalar_t* s = similarity.const_data_ptr<scalar_t>();
+    scalar_t* w = weights.mutable_data_ptr<scalar_t>();
+    const double* gp = g_prob.const_data_ptr<double>();
+    const double* gm = g_mean.const_data_ptr<double>();
+    const double* pr = p.const_data_ptr<double>();
+    const int64_t* ks = k.const_data_ptr<int64_t>();
+    const int64_t* pos = position.const_data_ptr<int64_t>();
+    const scalar_t* val = value.const_data_ptr<scalar_t>();
+    at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item / tiles, tile = item % tiles;
+        // dP/dDelta = (1 - P^2) / (2 tau); dDelta/du_i = -1/k* (low) or 1/(n-k*) (high)
+        const double scale = gp[b] * (1.0 - pr[b] * pr[b]) / (2.0 * tau);
+        const double kb = double(ks[b]);
+        cpu::mil_weight_matrix<scalar_t>(s + b * N * N, N, val[b], pos[b], -scale / kb,
+                                         scale / (double(n) - kb), gm[b] / double(n),
+                                         w + b * N * N, kWeightTile, tile, tile + 1);
+      }
+    });
+  });
+  return at::bmm(weights, tokens);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mlrank, CPU, m) {
+  m.impl("contrastive_mil_forward", &contrastive_mil_forward_cpu);
+  m.impl("contrastive_mil_backward", &contrastive_mil_backward_cpu);
+}
+
+}  // namespace mlrank

@@ -1,0 +1,60 @@
+// Per-image CPU kernels of the contrastive-MIL op, in plain C++.
+//
+// Nothing here includes a torch header: the ATen glue in contrastive_mil_cpu.cpp
+// owns tensors, threads and dtype dispatch, and hands these functions raw
+// pointers to one image's similarity matrix. Keeping the heavy headers out of
+// this translation unit keeps it quick to compile.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace mlrank {
+namespace cpu {
+
+// The k over which P(x;k) is maximised, for a triangle of n values: every k in
+// 1..n-1 when num_k <= 0 ("all"), otherwise the deduplicated
+// k_j = round_half_even(1 + j (n - 2) / (num_k - 1)), j = 0..num_k-1, computed
+// in exact integer arithmetic (num_k == 1 gives k = 1; num_k >= n - 1 gives all).
+// An empty result means "all k" so that the common case allocates nothing.
+std::vector<int64_t> candidate_ks(int64_t n, int64_t num_k);
+
+// What the forward of one image hands to the backward and to the caller.
+template <typename scalar_t>
+struct MilImageResult {
+  double delta = 0.0;        // Delta(k*) = mean of the high group - mean of the low group
+  int64_t k_star = 1;        // size of the low group, smallest on exact ties
+  double u_sum = 0.0;        // sum of the n triangle values, in ascending order
+  scalar_t kth_value = 0;    // the k*-th smallest value (rectified)
+  int64_t kth_position = 0;  // its row-major index in the strict upper triangle
+};
+
+// Forward for one image. `similarity` is the row-major N x N matrix
+// tokens @ tokens^T before rectification; only its strict upper triangle is
+// read. `ks` are ascending candidate k (empty = all k in 1..n-1).
+//
+// Values are rectified (max(s, 0), -0 becomes +0), sorted ascending with a
+// keys-only LSD radix sort over their IEEE bits (non-negative floats order like
+// unsigned integers), and scanned once in double in ascending order, the same
+// summation order as torch.cumsum, so k* matches the reference bit for bit.
+template <typename scalar_t>
+MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
+                                           const std::vector<int64_t>& ks);
+
+// Weights of the backward for one image, written as the symmetric N x N matrix
+// M = G + G^T (zero diagonal) so that d loss / d tokens = M @ tokens.
+// For i < j with s = similarity[i][j] > 0:
+//   G[i][j] = (low ? low_weight : high_weight) + mean_weight
+// where "low" means s is among the k* smallest under the stable order:
+// s < kth_value, or s == kth_value at a triangle position <= kth_position.
+// Entries with s <= 0 get no gradient (the rectification's kink).
+// Only tile rows [tile_begin, tile_end) of `tile` x `tile` blocks are written,
+// so callers can split one image across threads without overlap.
+template <typename scalar_t>
+void mil_weight_matrix(const scalar_t* similarity, int64_t N, scalar_t kth_value,
+                       int64_t kth_position, double low_weight, double high_weight,
+                       double mean_weight, scalar_t* weights, int64_t tile,
+                       int64_t tile_begin, int64_t tile_end);
+
+}  // namespace cpu
+}  // namespace mlrank

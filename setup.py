@@ -1,0 +1,52 @@
+"""Builds mlrank and its extension mlrank._C.
+
+CPU kernels are always built. CUDA sources (csrc/**/*.cu) are added when CUDA is
+usable (torch sees a GPU and a toolkit is found) or when FORCE_CUDA=1; with no
+visible GPU set TORCH_CUDA_ARCH_LIST yourself or get a default. MAX_JOBS limits
+ninja's parallel compile jobs. Build with `pip install --no-build-isolation .`
+so that the installed torch is the one compiled against.
+"""
+
+import glob
+import os
+
+from setuptools import setup
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+DEFAULT_CUDA_ARCHS = "8.0;9.0"
+
+
+def _sources(pattern: str) -> list[str]:
+    return sorted(glob.glob(os.path.join("csrc", "**", pattern), recursive=True))
+
+
+def _want_cuda(cuda_sources: list[str]) -> bool:
+    if not cuda_sources:
+        return False
+    if os.environ.get("FORCE_CUDA", "0") == "1":
+        return True
+    import torch
+
+    return torch.cuda.is_available() and CUDA_HOME is not None
+
+
+def _extension():
+    cpp_sources = _sources("*.cpp")
+    cuda_sources = _sources("*.cu")
+    cxx_flags = ["-O3"]
+    if _want_cuda(cuda_sources):
+        # cpp_extension crashes looking for a GPU's architecture when none is visible.
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        return CUDAExtension(
+            "mlrank._C",
+            cpp_sources + cuda_sources,
+            define_macros=[("WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+        )
+    return CppExtension("mlrank._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
+
+
+setup(
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)
