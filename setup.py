@@ -9,6 +9,7 @@ so that the installed torch is the one compiled against.
 
 import glob
 import os
+import sys
 
 from setuptools import setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -34,6 +35,12 @@ def _extension():
     cpp_sources = _sources("*.cpp")
     cuda_sources = _sources("*.cu")
     cxx_flags = ["-O3"]
+    link_flags = []
+    if sys.platform.startswith("linux"):
+        # ATen's at::parallel_for is inline OpenMP: without -fopenmp it runs serially.
+        # The soname resolves to the libgomp that torch has already loaded.
+        cxx_flags.append("-fopenmp")
+        link_flags.append("-fopenmp")
     if _want_cuda(cuda_sources):
         # cpp_extension crashes looking for a GPU's architecture when none is visible.
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
@@ -42,8 +49,14 @@ def _extension():
             cpp_sources + cuda_sources,
             define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
+            extra_link_args=link_flags,
         )
-    return CppExtension("mlrank._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
+    return CppExtension(
+        "mlrank._C",
+        cpp_sources,
+        extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=link_flags,
+    )
 
 
 setup(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from mlrank.ops.validation import check_inputs, compute_dtype
+from mlrank.ops.validation import check_finite_diagonal, check_inputs, compute_dtype
 
 
 def candidate_ks(n: int, num_k: int | None) -> list[int]:
@@ -41,7 +41,9 @@ def contrastive_mil(
     x = tokens.to(compute_dtype(tokens.dtype))
     num_tokens = x.shape[1]
 
-    similarity = (x @ x.transpose(-1, -2)).relu()  # eq. 4
+    products = x @ x.transpose(-1, -2)
+    check_finite_diagonal(products)
+    similarity = products.relu()  # eq. 4
     rows, cols = torch.triu_indices(num_tokens, num_tokens, offset=1, device=x.device)
     u = similarity[:, rows, cols]  # row-major order of the strict upper triangle
     u_sorted = torch.sort(u, dim=-1, stable=True).values  # eq. 5, ties by position

@@ -19,7 +19,8 @@ def check_inputs(tokens: object, tau: object, num_k: object) -> float:
     """Validate the op's arguments; return ``tau`` as a Python float.
 
     Raises TypeError for a wrong type or dtype and ValueError for a wrong shape,
-    a non-finite token, a non-positive tau, num_k < 1 or mismatched devices.
+    a non-positive tau, num_k < 1 or mismatched devices. NaN and Inf are caught
+    later, and for free, on the diagonal of S (see :func:`check_finite_diagonal`).
     """
     if not isinstance(tokens, torch.Tensor):
         raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
@@ -61,6 +62,19 @@ def check_inputs(tokens: object, tau: object, num_k: object) -> float:
         if num_k < 1:
             raise ValueError(f"num_k must be >= 1 (or None for every k), got {num_k}")
 
-    if not bool(torch.isfinite(tokens).all()):
-        raise ValueError("tokens contain NaN or Inf")
     return tau
+
+
+NON_FINITE_MESSAGE = (
+    "tokens contain NaN or Inf (or values so large that tokens @ tokens^T overflows)"
+)
+
+
+def check_finite_diagonal(similarity: torch.Tensor) -> None:
+    """Raise ValueError unless S = tokens @ tokens^T has a finite diagonal.
+
+    S[i, i] = |token_i|^2 is non-finite exactly when token i holds NaN or Inf
+    (or overflows), so B x N values stand in for a pass over every token.
+    """
+    if not bool(torch.isfinite(similarity.diagonal(dim1=-2, dim2=-1)).all()):
+        raise ValueError(NON_FINITE_MESSAGE)

@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/isfinite.h>
 #include <torch/library.h>
 
 #include <cmath>
@@ -45,10 +46,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
   TORCH_CHECK_VALUE(!num_k.has_value() || *num_k >= 1,
                     "mlrank.contrastive_mil: num_k must be >= 1, got ", num_k.value_or(0));
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
-  const std::vector<int64_t> ks = cpu::candidate_ks(n, num_k.value_or(0));
+  const cpu::MilPlan plan = cpu::make_plan(N, num_k.value_or(0));
 
   // The same product as the reference's tokens @ tokens^T, so S is bit-identical.
   const Tensor similarity = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+  // S[i][i] = |token_i|^2 is finite exactly when token i is (barring overflow,
+  // which would spoil S anyway): a B x N look instead of a pass over the tokens.
+  TORCH_CHECK_VALUE(similarity.diagonal(0, 1, 2).isfinite().all().item<bool>(),
+                    "mlrank.contrastive_mil: tokens contain NaN or Inf (or values so large "
+                    "that tokens @ tokens^T overflows)");
   const auto long_options = tokens.options().dtype(at::kLong);
   Tensor prob = at::empty({batch}, tokens.options());
   Tensor k_star = at::empty({batch}, long_options);
@@ -65,7 +71,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
     int64_t* position_out = kth_position.mutable_data_ptr<int64_t>();
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        const auto r = cpu::mil_forward_image<scalar_t>(s + b * N * N, N, ks);
+        const auto r = cpu::mil_forward_image<scalar_t>(s + b * N * N, N, plan);
         prob_out[b] = scalar_t(std::tanh(r.delta / (2.0 * tau)));
         k_out[b] = r.k_star;
         mean_out[b] = scalar_t(r.u_sum / double(n));

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 namespace mlrank {
@@ -18,6 +19,16 @@ namespace cpu {
 // in exact integer arithmetic (num_k == 1 gives k = 1; num_k >= n - 1 gives all).
 // An empty result means "all k" so that the common case allocates nothing.
 std::vector<int64_t> candidate_ks(int64_t n, int64_t num_k);
+
+// What every image of one call shares: the triangle size, the candidate k and,
+// when every k is a candidate, a table of reciprocals 1/i (cached between calls
+// with the same n) that lets the argmax skip most divisions.
+struct MilPlan {
+  int64_t n = 0;
+  std::vector<int64_t> ks;  // ascending; empty means every k in 1..n-1
+  std::shared_ptr<const std::vector<double>> reciprocals;
+};
+MilPlan make_plan(int64_t N, int64_t num_k);
 
 // What the forward of one image hands to the backward and to the caller.
 template <typename scalar_t>
@@ -31,7 +42,7 @@ struct MilImageResult {
 
 // Forward for one image. `similarity` is the row-major N x N matrix
 // tokens @ tokens^T before rectification; only its strict upper triangle is
-// read. `ks` are ascending candidate k (empty = all k in 1..n-1).
+// read.
 //
 // Values are rectified (max(s, 0), -0 becomes +0), sorted ascending with a
 // keys-only LSD radix sort over their IEEE bits (non-negative floats order like
@@ -39,7 +50,7 @@ struct MilImageResult {
 // summation order as torch.cumsum, so k* matches the reference bit for bit.
 template <typename scalar_t>
 MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
-                                           const std::vector<int64_t>& ks);
+                                           const MilPlan& plan);
 
 // Weights of the backward for one image, written as the symmetric N x N matrix
 // M = G + G^T (zero diagonal) so that d loss / d tokens = M @ tokens.
