@@ -1,0 +1,384 @@
+"""The C++ contrastive-MIL op against its pure-PyTorch reference and hand-worked cases."""
+
+import math
+
+import pytest
+import torch
+
+from mlrank.ops import contrastive_mil
+from mlrank.ops import reference
+from mlrank.ops.reference import candidate_ks
+
+IMPLEMENTATIONS = {"op": contrastive_mil, "reference": reference.contrastive_mil}
+
+
+def unit_tokens(batch, num_tokens, dim, dtype=torch.float64, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    tokens = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
+    return torch.nn.functional.normalize(tokens, dim=-1)
+
+
+def run_with_grad(fn, tokens, weights, **kwargs):
+    """Outputs and d(sum(w_p * prob) + sum(w_m * u_mean)) / d tokens."""
+    leaf = tokens.detach().clone().requires_grad_()
+    prob, k_star, u_mean = fn(leaf, **kwargs)
+    ((weights[0] * prob).sum() + (weights[1] * u_mean).sum()).backward()
+    return prob.detach(), k_star, u_mean.detach(), leaf.grad
+
+
+def assert_matches_reference(tokens, rtol=1e-10, atol=1e-12, grad_atol=None, **kwargs):
+    batch = tokens.shape[0]
+    generator = torch.Generator().manual_seed(1)
+    weights = torch.randn(2, batch, generator=generator, dtype=tokens.dtype)
+    prob, k_star, u_mean, grad = run_with_grad(contrastive_mil, tokens, weights, **kwargs)
+    prob_r, k_star_r, u_mean_r, grad_r = run_with_grad(
+        reference.contrastive_mil, tokens, weights, **kwargs
+    )
+    assert k_star.dtype == torch.int64 and not k_star.requires_grad
+    assert torch.equal(k_star, k_star_r)
+    torch.testing.assert_close(prob, prob_r, rtol=rtol, atol=atol)
+    torch.testing.assert_close(u_mean, u_mean_r, rtol=rtol, atol=atol)
+    torch.testing.assert_close(grad, grad_r, rtol=rtol, atol=grad_atol or atol)
+
+
+# --- agreement with the reference --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 4), (2, 3, 2), (1, 7, 5), (4, 40, 16), (3, 65, 8), (2, 150, 32)]
+)
+def test_random_float64(shape):
+    assert_matches_reference(unit_tokens(*shape))
+
+
+def test_large_n_float64():
+    # N = 576: n = 165,600 values per image, as at the paper's resolution.
+    assert_matches_reference(unit_tokens(1, 576, 32, seed=3))
+
+
+def test_random_float32_same_k_star():
+    # S comes from the same matrix product and prefix sums are float64 in both,
+    # so even in float32 the op finds exactly the reference's k*.
+    assert_matches_reference(
+        unit_tokens(4, 100, 24, dtype=torch.float32, seed=5), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_unnormalised_and_non_contiguous_tokens():
+    tokens = 3 * unit_tokens(2, 12, 30, seed=7).transpose(1, 2)  # (2, 30, 12), strided
+    assert not tokens.is_contiguous()
+    assert_matches_reference(tokens)
+
+
+@pytest.mark.parametrize("num_k", [1, 2, 3, 7, 100, 776, 777, 2000])
+def test_sampled_k(num_k):
+    # N = 40: n = 780, so num_k >= 779 means every k.
+    tokens = unit_tokens(3, 40, 8, seed=num_k)
+    assert_matches_reference(tokens, num_k=num_k)
+    _, k_star, _ = contrastive_mil(tokens, num_k=num_k)
+    assert set(k_star.tolist()) <= set(candidate_ks(780, num_k))
+
+
+def test_every_k_is_the_default():
+    tokens = unit_tokens(2, 20, 6, seed=11)
+    every = contrastive_mil(tokens, num_k=189)  # n = 190: n - 1 candidates = all
+    default = contrastive_mil(tokens)
+    for a, b in zip(every, default):
+        assert torch.equal(a, b)
+
+
+# --- ties ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_k", [None, 3, 5, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ties_from_repeated_tokens(num_k, seed):
+    # Few distinct tokens: S takes a handful of values, each repeated many times,
+    # so k* often falls inside a block of equal values and the tie rule decides
+    # which of them form the low group.
+    generator = torch.Generator().manual_seed(seed)
+    distinct = torch.nn.functional.normalize(
+        torch.randn(4, 5, generator=generator, dtype=torch.float64), dim=-1
+    )
+    picks = torch.randint(0, 4, (2, 70), generator=generator)
+    assert_matches_reference(distinct[picks], num_k=num_k)
+
+
+@pytest.mark.parametrize("num_k", [None, 4])
+def test_ties_from_rectified_zeros(num_k):
+    # Tokens in two orthogonal subspaces, with mixed signs: most of S is exactly
+    # zero or negative, so the rectification makes a large block of zeros.
+    tokens = unit_tokens(3, 80, 6, seed=4)
+    tokens[:, :40, 3:] = 0
+    tokens[:, 40:, :3] = 0
+    tokens = torch.nn.functional.normalize(tokens, dim=-1)
+    assert_matches_reference(tokens, num_k=num_k)
+
+
+def test_all_values_equal_and_all_zero():
+    same = torch.zeros(1, 9, 3, dtype=torch.float64)
+    same[..., 0] = 1  # every pair has similarity exactly 1
+    orthogonal = torch.eye(9, dtype=torch.float64).unsqueeze(0)  # every pair exactly 0
+    for tokens in (same, orthogonal):
+        prob, k_star, _ = contrastive_mil(tokens)
+        assert k_star.item() == 1 and prob.item() == 0.0  # Delta(k) = 0 for every k
+        assert_matches_reference(tokens)
+
+
+# --- worked by hand ------------------------------------------------------------------------------
+
+
+def test_hand_worked_three_tokens():
+    # t1 = (1, 0), t2 = (0.6, 0.8), t3 = (0, 1): u = (S12, S13, S23) = (0.6, 0, 0.8),
+    # sorted (0, 0.6, 0.8), n = 3, k in {1, 2}.
+    #   k = 1: u+ = 1 - 0 = 1,            u- = (0.4 + 0.2) / 2 = 0.3
+    #   k = 2: u+ = (1 + 0.4) / 2 = 0.7,  u- = 0.2
+    # eq. 6 with tau = 0.2: P(x;k) = 2 e^{u+/tau} / (e^{u+/tau} + e^{u-/tau}) - 1
+    tau = 0.2
+    tokens = torch.tensor([[[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]], dtype=torch.float64)
+
+    def eq6(u_plus, u_minus):
+        a, b = math.exp(u_plus / tau), math.exp(u_minus / tau)
+        return 2 * a / (a + b) - 1
+
+    p1, p2 = eq6(1.0, 0.3), eq6(0.7, 0.2)
+    assert p1 > p2
+    # Gradient: dP/dDelta = (1 - P^2) / (2 tau); the low group is S13 = 0, which
+    # the rectification cuts off, and S12, S23 each carry +1/(n - k*) = 1/2. So
+    # G12 = G23 = c/2 and grad = (G + G^T) tokens: row 1 = c/2 t2,
+    # row 2 = c/2 (t1 + t3), row 3 = c/2 t2.
+    c = (1 - p1**2) / (2 * tau)
+    expected_grad = c / 2 * torch.tensor([[[0.6, 0.8], [1.0, 1.0], [0.6, 0.8]]], dtype=torch.float64)
+
+    for name, fn in IMPLEMENTATIONS.items():
+        leaf = tokens.clone().requires_grad_()
+        prob, k_star, u_mean = fn(leaf, tau=tau)
+        assert k_star.tolist() == [1], name
+        assert prob.item() == pytest.approx(p1, abs=1e-14), name
+        assert u_mean.item() == pytest.approx(1.4 / 3, abs=1e-14), name
+        prob.sum().backward()
+        torch.testing.assert_close(leaf.grad, expected_grad, rtol=0, atol=1e-14, msg=name)
+
+
+def test_hand_worked_tie_rule():
+    # Three identical tokens e1: u = (1, 1, 1), Delta(k) = 0 for both k, so
+    # k* = 1 and P = 0. The tie rule puts the first value in row-major order,
+    # S12, in the low group (weight -1/k* = -1) and S13, S23 in the high group
+    # (+1/(n - k*) = 1/2), each times (1 - P^2)/(2 tau) = 1/(2 tau). Then
+    # grad t1 = G12 t2 + G13 t3 = (-1 + 1/2)/(2 tau) e1, likewise grad t2, and
+    # grad t3 = G13 t1 + G23 t2 = (1/2 + 1/2)/(2 tau) e1.
+    tau = 0.25
+    tokens = torch.zeros(1, 3, 2, dtype=torch.float64)
+    tokens[..., 0] = 1
+    expected = torch.tensor([[[-0.5, 0.0], [-0.5, 0.0], [1.0, 0.0]]], dtype=torch.float64)
+    expected = expected / (2 * tau)
+    for name, fn in IMPLEMENTATIONS.items():
+        leaf = tokens.clone().requires_grad_()
+        prob, k_star, _ = fn(leaf, tau=tau)
+        assert k_star.tolist() == [1] and prob.item() == 0.0, name
+        prob.sum().backward()
+        torch.testing.assert_close(leaf.grad, expected, rtol=0, atol=1e-14, msg=name)
+
+
+def test_candidate_ks_by_hand():
+    # n = 10, num_k = 4: 1 + round(j * 8 / 3) for j = 0..3 = 1, 4, 6, 9
+    assert candidate_ks(10, 4) == [1, 4, 6, 9]
+    # n = 15, num_k = 3: 1 + round(j * 13 / 2) = 1, 1 + round(6.5) = 7 (half to even), 14
+    assert candidate_ks(15, 3) == [1, 7, 14]
+    assert candidate_ks(15, 1) == [1]
+    assert candidate_ks(15, 14) == list(range(1, 15))
+    assert candidate_ks(3, None) == [1, 2]
+    # deduplicated: n = 6, num_k = 4 gives 1 + round(j * 4 / 3) = 1, 2, 4, 5
+    assert candidate_ks(6, 4) == [1, 2, 4, 5]
+
+
+def test_half_even_rounding_reaches_the_kernel():
+    # N = 6, n = 15, num_k = 3: the candidates are {1, 7, 14}; a k* of 8 would
+    # mean the kernel rounded 6.5 up instead of to even.
+    seen = set()
+    for seed in range(30):
+        tokens = unit_tokens(1, 6, 3, seed=seed)
+        _, k_star, _ = contrastive_mil(tokens, num_k=3)
+        _, k_star_r, _ = reference.contrastive_mil(tokens, num_k=3)
+        assert k_star.item() in (1, 7, 14)
+        assert k_star.item() == k_star_r.item()
+        seen.add(k_star.item())
+    assert 7 in seen  # the middle candidate was actually exercised
+
+
+# --- gradcheck -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("num_k", [None, 4])
+def test_gradcheck(name, num_k):
+    # Tokens in the positive orthant keep every S > 0 (no rectification kink),
+    # and random values keep the argmax away from ties at the step size used.
+    generator = torch.Generator().manual_seed(2)
+    tokens = torch.rand(2, 6, 4, generator=generator, dtype=torch.float64) + 0.1
+    tokens = torch.nn.functional.normalize(tokens, dim=-1).requires_grad_()
+    fn = IMPLEMENTATIONS[name]
+
+    def differentiable_outputs(x):
+        prob, _, u_mean = fn(x, tau=0.2, num_k=num_k)
+        return prob, u_mean
+
+    assert torch.autograd.gradcheck(differentiable_outputs, (tokens,), eps=1e-6, atol=1e-7)
+
+
+# --- precision ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_is_computed_in_float32(dtype):
+    tokens = unit_tokens(2, 30, 8, dtype=torch.float32, seed=9).to(dtype)
+    leaf = tokens.clone().requires_grad_()
+    prob, k_star, u_mean = contrastive_mil(leaf)
+    assert prob.dtype == dtype and u_mean.dtype == dtype and k_star.dtype == torch.int64
+    (prob.float().sum() + u_mean.float().sum()).backward()
+    assert leaf.grad.dtype == dtype
+
+    upcast = tokens.float().requires_grad_()
+    prob32, k_star32, u_mean32 = contrastive_mil(upcast)
+    (prob32.sum() + u_mean32.sum()).backward()
+    assert torch.equal(k_star, k_star32)
+    assert torch.equal(prob, prob32.to(dtype)) and torch.equal(u_mean, u_mean32.to(dtype))
+    assert torch.equal(leaf.grad, upcast.grad.to(dtype))
+
+
+# --- memory: the backward keeps neither S nor a permutation ----------------------------------------
+
+
+def saved_tensors(fn, tokens):
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    leaf = tokens.clone().requires_grad_()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        prob, _, u_mean = fn(leaf)
+    return leaf, saved
+
+
+def test_backward_saves_only_tokens_and_per_image_scalars():
+    batch, num_tokens = 4, 50
+    tokens = unit_tokens(batch, num_tokens, 16, dtype=torch.float32)
+    leaf, saved = saved_tensors(contrastive_mil, tokens)
+    big = [t for t in saved if t.numel() > batch]
+    assert len(big) == 1 and big[0].data_ptr() == leaf.data_ptr()  # the input itself
+    assert all(t.numel() <= batch for t in saved if t is not big[0])
+    # The reference, by contrast, keeps at least one N x N or n-sized tensor per image.
+    _, saved_reference = saved_tensors(reference.contrastive_mil, tokens)
+    assert max(t.numel() for t in saved_reference) >= batch * num_tokens * (num_tokens - 1) // 2
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+
+def _nan_tokens():
+    tokens = unit_tokens(2, 5, 3)
+    tokens[1, 3, 2] = float("nan")
+    return tokens
+
+
+def _inf_tokens():
+    tokens = unit_tokens(2, 5, 3)
+    tokens[0, 0, 0] = float("-inf")
+    return tokens
+
+
+BAD_INPUTS = [
+    (lambda: [[1.0, 2.0]], {}, TypeError, "torch.Tensor"),
+    (lambda: torch.ones(4, 5), {}, ValueError, "3-D"),
+    (lambda: torch.ones(1, 4, 5, 2), {}, ValueError, "3-D"),
+    (lambda: torch.ones(2, 2, 5), {}, ValueError, "N >= 3"),
+    (lambda: torch.ones(2, 4, 5, dtype=torch.int64), {}, TypeError, "floating-point"),
+    (lambda: torch.ones(2, 4, 5, dtype=torch.bool), {}, TypeError, "floating-point"),
+    (_nan_tokens, {}, ValueError, "NaN or Inf"),
+    (_inf_tokens, {}, ValueError, "NaN or Inf"),
+    (lambda: unit_tokens(1, 4, 3), {"tau": 0.0}, ValueError, "tau"),
+    (lambda: unit_tokens(1, 4, 3), {"tau": -0.5}, ValueError, "tau"),
+    (lambda: unit_tokens(1, 4, 3), {"tau": float("nan")}, ValueError, "tau"),
+    (lambda: unit_tokens(1, 4, 3), {"tau": "0.2"}, TypeError, "tau"),
+    (lambda: unit_tokens(1, 4, 3), {"num_k": 0}, ValueError, "num_k"),
+    (lambda: unit_tokens(1, 4, 3), {"num_k": -3}, ValueError, "num_k"),
+    (lambda: unit_tokens(1, 4, 3), {"num_k": 2.5}, TypeError, "num_k"),
+    (
+        lambda: unit_tokens(1, 4, 3),
+        {"tau": torch.tensor(0.2, device="meta")},
+        ValueError,
+        "same device",
+    ),
+]
+
+
+@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("make_tokens, kwargs, error, message", BAD_INPUTS)
+def test_bad_input(name, make_tokens, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        IMPLEMENTATIONS[name](make_tokens(), **kwargs)
+
+
+def test_scalar_tensor_tau_is_accepted():
+    tokens = unit_tokens(2, 6, 3)
+    for a, b in zip(contrastive_mil(tokens, tau=torch.tensor(0.3, dtype=torch.float64)), contrastive_mil(tokens, tau=0.3)):
+        assert torch.equal(a, b)
+
+
+def test_raw_op_checks_its_arguments():
+    forward = torch.ops.mlrank.contrastive_mil_forward
+    with pytest.raises(ValueError, match="N >= 3"):
+        forward(torch.ones(1, 2, 3), 0.2, None)
+    with pytest.raises(ValueError, match="tau"):
+        forward(torch.ones(1, 4, 3), 0.0, None)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        forward(torch.ones(1, 4, 3, dtype=torch.float16), 0.2, None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_tensor_on_cpu_only_build_is_a_clear_error():
+    from mlrank.ops import compiled_with_cuda
+
+    if compiled_with_cuda():
+        pytest.skip("this build has CUDA kernels")
+    with pytest.raises(RuntimeError, match="without CUDA support"):
+        contrastive_mil(unit_tokens(1, 5, 3).cuda())
+
+
+# --- dispatcher integration -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("num_k", [None, 5])
+def test_opcheck(dtype, num_k):
+    tokens = unit_tokens(3, 12, 5, dtype=dtype).requires_grad_()
+    torch.library.opcheck(torch.ops.mlrank.contrastive_mil_forward.default, (tokens, 0.2, num_k))
+
+
+def test_opcheck_backward_op():
+    tokens = unit_tokens(3, 12, 5)
+    prob, k_star, u_mean, kth_value, kth_position = torch.ops.mlrank.contrastive_mil_forward(
+        tokens, 0.2, None
+    )
+    grads = torch.randn(2, 3, dtype=torch.float64)
+    args = (grads[0], grads[1], tokens, prob, k_star, kth_value, kth_position, 0.2)
+    torch.library.opcheck(torch.ops.mlrank.contrastive_mil_backward.default, args)
+
+
+def test_torch_compile_traces_the_op():
+    torch._dynamo.reset()
+
+    def loss(tokens):
+        prob, _, u_mean = contrastive_mil(tokens, tau=0.2)
+        return (prob - 0.5 * u_mean).sum()
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    tokens = unit_tokens(2, 16, 6)
+    eager_leaf, compiled_leaf = tokens.clone().requires_grad_(), tokens.clone().requires_grad_()
+    eager_value, compiled_value = loss(eager_leaf), compiled(compiled_leaf)
+    eager_value.backward()
+    compiled_value.backward()
+    torch.testing.assert_close(compiled_value, eager_value)
+    torch.testing.assert_close(compiled_leaf.grad, eager_leaf.grad)
