@@ -39,7 +39,9 @@ inline int64_t triangle_index(int64_t i, int64_t j, int64_t N) {
   return i * N - i * (i + 1) / 2 + (j - i - 1);
 }
 
-constexpr int kDigitBits = 11;
+// 8-bit digits: 256 buckets keep every pass's write streams and counters in L1, and
+// the fixed cost per pass stays small for the few thousand values of small N.
+constexpr int kDigitBits = 8;
 constexpr int kBuckets = 1 << kDigitBits;
 
 template <typename Key>
@@ -150,9 +152,16 @@ int64_t find_occurrence(const scalar_t* similarity, int64_t N, key_t<scalar_t> k
   int64_t seen = 0;
   for (int64_t i = 0; i + 1 < N; ++i) {
     const scalar_t* row = similarity + i * N;
-    for (int64_t j = i + 1; j < N; ++j) {
-      if (rectified_key(row[j]) == key && ++seen == occurrence) return triangle_index(i, j, N);
+    // Count a row's matches with a loop the compiler vectorises; only the row
+    // holding the wanted occurrence is searched one value at a time.
+    int64_t matches = 0;
+    for (int64_t j = i + 1; j < N; ++j) matches += rectified_key(row[j]) == key;
+    if (seen + matches < occurrence) {
+      seen += matches;
+      continue;
     }
+    for (int64_t j = i + 1; j < N; ++j)
+      if (rectified_key(row[j]) == key && ++seen == occurrence) return triangle_index(i, j, N);
   }
   return -1;  // unreachable: the key came from this triangle
 }
@@ -208,16 +217,22 @@ template <typename Consider>
 void argmax_every_k(const double* prefix, int64_t offset, int64_t k_begin, int64_t k_end,
                     int64_t n, double total, const double* reciprocal, Consider&& consider) {
   constexpr double margin = 16 * DBL_EPSILON;
-  double floor = -std::numeric_limits<double>::infinity();
-  for (int64_t k = k_begin; k <= k_end; ++k) {
+  auto lower_bound_at = [&](int64_t k) {
     const double c = prefix[k - offset];
-    const double t1 = (total - c) * reciprocal[n - k], t2 = c * reciprocal[k];
-    floor = std::max(floor, t1 * (1 - margin) - t2 * (1 + margin));
-  }
-  for (int64_t k = k_begin; k <= k_end; ++k) {
+    return (total - c) * reciprocal[n - k] * (1 - margin) - c * reciprocal[k] * (1 + margin);
+  };
+  // Four running maxima: one would chain every k on the latency of a max.
+  double floors[4];
+  std::fill(floors, floors + 4, -std::numeric_limits<double>::infinity());
+  int64_t k = k_begin;
+  for (; k + 3 <= k_end; k += 4)
+    for (int lane = 0; lane < 4; ++lane) floors[lane] = std::max(floors[lane], lower_bound_at(k + lane));
+  for (; k <= k_end; ++k) floors[0] = std::max(floors[0], lower_bound_at(k));
+  const double floor = std::max(std::max(floors[0], floors[1]), std::max(floors[2], floors[3]));
+  for (k = k_begin; k <= k_end; ++k) {
     const double c = prefix[k - offset];
-    const double t1 = (total - c) * reciprocal[n - k], t2 = c * reciprocal[k];
-    if (t1 * (1 + margin) - t2 * (1 - margin) >= floor) consider(k);
+    if ((total - c) * reciprocal[n - k] * (1 + margin) - c * reciprocal[k] * (1 - margin) >= floor)
+      consider(k);
   }
 }
 
