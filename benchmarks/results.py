@@ -1,3 +1,3 @@
-"""Medians (seconds) and saved bytes collected during one benchmark run, by shape."""
+"""(median, min) seconds and saved bytes collected during one benchmark run, by shape."""
 
 RESULTS: dict = {}

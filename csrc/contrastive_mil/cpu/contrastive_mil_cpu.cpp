@@ -103,14 +103,16 @@ Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_
   const Tensor value = kth_value.to(tokens.scalar_type()).contiguous();
 
   // Recompute S rather than store it: the same product as the forward, so the
-  // threshold comparisons see exactly the values the forward sorted.
-  const Tensor similarity = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
-  Tensor weights = at::empty({batch, N, N}, tokens.options());
+  // threshold comparisons see exactly the values the forward sorted. The weights
+  // overwrite S in place: each upper-triangle value is read just before its own
+  // slot is written, and the mirror writes land in the lower triangle and the
+  // diagonal, which are never read.
+  Tensor weights = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
   const int64_t tiles = (N + kWeightTile - 1) / kWeightTile;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cpu", [&] {
-    const scalar_t* s = similarity.const_data_ptr<scalar_t>();
     scalar_t* w = weights.mutable_data_ptr<scalar_t>();
+    const scalar_t* s = w;
     const double* gp = g_prob.const_data_ptr<double>();
     const double* gm = g_mean.const_data_ptr<double>();
     const double* pr = p.const_data_ptr<double>();

@@ -60,7 +60,9 @@ MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N
 // s < kth_value, or s == kth_value at a triangle position <= kth_position.
 // Entries with s <= 0 get no gradient (the rectification's kink).
 // Only tile rows [tile_begin, tile_end) of `tile` x `tile` blocks are written,
-// so callers can split one image across threads without overlap.
+// so callers can split one image across threads without overlap. `weights` may
+// be `similarity` itself: only the strict upper triangle of S is read, each
+// value before its own slot is overwritten.
 template <typename scalar_t>
 void mil_weight_matrix(const scalar_t* similarity, int64_t N, scalar_t kth_value,
                        int64_t kth_position, double low_weight, double high_weight,
