@@ -79,6 +79,17 @@ def test_sampled_k(num_k):
     assert set(k_star.tolist()) <= set(candidate_ks(780, num_k))
 
 
+def test_gradient_through_u_mean_alone():
+    # prob unused: autograd hands the backward a zero gradient for it.
+    tokens = unit_tokens(2, 30, 6, seed=12)
+    grads = []
+    for fn in IMPLEMENTATIONS.values():
+        leaf = tokens.clone().requires_grad_()
+        fn(leaf)[2].sum().backward()
+        grads.append(leaf.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+
+
 def test_every_k_is_the_default():
     tokens = unit_tokens(2, 20, 6, seed=11)
     every = contrastive_mil(tokens, num_k=189)  # n = 190: n - 1 candidates = all

@@ -23,6 +23,7 @@ using at::Tensor;
 // Square tiles of the backward's weight matrix; 64 x 64 floats keep a tile and
 // its mirror in L1/L2 while still giving enough work items to share threads.
 constexpr int64_t kWeightTile = 64;
+constexpr int64_t kMaxTokens = 65536;
 
 void check_tokens(const Tensor& tokens) {
   TORCH_CHECK_TYPE(tokens.scalar_type() == at::kFloat || tokens.scalar_type() == at::kDouble,
@@ -32,6 +33,9 @@ void check_tokens(const Tensor& tokens) {
                     tokens.sizes());
   TORCH_CHECK_VALUE(tokens.size(1) >= 3, "mlrank.contrastive_mil: need N >= 3 tokens, got ",
                     tokens.sizes());
+  // The sort counts with 32-bit integers: n = N(N-1)/2 must stay below 2^32.
+  TORCH_CHECK_VALUE(tokens.size(1) <= kMaxTokens, "mlrank.contrastive_mil: at most ", kMaxTokens,
+                    " tokens per image are supported, got ", tokens.sizes());
 }
 
 void check_same_device(const Tensor& tokens, const Tensor& other, const char* name) {
