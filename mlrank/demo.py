@@ -12,6 +12,7 @@ Until the training entry point lands, this is mlrank's main job. It
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import torch
@@ -19,6 +20,13 @@ from tqdm import tqdm
 
 from mlrank.ops import contrastive_mil
 from mlrank.ops import reference
+
+
+@functools.lru_cache(maxsize=None)
+def nuisance_basis(dim: int) -> torch.Tensor:
+    """A fixed (dim, dim // 2) orthonormal basis, the same for every batch."""
+    basis = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(7)))[0]
+    return basis[:, : dim // 2]
 
 
 def synthetic_batch(batch: int, grid: int, dim: int, generator: torch.Generator):
@@ -29,11 +37,9 @@ def synthetic_batch(batch: int, grid: int, dim: int, generator: torch.Generator)
     learns to discard. A fake image has a random rectangle of tokens pulled towards
     a second, foreign vector: the manipulated component.
     """
-    nuisance = torch.linalg.qr(torch.randn(dim, dim, generator=torch.Generator().manual_seed(7)))[0]
-    nuisance = nuisance[:, : dim // 2]
     labels = torch.arange(batch) % 2
     identity = torch.randn(batch, 1, dim, generator=generator)
-    noise = torch.randn(batch, grid * grid, dim // 2, generator=generator) @ nuisance.T
+    noise = torch.randn(batch, grid * grid, dim // 2, generator=generator) @ nuisance_basis(dim).T
     tokens = identity + noise
     for b in torch.nonzero(labels).flatten().tolist():
         top, left = torch.randint(0, grid // 2, (2,), generator=generator).tolist()

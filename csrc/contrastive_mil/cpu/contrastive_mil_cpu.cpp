@@ -38,6 +38,12 @@ void check_tokens(const Tensor& tokens) {
                     " tokens per image are supported, got ", tokens.sizes());
 }
 
+// S = tokens @ tokens^T, the same product as the reference's, so the forward sorts
+// exactly the reference's values and the backward's recomputation matches the forward.
+Tensor similarity_of(const Tensor& tokens) {
+  return at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+}
+
 void check_same_device(const Tensor& tokens, const Tensor& other, const char* name) {
   TORCH_CHECK_VALUE(other.device() == tokens.device(), "mlrank.contrastive_mil: ", name,
                     " is on ", other.device(), " but tokens are on ", tokens.device());
@@ -52,8 +58,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
   const cpu::MilPlan plan = cpu::make_plan(N, num_k.value_or(0));
 
-  // The same product as the reference's tokens @ tokens^T, so S is bit-identical.
-  const Tensor similarity = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+  const Tensor similarity = similarity_of(tokens);
   // S[i][i] = |token_i|^2 is finite exactly when token i is (barring overflow,
   // which would spoil S anyway): a B x N look instead of a pass over the tokens.
   TORCH_CHECK_VALUE(similarity.diagonal(0, 1, 2).isfinite().all().item<bool>(),
@@ -106,12 +111,11 @@ Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_
   const Tensor k = k_star.to(at::kLong).contiguous(), position = kth_position.to(at::kLong).contiguous();
   const Tensor value = kth_value.to(tokens.scalar_type()).contiguous();
 
-  // Recompute S rather than store it: the same product as the forward, so the
-  // threshold comparisons see exactly the values the forward sorted. The weights
-  // overwrite S in place: each upper-triangle value is read just before its own
-  // slot is written, and the mirror writes land in the lower triangle and the
-  // diagonal, which are never read.
-  Tensor weights = at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
+  // Recompute S rather than store it, so the threshold comparisons see exactly
+  // the values the forward sorted. The weights overwrite S in place: each
+  // upper-triangle value is read just before its own slot is written, and the
+  // mirror writes land in the lower triangle and the diagonal, which are never read.
+  Tensor weights = similarity_of(tokens);
   const int64_t tiles = (N + kWeightTile - 1) / kWeightTile;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cpu", [&] {

@@ -217,23 +217,22 @@ template <typename Consider>
 void argmax_every_k(const double* prefix, int64_t offset, int64_t k_begin, int64_t k_end,
                     int64_t n, double total, const double* reciprocal, Consider&& consider) {
   constexpr double margin = 16 * DBL_EPSILON;
-  auto lower_bound_at = [&](int64_t k) {
+  // widen = -1: a lower bound of Delta(k); widen = +1: an upper bound.
+  auto bound_at = [&](int64_t k, double widen) {
     const double c = prefix[k - offset];
-    return (total - c) * reciprocal[n - k] * (1 - margin) - c * reciprocal[k] * (1 + margin);
+    return (total - c) * reciprocal[n - k] * (1 + widen * margin) -
+           c * reciprocal[k] * (1 - widen * margin);
   };
   // Four running maxima: one would chain every k on the latency of a max.
   double floors[4];
   std::fill(floors, floors + 4, -std::numeric_limits<double>::infinity());
   int64_t k = k_begin;
   for (; k + 3 <= k_end; k += 4)
-    for (int lane = 0; lane < 4; ++lane) floors[lane] = std::max(floors[lane], lower_bound_at(k + lane));
-  for (; k <= k_end; ++k) floors[0] = std::max(floors[0], lower_bound_at(k));
+    for (int lane = 0; lane < 4; ++lane) floors[lane] = std::max(floors[lane], bound_at(k + lane, -1));
+  for (; k <= k_end; ++k) floors[0] = std::max(floors[0], bound_at(k, -1));
   const double floor = std::max(std::max(floors[0], floors[1]), std::max(floors[2], floors[3]));
-  for (k = k_begin; k <= k_end; ++k) {
-    const double c = prefix[k - offset];
-    if ((total - c) * reciprocal[n - k] * (1 + margin) - c * reciprocal[k] * (1 - margin) >= floor)
-      consider(k);
-  }
+  for (k = k_begin; k <= k_end; ++k)
+    if (bound_at(k, +1) >= floor) consider(k);
 }
 
 }  // namespace
@@ -243,7 +242,7 @@ MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N
                                            const MilPlan& plan) {
   const std::vector<int64_t>& ks = plan.ks;
   using Key = key_t<scalar_t>;
-  const int64_t n = N * (N - 1) / 2;
+  const int64_t n = plan.n;
   Workspace<Key>& ws = thread_workspace<Key>(n);
   const int64_t positives = extract_positive_keys(similarity, N, ws.keys.data());
   const int64_t zeros = n - positives;
