@@ -1,0 +1,142 @@
+"""Manipulation sequences: their format, checks, and decoding from the fused probabilities.
+
+A *sequence* is an integer tensor (B, T) of component ids 1..L in the order the components were
+manipulated, padded with 0 on the right: Seq-DeepFake's format, T = 5. An all-zero row is a genuine
+image. Decoding (method.md section 7) keeps the components with P_i > threshold, ordered by
+decreasing P_i.
+
+Decisions:
+- Ties between equal probabilities go to the lower component index first, the rule the paper's rank
+  o_i needs (method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
+  the metrics, so decoding and training agree on every tie.
+- The threshold is strict: P_i == threshold is not a detection.
+- If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
+  detected components would understate every metric.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from mlrank.data.vocab import SEQUENCE_LENGTH
+
+
+def check_scores(scores: object, name: str = "probs", probabilities: bool = True) -> torch.Tensor:
+    """Validate a (B, L) floating tensor of finite scores (in [0, 1] when ``probabilities``)."""
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(scores).__name__}")
+    if not scores.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {scores.dtype}")
+    if scores.dim() != 2 or scores.shape[1] < 1:
+        raise ValueError(
+            f"{name} must be 2-D (batch, num_components) with num_components >= 1, "
+            f"got shape {tuple(scores.shape)}"
+        )
+    if not bool(torch.isfinite(scores).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+    if probabilities and scores.numel() and not bool(((scores >= 0) & (scores <= 1)).all()):
+        low, high = scores.min().item(), scores.max().item()
+        raise ValueError(
+            f"{name} must be probabilities in [0, 1], got values in [{low}, {high}] "
+            f"(logits? apply a sigmoid first)"
+        )
+    return scores
+
+
+def check_sequences(
+    sequences: object,
+    name: str = "sequences",
+    num_components: int | None = None,
+    distinct: bool = True,
+) -> torch.Tensor:
+    """Validate a (B, T) integer tensor of sequences and return it as int64.
+
+    Checks that ids are >= 0 (and <= ``num_components`` when given), that no id follows a 0
+    padding, and, when ``distinct``, that no id repeats within a row (eq. 2 gives each manipulated
+    component one position). Errors name the first bad row.
+    """
+    if not isinstance(sequences, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(sequences).__name__}")
+    if sequences.dtype == torch.bool or sequences.is_floating_point() or sequences.is_complex():
+        raise TypeError(f"{name} must be an integer tensor of component ids, got dtype {sequences.dtype}")
+    if sequences.dim() != 2 or sequences.shape[0] < 1 or sequences.shape[1] < 1:
+        raise ValueError(
+            f"{name} must be 2-D (batch, length) and non-empty, got shape {tuple(sequences.shape)}"
+        )
+    sequences = sequences.long()
+    out_of_range = sequences < 0
+    problem = "has a negative id"
+    if num_components is not None:
+        out_of_range |= sequences > num_components
+        problem = f"has an id outside 0..{num_components}"
+    _raise_on_first_bad_row(out_of_range, sequences, name, problem)
+    padded = sequences == 0
+    # A non-zero id after a 0 means the padding is not only on the right.
+    after_padding = (padded.long().cummax(dim=1).values.bool()) & ~padded
+    _raise_on_first_bad_row(after_padding, sequences, name, "has a non-zero id after a 0 padding")
+    if distinct:
+        same = sequences.unsqueeze(2) == sequences.unsqueeze(1)
+        later_duplicate = same.triu(diagonal=1) & ~padded.unsqueeze(2)
+        _raise_on_first_bad_row(later_duplicate, sequences, name, "repeats a component id")
+    return sequences
+
+
+def _raise_on_first_bad_row(bad: torch.Tensor, sequences: torch.Tensor, name: str, problem: str) -> None:
+    flat = bad.reshape(bad.shape[0], -1).any(dim=1)
+    if bool(flat.any()):
+        row = int(flat.nonzero()[0, 0])
+        raise ValueError(f"{name} row {row} {problem}: {sequences[row].tolist()}")
+
+
+def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
+    """o_i: the 1-based rank of each score in its row, largest first, ties to the lower index first.
+
+    o_i = 1 + #{j : s_j > s_i} + #{j < i : s_j == s_i}; a (B, L) int64 tensor, a permutation of
+    1..L in every row. Any scores monotone in the probabilities (e.g. logits) give the same ranks.
+    """
+    scores = scores.detach()
+    score_i = scores.unsqueeze(-1)  # (B, L, 1): the ranked component
+    score_j = scores.unsqueeze(-2)  # (B, 1, L): the components it is compared with
+    num_components = scores.shape[-1]
+    lower_index = torch.ones(
+        num_components, num_components, dtype=torch.bool, device=scores.device
+    ).tril(diagonal=-1)  # [i, j] = j < i
+    ahead = (score_j > score_i) | ((score_j == score_i) & lower_index)
+    return 1 + ahead.sum(dim=-1)
+
+
+def decode(probs: torch.Tensor, threshold: float = 0.5, length: int = SEQUENCE_LENGTH) -> torch.Tensor:
+    """Predicted sequences from fused probabilities (method.md section 7).
+
+    Args:
+        probs: (B, L) fused probabilities P_i in [0, 1].
+        threshold: a component is predicted manipulated when P_i > threshold (strictly).
+        length: width of the output; must be >= L.
+
+    Returns:
+        (B, length) int64: ids 1..L of the predicted components by decreasing P_i (ties: lower id
+        first), padded with 0.
+
+    Raises:
+        TypeError / ValueError: probs is not a 2-D floating tensor of finite values in [0, 1],
+            the threshold is not a finite real number, or L > length.
+    """
+    check_scores(probs, "probs")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite real number, got {threshold!r}")
+    batch, num_components = probs.shape
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:
+        raise ValueError(
+            f"length must be an int >= the number of components L = {num_components}, got {length!r}"
+        )
+    ranks = descending_ranks(probs)
+    ids = torch.arange(1, num_components + 1, device=probs.device).expand(batch, num_components)
+    detected_ids = torch.where(probs > threshold, ids, torch.zeros_like(ids))
+    # Detected components hold the top ranks, so placing every id at its rank leaves them as a
+    # prefix followed by zeros.
+    sequences = torch.zeros(batch, length, dtype=torch.long, device=probs.device)
+    sequences[:, :num_components].scatter_(1, ranks - 1, detected_ids)
+    return sequences

@@ -1,0 +1,333 @@
+"""Targets, rank weights, decoding and the training losses against hand-worked cases and plain code."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mlrank.decoding import decode, descending_ranks
+from mlrank.losses import bce_loss, cls_loss, rank_loss, rank_weights, sequence_targets, total_loss
+from mlrank.ops import reference
+
+WORKED_EXAMPLE = torch.tensor([[4, 2, 0, 0, 0]])  # method.md section 1: L = 5, Y = (4, 2)
+
+
+def unit_tokens(batch, num_tokens=9, dim=8, seed=0, requires_grad=False):
+    generator = torch.Generator().manual_seed(seed)
+    raw = torch.randn(batch, num_tokens, dim, generator=generator, dtype=torch.float64)
+    raw.requires_grad_(requires_grad)
+    return raw, F.normalize(raw, dim=-1)
+
+
+# --- targets -----------------------------------------------------------------------------------
+
+
+def test_sequence_targets_worked_example():
+    y, r = sequence_targets(WORKED_EXAMPLE, L=5)
+    assert y.dtype == torch.float32 and r.dtype == torch.int64
+    assert y.tolist() == [[0, 1, 0, 1, 0]]
+    assert r.tolist() == [[5, 2, 5, 1, 5]]
+
+
+def test_sequence_targets_batch_genuine_full_and_other_L():
+    sequences = torch.tensor([[0, 0, 0, 0, 0], [5, 4, 3, 2, 1], [3, 0, 0, 0, 0]])
+    y, r = sequence_targets(sequences, L=5)
+    assert y.tolist() == [[0] * 5, [1] * 5, [0, 0, 1, 0, 0]]
+    assert r.tolist() == [[5] * 5, [5, 4, 3, 2, 1], [5, 5, 1, 5, 5]]
+    y, r = sequence_targets(torch.tensor([[2, 0, 0]]), L=3)
+    assert y.tolist() == [[0, 1, 0]] and r.tolist() == [[3, 1, 3]]
+
+
+def test_sequence_targets_binary_mode():
+    labels = torch.tensor([0, 1, 1])
+    y, r = sequence_targets(labels, L=1)
+    assert y.tolist() == [[0], [1], [1]] and r.tolist() == [[1], [1], [1]]
+    y5, r5 = sequence_targets(torch.tensor([[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0]]), L=1)
+    assert torch.equal(y5, y) and torch.equal(r5, r)
+
+
+@pytest.mark.parametrize(
+    "sequences, L, error, words",
+    [
+        (torch.tensor([[1.0, 0, 0, 0, 0]]), 5, TypeError, "integer"),
+        (torch.tensor([[[1, 0]]]), 5, ValueError, "2-D"),
+        (torch.tensor([[1, 6, 0, 0, 0]]), 5, ValueError, "row 0 has an id outside 0..5"),
+        (torch.tensor([[0, 0, 0, 0, 0], [1, -1, 0, 0, 0]]), 5, ValueError, "row 1"),
+        (torch.tensor([[1, 0, 2, 0, 0]]), 5, ValueError, "after a 0 padding"),
+        (torch.tensor([[2, 3, 2, 0, 0]]), 5, ValueError, "repeats"),
+        (torch.tensor([0, 1]), 5, ValueError, "binary mode"),
+        (torch.tensor([[1, 0]]), 0, ValueError, "L must be"),
+        ([[1, 0]], 5, TypeError, "torch.Tensor"),
+    ],
+)
+def test_sequence_targets_bad_input(sequences, L, error, words):
+    with pytest.raises(error, match=words.replace("(", r"\(").replace(".", r"\.")):
+        sequence_targets(sequences, L=L)
+
+
+# --- rank weights ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "probs, expected",
+    [
+        # o = (5, 2, 3, 1, 4): manipulated components ranked exactly right, the rest below |Y|.
+        ([0.1, 0.8, 0.3, 0.9, 0.2], [1, 0, 1, 0, 1]),
+        # o = (1, 2, 5, 4, 3): genuine 1 above |Y| -> |1 - 5|; component 4 ranked 4th, truly 1st -> 3.
+        ([0.9, 0.8, 0.1, 0.2, 0.3], [4, 0, 1, 3, 1]),
+        # All tied: o = (1, 2, 3, 4, 5) by index.
+        ([0.5, 0.5, 0.5, 0.5, 0.5], [4, 0, 1, 3, 1]),
+    ],
+)
+def test_rank_weights_worked_example(probs, expected):
+    w = rank_weights(torch.tensor([probs]), WORKED_EXAMPLE, alpha=1.0)
+    assert w.tolist() == [expected]
+    assert rank_weights(torch.tensor([probs]), WORKED_EXAMPLE, alpha=2.5).tolist() == [
+        [2.5 * v for v in expected]
+    ]
+
+
+def test_rank_weights_ties_break_to_lower_index():
+    # Y = (2, 4): r = (5, 1, 5, 2, 5). Components 1, 2, 4 tie at 0.7 -> o = (1, 2, 4, 3, 5).
+    probs = torch.tensor([[0.7, 0.7, 0.1, 0.7, 0.1]])
+    assert descending_ranks(probs).tolist() == [[1, 2, 4, 3, 5]]
+    w = rank_weights(probs, torch.tensor([[2, 4, 0, 0, 0]]))
+    # The other tie rule (higher index first) would give o_1 = 3 > |Y| and w_1 = 1.
+    assert w.tolist() == [[4, 1, 1, 1, 1]]
+
+
+def test_rank_weights_genuine_and_batch():
+    probs = torch.tensor([[0.9, 0.1, 0.2, 0.3, 0.4], [0.2, 0.4, 0.6, 0.8, 0.1]])
+    sequences = torch.tensor([[0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
+    # Row 2: o = (4, 3, 2, 1, 5), |Y| = 1, r = (5, 5, 1, 5, 5): component 4 is genuine but ranked
+    # first -> |1 - 5| = 4; component 3 is ranked 2nd, truly 1st -> 1.
+    assert rank_weights(probs, sequences, alpha=1.0).tolist() == [[1] * 5, [1, 1, 1, 4, 1]]
+
+
+def test_rank_weights_have_no_gradient():
+    probs = torch.tensor([[0.1, 0.8, 0.3, 0.9, 0.2]], requires_grad=True)
+    w = rank_weights(probs, WORKED_EXAMPLE)
+    assert not w.requires_grad and w.grad_fn is None
+
+
+def test_rank_weights_bad_input():
+    with pytest.raises(ValueError, match="3 rows but sequences has 1"):
+        rank_weights(torch.rand(3, 5), WORKED_EXAMPLE)
+    with pytest.raises(ValueError, match="NaN"):
+        rank_weights(torch.tensor([[float("nan"), 0, 0, 0, 0]]), WORKED_EXAMPLE)
+    with pytest.raises(ValueError, match="alpha"):
+        rank_weights(torch.rand(1, 5), WORKED_EXAMPLE, alpha=-1.0)
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def test_decode_orders_by_probability_and_pads():
+    probs = torch.tensor([[0.1, 0.8, 0.3, 0.9, 0.2], [0.6, 0.1, 0.95, 0.2, 0.7], [0.0, 0.1, 0.2, 0.3, 0.4]])
+    assert decode(probs).tolist() == [[4, 2, 0, 0, 0], [3, 5, 1, 0, 0], [0, 0, 0, 0, 0]]
+    assert decode(probs, threshold=0.15).tolist() == [[4, 2, 3, 5, 0], [3, 5, 1, 4, 0], [5, 4, 3, 0, 0]]
+
+
+def test_decode_ties_and_threshold_equality():
+    probs = torch.tensor([[0.7, 0.5, 0.9, 0.7, 0.7], [0.5, 0.5, 0.5, 0.5, 0.5]])
+    assert decode(probs).tolist() == [[3, 1, 4, 5, 0], [0, 0, 0, 0, 0]]
+    assert decode(torch.ones(1, 5)).tolist() == [[1, 2, 3, 4, 5]]
+
+
+def test_decode_other_lengths():
+    assert decode(torch.tensor([[0.9], [0.2]])).tolist() == [[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]]
+    assert decode(torch.tensor([[0.6, 0.9]]), length=2).tolist() == [[2, 1]]
+    with pytest.raises(ValueError, match="length"):
+        decode(torch.rand(2, 6))
+
+
+@pytest.mark.parametrize(
+    "probs, error, words",
+    [
+        (torch.tensor([[1.5, 0.0]]), ValueError, "logits"),
+        (torch.tensor([[float("nan"), 0.0]]), ValueError, "NaN"),
+        (torch.tensor([1, 0]), TypeError, "floating"),
+        (torch.rand(5), ValueError, "2-D"),
+    ],
+)
+def test_decode_bad_input(probs, error, words):
+    with pytest.raises(error, match=words):
+        decode(probs)
+
+
+# --- L_CLS -------------------------------------------------------------------------------------
+
+
+def plain_cls_loss(tokens, is_fake, reg, num_k=None):
+    prob, _, u_mean = reference.contrastive_mil(tokens, 0.2, num_k)
+    fake = is_fake.double()
+    mil = -(fake * torch.log(prob) + (1 - fake) * torch.log(1 - prob))
+    num_pairs = tokens.shape[1] * (tokens.shape[1] - 1) / 2
+    regularizer = (1 - u_mean) * (num_pairs if reg == "sum" else 1)
+    return (mil + (1 - fake) * regularizer).mean(), prob
+
+
+@pytest.mark.parametrize("reg, num_k", [("mean", None), ("sum", None), ("mean", 3)])
+def test_cls_loss_matches_plain_computation(reg, num_k):
+    is_fake = torch.tensor([1, 0, 1, 0])
+    raw, tokens = unit_tokens(4, requires_grad=True)
+    loss, prob = cls_loss(tokens, is_fake, tau=0.2, num_k=num_k, reg=reg)
+    (grad,) = torch.autograd.grad(loss, raw)
+    expected, expected_prob = plain_cls_loss(F.normalize(raw, dim=-1), is_fake, reg, num_k)
+    (expected_grad,) = torch.autograd.grad(expected, raw)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(prob, expected_prob.detach())
+    torch.testing.assert_close(grad, expected_grad)
+    assert grad.abs().sum() > 0
+
+
+def test_cls_loss_clamps_certain_probabilities():
+    # Identical tokens: every similarity is 1, Delta(k) = 0 and P(x) = 0 exactly.
+    tokens = torch.zeros(2, 4, 3, dtype=torch.float64)
+    tokens[..., 0] = 1
+    loss, prob = cls_loss(tokens, torch.tensor([True, False]))
+    assert prob.tolist() == [0.0, 0.0]
+    # Fake: -log(1e-6); real: -log(1 - 1e-6) + l_Reg = 1 - 1 = 0.
+    expected = (-math.log(1e-6) - math.log(1 - 1e-6)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_cls_loss_bad_input():
+    _, tokens = unit_tokens(2)
+    with pytest.raises(ValueError, match="l2-normalised"):
+        cls_loss(tokens * 2, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="reg"):
+        cls_loss(tokens, torch.tensor([0, 1]), reg="max")
+    with pytest.raises(ValueError, match="is_fake must hold only 0 and 1"):
+        cls_loss(tokens, torch.tensor([0, 2]))
+    with pytest.raises(ValueError, match=r"is_fake must have shape \(2,\)"):
+        cls_loss(tokens, torch.tensor([0, 1, 1]))
+
+
+# --- L_BCE and L_Rank --------------------------------------------------------------------------
+
+
+def plain_bce(logits, y):
+    p = torch.sigmoid(logits)
+    return -(y * torch.log(p) + (1 - y) * torch.log(1 - p))
+
+
+def test_bce_loss_matches_plain_computation_and_mask():
+    generator = torch.Generator().manual_seed(0)
+    patch, cls = torch.randn(2, 3, 5, generator=generator, dtype=torch.float64)
+    y = torch.tensor([[0, 1, 0, 1, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float64)
+    per_sample = (plain_bce(patch, y) + plain_bce(cls, y)).sum(dim=1)
+    torch.testing.assert_close(bce_loss(patch, cls, y), per_sample.mean())
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    torch.testing.assert_close(bce_loss(patch, cls, y, mask), (per_sample[0] + per_sample[2]) / 2)
+
+
+def test_bce_loss_with_no_labelled_sample_is_zero_and_differentiable():
+    logits = torch.randn(2, 5, requires_grad=True)
+    loss = bce_loss(logits, logits, torch.zeros(2, 5), torch.zeros(2))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros(2, 5))
+
+
+def test_rank_loss_matches_hand_weights():
+    probs = torch.tensor([[0.9, 0.8, 0.1, 0.2, 0.3], [0.1, 0.8, 0.3, 0.9, 0.2]], dtype=torch.float64)
+    logits = torch.logit(probs).requires_grad_()
+    sequences = torch.tensor([[4, 2, 0, 0, 0], [4, 2, 0, 0, 0]])
+    y = torch.tensor([[0, 1, 0, 1, 0]] * 2, dtype=torch.float64)
+    weights = torch.tensor([[4, 0, 1, 3, 1], [1, 0, 1, 0, 1]], dtype=torch.float64)
+    expected = (weights * plain_bce(logits.detach(), y)).sum(dim=1)
+    loss = rank_loss(logits, sequences, alpha=1.0)
+    torch.testing.assert_close(loss, expected.mean())
+    loss.backward()
+    # w is a constant: d/df_i of w_i BCE_i is w_i (sigmoid(f_i) - y_i) / B.
+    torch.testing.assert_close(logits.grad, weights * (probs - y) / 2)
+    torch.testing.assert_close(rank_loss(logits, sequences, 1.0, torch.tensor([0, 1])), expected[1])
+
+
+def test_rank_weights_from_logits_avoid_saturation_ties():
+    # sigmoid(30) and sigmoid(20) are both 1.0 in float32; the logits still order them.
+    logits = torch.tensor([[20.0, 30.0, -5.0, -5.0, -5.0]])
+    sequences = torch.tensor([[2, 1, 0, 0, 0]])
+    assert torch.sigmoid(logits)[0, 0] == torch.sigmoid(logits)[0, 1]
+    assert rank_weights(logits, sequences).tolist() == [[0, 0, 1, 1, 1]]
+    assert rank_weights(torch.sigmoid(logits), sequences).tolist() == [[1, 1, 1, 1, 1]]
+
+
+def test_rank_loss_needs_two_components():
+    with pytest.raises(ValueError, match="binary mode"):
+        rank_loss(torch.zeros(2, 1), torch.tensor([[1], [0]]))
+
+
+# --- L_Total -----------------------------------------------------------------------------------
+
+
+def make_outputs(batch, num_components, seed=0):
+    generator = torch.Generator().manual_seed(seed + 1)
+    raw, tokens = unit_tokens(batch, seed=seed, requires_grad=True)
+    leaves = {
+        key: torch.randn(batch, num_components, generator=generator, dtype=torch.float64).requires_grad_()
+        for key in ("logits_patch", "logits_class", "logits")
+    }
+    return raw, {"tokens": tokens, **leaves}
+
+
+def test_total_loss_terms_add_up_and_gradients_flow():
+    raw, outputs = make_outputs(4, 5)
+    sequences = torch.tensor([[4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5], [3, 0, 0, 0, 0]])
+    terms = total_loss(outputs, sequences, lambda1=0.5, lambda2=2.0, alpha=1.5, num_k=4, reg="sum")
+    assert set(terms) == {"cls", "bce", "rank", "total"}
+    is_fake = torch.tensor([1, 0, 1, 1])
+    y, _ = sequence_targets(sequences)
+    torch.testing.assert_close(terms["cls"], cls_loss(outputs["tokens"], is_fake, 0.2, 4, "sum")[0])
+    torch.testing.assert_close(
+        terms["bce"], bce_loss(outputs["logits_patch"], outputs["logits_class"], y.double())
+    )
+    torch.testing.assert_close(terms["rank"], rank_loss(outputs["logits"], sequences, 1.5))
+    torch.testing.assert_close(terms["total"], terms["cls"] + 0.5 * terms["bce"] + 2.0 * terms["rank"])
+    terms["total"].backward()
+    for leaf in (raw, outputs["logits_patch"], outputs["logits_class"], outputs["logits"]):
+        assert leaf.grad is not None and leaf.grad.abs().sum() > 0
+
+
+def test_total_loss_component_mask_marks_pseudo_fakes():
+    raw, outputs = make_outputs(3, 5, seed=2)
+    # Row 2 is a pseudo-fake: its components are unknown, its sequence is empty.
+    sequences = torch.tensor([[0, 0, 0, 0, 0], [2, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    mask = torch.tensor([1.0, 1.0, 0.0])
+    terms = total_loss(outputs, sequences, component_mask=mask)
+    torch.testing.assert_close(terms["cls"], cls_loss(outputs["tokens"], torch.tensor([0, 1, 1]))[0])
+    known = slice(0, 2)
+    y, _ = sequence_targets(sequences[known])
+    expected_bce = bce_loss(outputs["logits_patch"][known], outputs["logits_class"][known], y.double())
+    torch.testing.assert_close(terms["bce"], expected_bce)
+    torch.testing.assert_close(terms["rank"], rank_loss(outputs["logits"][known], sequences[known]))
+    terms["total"].backward()
+    # The pseudo-fake's logits receive no gradient; its tokens do, through L_CLS.
+    assert torch.equal(outputs["logits"].grad[2], torch.zeros(5, dtype=torch.float64))
+    assert raw.grad[2].abs().sum() > 0
+
+
+def test_total_loss_binary_mode():
+    raw, outputs = make_outputs(4, 1, seed=3)
+    labels = torch.tensor([0, 1, 1, 0])
+    terms = total_loss(outputs, labels, lambda1=0.5)
+    assert set(terms) == {"cls", "bce", "total"}
+    torch.testing.assert_close(terms["total"], terms["cls"] + 0.5 * terms["bce"])
+    as_sequences = torch.tensor([[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    torch.testing.assert_close(total_loss(outputs, as_sequences, lambda1=0.5)["total"], terms["total"])
+
+
+def test_total_loss_bad_input():
+    _, outputs = make_outputs(2, 5)
+    sequences = torch.tensor([[1, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"missing key\(s\) \['logits_class'\]"):
+        total_loss({k: v for k, v in outputs.items() if k != "logits_class"}, sequences)
+    with pytest.raises(ValueError, match="3 rows but the outputs have batch size 2"):
+        total_loss(outputs, torch.zeros(3, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="logits_patch"):
+        total_loss({**outputs, "logits_patch": outputs["logits_patch"][:, :4]}, sequences)
+    with pytest.raises(ValueError, match="component_mask"):
+        total_loss(outputs, sequences, component_mask=torch.tensor([1.0, 0.5]))
+    with pytest.raises(ValueError, match="lambda2"):
+        total_loss(outputs, sequences, lambda2=float("nan"))
