@@ -1,0 +1,207 @@
+"""Config loading: defaults, shipped configs, bases, overrides, unknown keys, types, saving."""
+
+import dataclasses
+import typing
+
+import pytest
+import yaml
+
+from mlrank.config import (
+    Config,
+    DataConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    resolve_config_path,
+    save_config,
+    shipped_config,
+    shipped_config_names,
+    valid_keys,
+)
+from mlrank.data.vocab import SUBSETS
+
+
+def write_yaml(path, content):
+    path.write_text(yaml.safe_dump(content), encoding="utf-8")
+    return path
+
+
+def test_no_file_gives_the_synthetic_defaults():
+    config = load_config()
+    assert config == Config()
+    assert (config.method, config.seed, config.data.kind, config.data.image_size) == ("mlrank", 0, "synthetic", 128)
+    assert (config.data.synthetic_train_size, config.data.synthetic_val_size) == (3000, 300)
+    assert (config.loss.tau, config.loss.lambda1, config.loss.lambda2, config.loss.alpha) == (0.2, 1.0, 1.0, 1.0)
+    assert config.seeable.grid == (4, 4)
+
+
+def test_shipped_synthetic_config_spells_out_the_defaults():
+    assert load_config("synthetic") == Config()
+
+
+def test_every_shipped_config_loads_with_the_papers_settings():
+    names = shipped_config_names()
+    assert {"synthetic", "seqdeepfake_components_r50", "seqdeepfake_attributes_r50", "ffpp_swin"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert config.loss.tau == 0.2 and config.loss.alpha == 1.0 and config.loss.lambda1 == 1.0
+        assert config.optim.backbone_lr_scale == 0.1 and config.optim.scheduler == "cosine"
+        if name != "synthetic":
+            assert config.optim.lr == 1e-4
+            assert config.data.root is None and config.model.pretrained_file is None  # the user's paths
+    components = load_config("seqdeepfake_components_r50")
+    assert (components.model.backbone, components.optim.epochs, components.loss.lambda2) == ("resnet50", 200, 1.0)
+    swin = load_config("ffpp_swin")
+    assert (swin.model.num_classes, swin.optim.epochs, swin.data.image_size) == (1, 400, 384)
+    assert swin.data.kind == "deepfakebench" and swin.loss.lambda2 == 0.0
+
+
+def test_base_config_is_merged_key_by_key():
+    attributes = load_config("seqdeepfake_attributes_r50")
+    components = load_config("seqdeepfake_components_r50")
+    assert attributes.data.subset == "facial_attributes"
+    assert attributes.output_dir == "runs/seqdeepfake_attributes_r50"
+    expected = dataclasses.replace(
+        components,
+        output_dir="runs/seqdeepfake_attributes_r50",
+        data=dataclasses.replace(components.data, subset="facial_attributes"),
+    )
+    assert attributes == expected
+
+
+def test_base_by_relative_path_and_layering(tmp_path):
+    write_yaml(tmp_path / "parent.yaml", {"base": "synthetic", "optim": {"lr": 0.5, "epochs": 3}})
+    child = write_yaml(tmp_path / "child.yaml", {"base": "parent.yaml", "optim": {"epochs": 4}})
+    config = load_config(child, ["optim.epochs=5", "data.batch_size=8"])
+    assert (config.optim.lr, config.optim.epochs, config.data.batch_size) == (0.5, 5, 8)
+    assert load_config(child).optim.epochs == 4
+
+
+def test_base_cycle_is_an_error(tmp_path):
+    write_yaml(tmp_path / "a.yaml", {"base": "b.yaml"})
+    write_yaml(tmp_path / "b.yaml", {"base": "a.yaml"})
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(tmp_path / "a.yaml")
+
+
+def test_overrides_are_parsed_as_yaml_values():
+    config = load_config(
+        None,
+        [
+            "optim.lr=3e-4",  # PyYAML reads this as a string; a float field accepts it
+            "optim.grad_clip=1",
+            "loss.num_k=100",
+            "data.root=/data/Seq-DeepFake",
+            "model.pretrained_file=null",
+            "deterministic=false",
+            "seeable.grid=[2, 3]",
+            "seeable.types=[blur]",
+            "method=seeable",
+            "data.root=/a: b",  # YAML punctuation: kept as the literal text
+        ],
+    )
+    assert config.optim.lr == 3e-4 and isinstance(config.optim.lr, float)
+    assert config.optim.grad_clip == 1.0 and isinstance(config.optim.grad_clip, float)
+    assert config.loss.num_k == 100
+    assert config.model.pretrained_file is None
+    assert config.deterministic is False
+    assert config.seeable.grid == (2, 3) and config.seeable.types == ["blur"]
+    assert config.method == "seeable"
+    assert config.data.root == "/a: b"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.lrr=0.1", "unknown config key 'optim.lrr'; did you mean 'optim.lr'?"),
+        ("optimm.lr=0.1", "unknown config key 'optimm.lr'; did you mean 'optim.lr'?"),
+        ("data.batchsize=4", "did you mean 'data.batch_size'?"),
+        ("sed=1", "did you mean 'seed'?"),
+    ],
+)
+def test_unknown_override_key_suggests_the_nearest(override, message):
+    with pytest.raises(ValueError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+def test_unknown_key_without_a_near_one_lists_the_section(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", {"loss": {"zzzzzz": 1}})
+    with pytest.raises(ValueError, match=r"unknown config key 'loss.zzzzzz'; valid keys here: \['loss.tau'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.epochs=2.5", "config key 'optim.epochs' expects int, got 2.5"),
+        ("deterministic=1", "config key 'deterministic' expects bool, got 1"),
+        ("optim.lr=fast", "config key 'optim.lr' expects float, got 'fast'"),
+        ("method=gan", "config key 'method' expects one of 'mlrank', 'seeable', got 'gan'"),
+        ("seeable.grid=[4]", "config key 'seeable.grid' expects a list of 2 int"),
+        ("loss.num_k=all", "config key 'loss.num_k' expects int or null, got 'all'"),
+        ("data=3", "config key 'data' is a section"),
+        ("optim.lr", "must look like section.key=value"),
+    ],
+)
+def test_wrong_types_name_the_key_and_the_expected_type(override, message):
+    with pytest.raises(ValueError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.batch_size=0", "'data.batch_size' must be positive"),
+        ("loss.tau=-0.2", "'loss.tau' must be positive"),
+        ("loss.lambda2=-1", "'loss.lambda2' must be non-negative"),
+        ("optim.lr=.inf", "'optim.lr' must be finite"),
+        ("model.dropout=1.0", "'model.dropout' must lie in [0, 1)"),
+        ("model.num_heads=3", "divisible by 'model.num_heads'"),
+        ("model.out_stride=48", "divisible by 'model.out_stride'"),
+    ],
+)
+def test_values_out_of_range_are_errors(override, message):
+    with pytest.raises(ValueError) as error:
+        load_config(None, [override])
+    assert message in str(error.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shipped configs: .*synthetic"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(FileNotFoundError, match="no shipped config named 'nope'"):
+        shipped_config("nope")
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{listing}.*mapping"):
+        load_config(listing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("optim: {lr: [\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{broken} is not valid YAML"):
+        load_config(broken)
+
+
+def test_config_argument_takes_a_path_or_a_shipped_name(tmp_path):
+    assert resolve_config_path("ffpp_swin") == shipped_config("ffpp_swin")
+    local = write_yaml(tmp_path / "mine.yaml", {"seed": 7})
+    assert resolve_config_path(str(local)) == local
+    assert load_config(str(local)).seed == 7
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = load_config("ffpp_swin", ["seeable.grid=[3, 5]", "data.root=/x"])
+    path = tmp_path / "run" / "config.yaml"
+    save_config(config, path)
+    assert load_config(path) == config
+    assert yaml.safe_load(path.read_text(encoding="utf-8")) == config_to_dict(config)
+    assert config_to_dict(config)["seeable"]["grid"] == [3, 5]
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_every_field_is_a_valid_key_and_subsets_match_the_vocabulary():
+    keys = valid_keys()
+    assert "optim.lr" in keys and "data" in keys and "seeable.lambda_gui" in keys
+    subset_hint = typing.get_type_hints(DataConfig)["subset"]
+    assert set(typing.get_args(subset_hint)) == set(SUBSETS)
