@@ -1,0 +1,214 @@
+"""Binary data sets: DeepfakeBench's JSON index and the real/fake frame-folder layout."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mlrank.data.binary import DeepfakeBenchDataset, FrameFolderDataset
+from mlrank.data.io import evenly_spaced_indices
+
+
+def write_frame(path, grey):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    Image.fromarray(np.full((4, 5, 3), grey, dtype=np.uint8)).save(path)
+
+
+def write_video(folder, count, grey_of=lambda i: i):
+    """Frames 0.png .. (count-1).png with grey level grey_of(i); returns their paths in a scrambled order."""
+    paths = []
+    for index in range(count):
+        path = os.path.join(folder, f"{index}.png")
+        write_frame(path, grey_of(index))
+        paths.append(path)
+    return paths[::-1]
+
+
+def test_evenly_spaced_indices_worked_examples():
+    assert evenly_spaced_indices(10, 4) == [0, 3, 6, 9]  # linspace 0, 3, 6, 9
+    assert evenly_spaced_indices(11, 3) == [0, 5, 10]
+    assert evenly_spaced_indices(7, 4) == [0, 2, 4, 6]  # 0, 2, 4, 6
+    assert evenly_spaced_indices(3, 32) == [0, 1, 2]
+    assert evenly_spaced_indices(5, None) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="frames_per_video must be >= 1"):
+        evenly_spaced_indices(5, 0)
+
+
+# ---------------------------------------------------------------- DeepfakeBench JSON index
+
+
+@pytest.fixture
+def ff_index(tmp_path):
+    """A FaceForensics++-style index: relative paths written with backslashes, as DeepfakeBench ships them."""
+    frames = tmp_path / "frames"
+    real_c23 = write_video(frames / "FaceForensics++/original_sequences/youtube/c23/frames/000", 12, lambda i: 10 + i)
+    fake_c23 = write_video(frames / "FaceForensics++/manipulated_sequences/Deepfakes/c23/frames/000_003", 3, lambda i: 100 + i)
+    real_c40 = write_video(frames / "FaceForensics++/original_sequences/youtube/c40/frames/000", 2, lambda i: 200 + i)
+
+    def relative(paths):
+        return [os.path.relpath(p, frames).replace("/", "\\") for p in paths]
+
+    index = {
+        "FaceForensics++": {
+            "FF-real": {
+                "train": {
+                    "c23": {"000": {"label": "FF-real", "frames": relative(real_c23)}},
+                    "c40": {"000": {"label": "FF-real", "frames": relative(real_c40)}},
+                },
+                "test": {"c23": {}, "c40": {}},
+            },
+            "FF-DF": {
+                "train": {
+                    "c23": {"000_003": {"label": "FF-DF", "frames": relative(fake_c23), "masks": []}},
+                    "c40": {},
+                },
+                "test": {"c23": {}, "c40": {}},
+            },
+        }
+    }
+    json_path = tmp_path / "FaceForensics++.json"
+    json_path.write_text(json.dumps(index))
+    return json_path, frames
+
+
+def test_json_index_selects_frames_labels_and_ids(ff_index):
+    json_path, frames = ff_index
+    dataset = DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, frames_per_video=4)
+
+    # real video: 12 frames, linspace(0, 11, 4) -> 0, 3, 7, 11; fake video: 3 frames, all kept
+    greys = [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(len(dataset))]
+    assert greys == [10, 13, 17, 21, 100, 101, 102]
+    assert torch.equal(dataset.labels(), torch.tensor([0, 0, 0, 0, 1, 1, 1]))
+    assert dataset.video_ids() == ["FF-real/000"] * 4 + ["FF-DF/000_003"] * 3
+    image, label, video_id = dataset[5]
+    assert image.shape == (3, 4, 5) and image.dtype == torch.float32
+    assert label == 1 and video_id == "FF-DF/000_003"
+
+
+def test_json_index_compression_and_all_frames(ff_index):
+    json_path, frames = ff_index
+    dataset = DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, compression="c40")
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(len(dataset))] == [200, 201]
+    everything = DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, frames_per_video=None)
+    assert len(everything) == 15
+
+
+def test_json_index_without_compression_level_and_absolute_paths(tmp_path):
+    # Celeb-DF: the split holds the videos directly; paths absolute on the machine that wrote the JSON
+    local = tmp_path / "local"
+    real = write_video(local / "Celeb-real/frames/id0_0000", 2, lambda i: 50 + i)
+    fake = write_video(local / "Celeb-synthesis/frames/id0_id1_0000", 2, lambda i: 60 + i)
+    written_on = "/data/old/datasets"
+    index = {
+        "Celeb-DF-v2": {
+            "CelebDFv2_real": {"test": {"id0_0000": {"label": "CelebDFv2_real", "frames": [p.replace(str(local), written_on) for p in real]}}},
+            "CelebDFv2_fake": {"test": {"id0_id1_0000": {"label": "CelebDFv2_fake", "frames": [p.replace(str(local), written_on) for p in fake]}}},
+        }
+    }
+    json_path = tmp_path / "Celeb-DF-v2.json"
+    json_path.write_text(json.dumps(index))
+
+    dataset = DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local, json_prefix=written_on + "/")
+    assert torch.equal(dataset.labels(), torch.tensor([0, 0, 1, 1]))
+    assert dataset.video_ids() == ["CelebDFv2_real/id0_0000"] * 2 + ["CelebDFv2_fake/id0_id1_0000"] * 2
+    assert round(float(dataset[3][0][0, 0, 0]) * 255) == 61
+
+    with pytest.raises(ValueError, match="is absolute; pass json_prefix"):
+        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local)
+    with pytest.raises(ValueError, match="does not start with json_prefix '/elsewhere'"):
+        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local, json_prefix="/elsewhere")
+    with pytest.raises(FileNotFoundError, match="/data/old/datasets/Celeb-real"):
+        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test")  # no root: paths used as written
+
+
+def test_json_index_errors_name_the_problem(ff_index, tmp_path):
+    json_path, frames = ff_index
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        DeepfakeBenchDataset(tmp_path / "missing.json", "FaceForensics++", "train")
+    with pytest.raises(ValueError, match=r"unknown data set 'FF\+\+'; available: \['FaceForensics\+\+'\]"):
+        DeepfakeBenchDataset(json_path, "FF++", "train", root=frames)
+    with pytest.raises(ValueError, match="FaceForensics\\+\\+/FF-real: unknown split 'val'"):
+        DeepfakeBenchDataset(json_path, "FaceForensics++", "val", root=frames)
+    with pytest.raises(ValueError, match=r"unknown compression level 'raw'; available: \['c23', 'c40'\]"):
+        DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, compression="raw")
+    with pytest.raises(ValueError, match="no frames for 'FaceForensics\\+\\+', split 'test'"):
+        DeepfakeBenchDataset(json_path, "FaceForensics++", "test", root=frames)
+    with pytest.raises(ValueError, match="frames_per_video must be >= 1"):
+        DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, frames_per_video=0)
+
+    os.remove(frames / "FaceForensics++/original_sequences/youtube/c23/frames/000/11.png")
+    with pytest.raises(FileNotFoundError, match="not found: .*frames/000/11.png"):
+        DeepfakeBenchDataset(json_path, "FaceForensics++", "train", root=frames, frames_per_video=4)
+
+
+def test_json_index_unknown_label_and_custom_label_dict(tmp_path):
+    frames = write_video(tmp_path / "wdf/real/v1", 1)
+    index = {"WildDeepfake": {"WDF-real": {"test": {"v1": {"label": "WDF-real", "frames": frames}}}}}
+    json_path = tmp_path / "WildDeepfake.json"
+    json_path.write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="WildDeepfake/WDF-real/test/v1: unknown label 'WDF-real'"):
+        DeepfakeBenchDataset(json_path, "WildDeepfake", "test")
+    dataset = DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 0})
+    assert dataset.labels().tolist() == [0]
+    with pytest.raises(ValueError, match="maps 'WDF-real' to 2"):
+        DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 2})
+
+
+def test_json_index_malformed_content(tmp_path):
+    json_path = tmp_path / "bad.json"
+    json_path.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json is not valid JSON"):
+        DeepfakeBenchDataset(json_path, "X", "train")
+    json_path.write_text(json.dumps({"X": {"X_real": {"train": {"v": {"label": "real"}}}}}))
+    with pytest.raises(ValueError, match=r"X/X_real/train/v: expected \{'label'"):
+        DeepfakeBenchDataset(json_path, "X", "train")
+    # DeepfakeBench's DFDC script writes one record straight under "val"
+    json_path.write_text(json.dumps({"X": {"X_real": {"val": {"label": "real", "frames": []}}}}))
+    with pytest.raises(ValueError, match="X/X_real/val: a single video record"):
+        DeepfakeBenchDataset(json_path, "X", "val")
+
+
+# ---------------------------------------------------------------- folder layout
+
+
+def test_frame_folders_labels_ids_and_spacing(tmp_path):
+    write_video(tmp_path / "real/vid_a", 5, lambda i: 10 + i)
+    write_video(tmp_path / "fake/vid_b", 11, lambda i: 100 + i)
+    (tmp_path / "fake/vid_b/notes.txt").write_text("not a frame")
+    (tmp_path / "report.json").write_text("{}")
+
+    dataset = FrameFolderDataset(tmp_path, frames_per_video=3)
+    # fake first (sorted class folders); 11 frames -> 0, 5, 10; 5 frames -> 0, 2, 4
+    assert dataset.video_ids() == ["fake/vid_b"] * 3 + ["real/vid_a"] * 3
+    assert dataset.labels().tolist() == [1, 1, 1, 0, 0, 0]
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(6)] == [100, 105, 110, 10, 12, 14]
+    image, label, video_id = dataset[3]
+    assert image.shape == (3, 4, 5) and label == 0 and video_id == "real/vid_a"
+
+
+def test_frame_folders_nested_videos_and_loose_images(tmp_path):
+    write_video(tmp_path / "real/youtube/000", 2)
+    write_frame(str(tmp_path / "real/single.png"), 7)
+    write_video(tmp_path / "real/.cache/x", 1)  # hidden: passed over
+    dataset = FrameFolderDataset(tmp_path, frames_per_video=None)
+    assert dataset.video_ids() == ["real/single", "real/youtube/000", "real/youtube/000"]
+    assert dataset.labels().tolist() == [0, 0, 0]
+
+
+def test_frame_folders_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="frame folder not found"):
+        FrameFolderDataset(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="neither 'real/' nor 'fake/'"):
+        FrameFolderDataset(tmp_path)
+    write_video(tmp_path / "Real/v", 1)
+    with pytest.raises(ValueError, match=r"unexpected folder\(s\) \['Real'\]"):
+        FrameFolderDataset(tmp_path)
+    os.rename(tmp_path / "Real", tmp_path / "real")
+    (tmp_path / "fake/empty_video").mkdir(parents=True)
+    with pytest.raises(ValueError, match="fake: no image files"):
+        FrameFolderDataset(tmp_path)
+    with pytest.raises(TypeError, match="frames_per_video must be an int"):
+        FrameFolderDataset(tmp_path, frames_per_video=2.5)
