@@ -61,7 +61,9 @@ def check_sequences(
     if not isinstance(sequences, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(sequences).__name__}")
     if sequences.dtype == torch.bool or sequences.is_floating_point() or sequences.is_complex():
-        raise TypeError(f"{name} must be an integer tensor of component ids, got dtype {sequences.dtype}")
+        raise TypeError(
+            f"{name} must be an integer tensor of component ids, got dtype {sequences.dtype}"
+        )
     if sequences.dim() != 2 or sequences.shape[0] < 1 or sequences.shape[1] < 1:
         raise ValueError(
             f"{name} must be 2-D (batch, length) and non-empty, got shape {tuple(sequences.shape)}"
@@ -84,7 +86,9 @@ def check_sequences(
     return sequences
 
 
-def _raise_on_first_bad_row(bad: torch.Tensor, sequences: torch.Tensor, name: str, problem: str) -> None:
+def _raise_on_first_bad_row(
+    bad: torch.Tensor, sequences: torch.Tensor, name: str, problem: str
+) -> None:
     flat = bad.reshape(bad.shape[0], -1).any(dim=1)
     if bool(flat.any()):
         row = int(flat.nonzero()[0, 0])
@@ -125,7 +129,8 @@ def decode(probs: torch.Tensor, threshold: float = 0.5, length: int = SEQUENCE_L
             the threshold is not a finite real number, or L > length.
     """
     check_scores(probs, "probs")
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
+    is_real = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool)
+    if not is_real or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite real number, got {threshold!r}")
     batch, num_components = probs.shape
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:

@@ -60,7 +60,8 @@ def _check_count(value: object, name: str) -> int:
 
 
 def _check_weight(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_real or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite real number >= 0, got {value!r}")
     return float(value)
 
@@ -85,7 +86,9 @@ def _masked_batch_mean(per_sample: torch.Tensor, sample_mask: torch.Tensor | Non
     return (per_sample * sample_mask).sum() / sample_mask.sum().clamp(min=1)
 
 
-def sequence_targets(sequences: torch.Tensor, L: int = SEQUENCE_LENGTH) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_targets(
+    sequences: torch.Tensor, L: int = SEQUENCE_LENGTH
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multi-label and rank targets of eqs. (1) and (2).
 
     Args:
@@ -301,11 +304,15 @@ def total_loss(
         raise ValueError(f"outputs['tokens'] must be ({batch}, N, d) to match the logits, got {shape}")
     for key in ("logits_patch", "logits_class"):
         if not isinstance(outputs[key], torch.Tensor) or outputs[key].shape != logits.shape:
-            raise ValueError(f"outputs[{key!r}] must have the shape of outputs['logits'], {tuple(logits.shape)}")
+            raise ValueError(
+                f"outputs[{key!r}] must have the shape of outputs['logits'], {tuple(logits.shape)}"
+            )
 
     labels, _ = sequence_targets(sequences, num_components)
     if labels.shape[0] != batch:
-        raise ValueError(f"sequences has {labels.shape[0]} rows but the outputs have batch size {batch}")
+        raise ValueError(
+            f"sequences has {labels.shape[0]} rows but the outputs have batch size {batch}"
+        )
     mask = None if component_mask is None else _check_mask(component_mask, batch, "component_mask")
     is_fake = labels.sum(dim=1) > 0
     if mask is not None:
