@@ -1,0 +1,330 @@
+"""Backbones, the one-map FPN and the multi-label ranking model, on small CPU configurations."""
+
+import math
+import re
+import socket
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+
+from mlrank.models import FPN, MultiLabelRankingModel, create_backbone
+from mlrank.ops import contrastive_mil
+
+SWIN = "swin_tiny_patch4_window7_224"
+# A Swin-T with one block per stage, narrow and with 4x4 windows: the same code paths at 64x64.
+TINY_SWIN = dict(depths=(1, 1, 1, 1), embed_dim=24, num_heads=(1, 1, 2, 2), window_size=4)
+IMAGE_SIZE = 64
+BACKBONES = {
+    "resnet18": dict(backbone="resnet18"),
+    "swin": dict(backbone=SWIN, img_size=IMAGE_SIZE, backbone_kwargs=TINY_SWIN),
+}
+
+
+def small_model(kind="resnet18", num_classes=5, out_stride=16, **kwargs):
+    torch.manual_seed(0)
+    return MultiLabelRankingModel(
+        num_classes=num_classes, token_dim=32, num_heads=4, out_stride=out_stride,
+        **BACKBONES[kind], **kwargs,
+    )
+
+
+def images(batch=2, size=IMAGE_SIZE, seed=0):
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: weights must never be downloaded."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a network connection was attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def distinct_state_dict(model, seed=1):
+    """The model's state dict with every float tensor shifted by a random positive amount, so that
+    no tensor can coincide with a fresh initialisation (running variances stay positive)."""
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        key: value + torch.rand(value.shape, generator=generator) + 0.1
+        if value.is_floating_point() else value + 7
+        for key, value in model.state_dict().items()
+    }
+
+
+# --- shapes and the token contract -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", list(BACKBONES))
+@pytest.mark.parametrize("out_stride", [8, 16, 32])
+def test_output_shapes_and_unit_tokens(kind, out_stride):
+    model = small_model(kind, out_stride=out_stride)
+    out = model(images())
+    side = IMAGE_SIZE // out_stride
+    assert out["grid"] == (side, side)
+    assert out["tokens"].shape == (2, side * side, 32)
+    for key in ("logits_patch", "logits_class", "logits"):
+        assert out[key].shape == (2, 5)
+    torch.testing.assert_close(out["tokens"].norm(dim=-1), torch.ones(2, side * side))
+
+
+@pytest.mark.parametrize("kind", list(BACKBONES))
+def test_backbone_levels_are_nchw_from_out_stride_to_coarsest(kind):
+    kwargs = dict(img_size=IMAGE_SIZE, **TINY_SWIN) if kind == "swin" else {}
+    backbone, channels, reductions = create_backbone(BACKBONES[kind]["backbone"], out_stride=8, **kwargs)
+    assert reductions == [8, 16, 32]
+    levels = backbone(images())
+    assert [tuple(level.shape) for level in levels] == [
+        (2, c, IMAGE_SIZE // r, IMAGE_SIZE // r) for c, r in zip(channels, reductions)
+    ]
+
+
+def test_swin_levels_are_its_nhwc_maps_permuted():
+    backbone, _, _ = create_backbone(SWIN, out_stride=16, img_size=IMAGE_SIZE, **TINY_SWIN)
+    backbone.eval()  # timm's Swin has stochastic depth by default
+    x = images()
+    raw = backbone.body(x)  # timm's Swin feature maps are (B, H, W, C)
+    for level, index in zip(backbone(x), backbone.level_indices):
+        torch.testing.assert_close(level, raw[index].permute(0, 3, 1, 2), rtol=0, atol=0)
+
+
+def test_binary_mode_has_one_logit_per_branch():
+    model = small_model(num_classes=1)
+    out = model(images())
+    assert out["logits"].shape == out["logits_patch"].shape == out["logits_class"].shape == (2, 1)
+
+
+def test_positional_embedding_resampled_to_other_grids():
+    model = small_model(img_size=IMAGE_SIZE)
+    assert model.pos_embed.shape[-2:] == (4, 4)
+    with torch.no_grad():
+        model.pos_embed.normal_()
+    out = model(images(size=96))
+    assert out["grid"] == (6, 6) and out["tokens"].shape == (2, 36, 32)
+
+
+# --- the branches and their fusion -------------------------------------------------------------
+
+
+def test_fused_logits_are_the_mean_of_branches_recomputed_independently():
+    model = small_model().eval()
+    captured = {}
+    model.encoder.register_forward_hook(lambda module, args, output: captured.update(encoded=output))
+    with torch.no_grad():
+        model.class_bias.normal_()
+        out = model(images())
+        num_tokens = out["tokens"].shape[1]
+        # Patch branch: the conv head on the returned tokens laid out as the h x w map.
+        token_map = out["tokens"].transpose(1, 2).reshape(2, 32, *out["grid"])
+        patch = model.patch_head(token_map)
+        # Class branch: each class token through its own linear, one class at a time.
+        class_tokens = model.class_norm(captured["encoded"][:, num_tokens:])
+        per_class = [
+            class_tokens[:, i] @ model.class_weight[i] + model.class_bias[i] for i in range(5)
+        ]
+        branch_class = torch.stack(per_class, dim=1)
+    torch.testing.assert_close(out["logits_patch"], patch)
+    torch.testing.assert_close(out["logits_class"], branch_class)
+    torch.testing.assert_close(out["logits"], (patch + branch_class) / 2)
+    assert not torch.allclose(patch, branch_class)
+
+
+def test_tokens_are_the_normalised_encoder_outputs():
+    model = small_model().eval()
+    captured = {}
+    model.encoder.register_forward_hook(lambda module, args, output: captured.update(encoded=output))
+    with torch.no_grad():
+        out = model(images())
+    num_tokens = out["tokens"].shape[1]
+    assert captured["encoded"].shape == (2, num_tokens + 5, 32)  # N patch tokens, then L class tokens
+    torch.testing.assert_close(out["tokens"], F.normalize(captured["encoded"][:, :num_tokens], dim=-1))
+
+
+# --- gradients ---------------------------------------------------------------------------------
+
+
+def grad_norm(parameter):
+    return 0.0 if parameter.grad is None else parameter.grad.norm().item()
+
+
+@pytest.mark.parametrize("kind", list(BACKBONES))
+def test_gradients_reach_backbone_class_tokens_and_heads(kind):
+    model = small_model(kind)
+    out = model(images())
+    prob, _, _ = contrastive_mil(out["tokens"])
+    target = torch.tensor([[1.0, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+    loss = F.binary_cross_entropy_with_logits(out["logits"], target) - prob.log().mean()
+    loss.backward()
+    first_backbone_weight = next(model.backbone.parameters())
+    for parameter in (first_backbone_weight, model.class_tokens, model.pos_embed, model.class_weight,
+                      model.patch_head[-1].weight, model.patch_head[0].weight, model.fpn.smooth.weight):
+        assert grad_norm(parameter) > 0 and torch.isfinite(parameter.grad).all()
+
+
+def test_contrastive_mil_alone_backpropagates_into_the_backbone():
+    model = small_model(out_stride=8)
+    out = model(images())
+    prob, k_star, u_mean = contrastive_mil(out["tokens"], tau=0.2)
+    assert prob.shape == k_star.shape == u_mean.shape == (2,)
+    assert ((prob >= 0) & (prob <= 1)).all() and ((u_mean >= 0) & (u_mean <= 1)).all()
+    (prob.sum() + u_mean.sum()).backward()
+    conv1 = model.backbone.body.conv1.weight
+    assert grad_norm(conv1) > 0 and torch.isfinite(conv1.grad).all()
+    assert model.class_weight.grad is None or grad_norm(model.class_weight) == 0
+
+
+# --- pretrained weights from a local file ------------------------------------------------------
+
+
+def test_resnet_weights_load_from_a_local_file(tmp_path, no_network):
+    saved = distinct_state_dict(timm.create_model("resnet18"))
+    path = tmp_path / "resnet18.pth"
+    torch.save(saved, path)
+    model = small_model(pretrained_file=str(path))
+    fresh = small_model()
+    loaded = model.backbone.body.state_dict()
+    random_init = fresh.backbone.body.state_dict()
+    assert len(loaded) == len(saved) - 2  # all but the classifier, fc.weight and fc.bias
+    for key, value in loaded.items():
+        assert torch.equal(value, saved[key]), key
+        assert not torch.equal(random_init[key], saved[key]), key
+
+
+def test_swin_weights_load_from_a_local_file(tmp_path, no_network):
+    saved = distinct_state_dict(timm.create_model(SWIN, img_size=IMAGE_SIZE, **TINY_SWIN))
+    path = tmp_path / "swin.pth"
+    torch.save(saved, path)
+    backbone, _, _ = create_backbone(SWIN, str(path), out_stride=16, img_size=IMAGE_SIZE, **TINY_SWIN)
+    loaded = backbone.body.state_dict()
+    assert len(loaded) == len(saved) - 4  # no classifier (head.fc) and no final norm in features
+    for key, value in loaded.items():
+        # features_only flattens the stage sequence: layers.0 -> layers_0
+        assert torch.equal(value, saved[re.sub(r"^layers_(\d+)", r"layers.\1", key)]), key
+
+
+def test_missing_weight_file(tmp_path):
+    missing = tmp_path / "nowhere" / "resnet18.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        create_backbone("resnet18", pretrained_file=missing)
+
+
+def test_weights_of_another_layout_are_refused(tmp_path):
+    state = timm.create_model("resnet18").state_dict()
+    prefixed = tmp_path / "prefixed.pth"
+    torch.save({f"encoder.{key}": value for key, value in state.items()}, prefixed)
+    with pytest.raises(ValueError, match=r"does not hold the weights of 'resnet18'.*conv1\.weight"):
+        create_backbone("resnet18", pretrained_file=prefixed)
+    other_architecture = tmp_path / "resnet18.pth"
+    torch.save(state, other_architecture)
+    with pytest.raises(ValueError, match=r"resnet18\.pth.*'resnet34'.*layer1\.2"):
+        create_backbone("resnet34", pretrained_file=other_architecture)
+    with pytest.raises(ValueError, match=r"cannot load .*resnet18\.pth.* as weights of 'resnet50'"):
+        create_backbone("resnet50", pretrained_file=other_architecture)
+
+
+# --- bad arguments -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, suggestion", [("resnt50", "resnet50"), ("swin_tiny", SWIN)])
+def test_unknown_backbone_suggests_close_names(name, suggestion):
+    with pytest.raises(ValueError, match=rf"unknown backbone '{name}'.*did you mean.*\b{suggestion}\b"):
+        create_backbone(name)
+
+
+def test_out_stride_must_be_a_feature_stride():
+    with pytest.raises(ValueError, match=r"out_stride=64 .*strides \[2, 4, 8, 16, 32\]"):
+        create_backbone("resnet18", out_stride=64)
+
+
+def test_bad_images_and_model_arguments():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*\(2, 1, 64, 64\)"):
+        model(torch.zeros(2, 1, 64, 64))
+    with pytest.raises(TypeError, match="floating-point"):
+        model(torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
+    swin = small_model("swin")
+    with pytest.raises(ValueError, match=r"built for 64x64 images, got 96x96"):
+        swin(images(size=96))
+    with pytest.raises(ValueError, match=r"token_dim \(30\) must be divisible by num_heads \(4\)"):
+        MultiLabelRankingModel("resnet18", token_dim=30, num_heads=4)
+
+
+# --- FPN ---------------------------------------------------------------------------------------
+
+
+def identity_fpn(in_channels, reductions, out_stride):
+    """An FPN whose laterals copy channel 0 and whose smoothing is the identity."""
+    fpn = FPN(in_channels, reductions, out_channels=1, out_stride=out_stride)
+    with torch.no_grad():
+        for lateral in fpn.laterals:
+            lateral.weight.zero_()
+            lateral.weight[0, 0] = 1.0
+            lateral.bias.zero_()
+        fpn.smooth.weight.zero_()
+        fpn.smooth.weight[0, 0, 1, 1] = 1.0
+        fpn.smooth.bias.zero_()
+    return fpn
+
+
+def test_fpn_merges_coarser_levels_top_down_and_ignores_finer_ones():
+    fpn = identity_fpn([2, 3, 4], [4, 8, 16], out_stride=8)
+    stride4, stride8, stride16 = torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4), torch.randn(1, 4, 2, 2)
+    out = fpn([stride4, stride8, stride16])
+    # Nearest upsampling by 2 repeats each coarse value over a 2x2 block.
+    upsampled = stride16[:, :1].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+    torch.testing.assert_close(out, stride8[:, :1] + upsampled)
+    torch.testing.assert_close(fpn([torch.randn(1, 2, 8, 8), stride8, stride16]), out)
+
+
+def test_fpn_three_levels_and_odd_sizes():
+    fpn = identity_fpn([1, 1, 1], [8, 16, 32], out_stride=8)
+    fine, middle, coarse = torch.randn(1, 1, 5, 5), torch.randn(1, 1, 3, 3), torch.ones(1, 1, 2, 2)
+    out = fpn([fine, middle, coarse])
+    assert out.shape == (1, 1, 5, 5)
+    # Nearest resizing 3 -> 5 takes source index floor(i * 3 / 5) = 0, 0, 1, 1, 2 (and so on).
+    rows = [math.floor(i * 3 / 5) for i in range(5)]
+    expected = fine + (middle + 1)[:, :, rows][:, :, :, rows]
+    torch.testing.assert_close(out, expected)
+
+
+def test_fpn_bad_arguments():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        FPN([8, 8], [16, 8], 4, 8)
+    with pytest.raises(ValueError, match=r"out_stride=4 is not one of the reductions \[8, 16\]"):
+        FPN([8, 8], [8, 16], 4, 4)
+    with pytest.raises(ValueError, match="same length"):
+        FPN([8], [8, 16], 4, 8)
+    with pytest.raises(ValueError, match="expected 2 feature maps, got 1"):
+        FPN([8, 8], [8, 16], 4, 8)([torch.zeros(1, 8, 4, 4)])
+
+
+# --- optimiser groups --------------------------------------------------------------------------
+
+
+def test_parameter_groups_scale_the_backbone_lr_and_spare_tokens_from_decay():
+    model = small_model()
+    groups = model.parameter_groups(1e-3, backbone_lr_scale=0.1, weight_decay=0.05)
+    by_name = {group["name"]: group for group in groups}
+    assert set(by_name) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    grouped = [id(p) for group in groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each exactly once
+    backbone_ids = {id(p) for p in model.backbone.parameters()}
+    for group in groups:
+        in_backbone = group["name"].startswith("backbone")
+        assert all((id(p) in backbone_ids) == in_backbone for p in group["params"])
+        assert group["lr"] == pytest.approx(1e-4 if in_backbone else 1e-3)
+        assert group["weight_decay"] == (0.0 if group["name"].endswith("no_decay") else 0.05)
+    no_decay = {id(p) for p in by_name["head_no_decay"]["params"]}
+    assert {id(model.class_tokens), id(model.pos_embed), id(model.class_bias)} <= no_decay
+    assert id(model.class_weight) in {id(p) for p in by_name["head"]["params"]}
+
+    optimizer = torch.optim.AdamW(groups)
+    out = model(images())
+    out["logits"].sum().backward()
+    before = model.class_weight.detach().clone()
+    optimizer.step()
+    assert not torch.equal(before, model.class_weight)
