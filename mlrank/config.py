@@ -120,7 +120,7 @@ class SeeableConfig:
     """SeeABLE (ICCV 2023), the one-class detector; placeholders its module refines."""
 
     grid: tuple[int, int] = (4, 4)  # local regions the soft discrepancies are placed in
-    types: list[str] = field(default_factory=lambda: ["color_jitter", "gaussian_blur", "jpeg", "sharpen"])
+    types: list[str] = field(default_factory=lambda: ["colour", "blur", "resample", "frequency"])
     embed_dim: int = 128
     temperature: float = 0.1
     lambda_gui: float = 1.0
