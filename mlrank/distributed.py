@@ -98,7 +98,8 @@ def init_distributed(use_cuda: bool | None = None) -> DistContext:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo", init_method="env://", rank=rank, world_size=world_size)
+        backend = "nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
@@ -173,8 +174,8 @@ def all_gather_tensors(tensor: torch.Tensor, ctx: DistContext, dataset_size: int
         expected = math.ceil(dataset_size / ctx.world_size)
         if any(rows != expected for rows in rows_per_rank):
             raise ValueError(
-                f"with dataset_size={dataset_size} and {ctx.world_size} ranks each rank should hold {expected} rows "
-                f"(as make_sampler(shuffle=False) gives), got {rows_per_rank}"
+                f"with dataset_size={dataset_size} and {ctx.world_size} ranks each rank should hold "
+                f"{expected} rows (as make_sampler(shuffle=False) gives), got {rows_per_rank}"
             )
         # Row j of rank r is sample j * W + r.
         gathered = torch.stack(pieces, dim=1).reshape(expected * ctx.world_size, *local.shape[1:])[:dataset_size]

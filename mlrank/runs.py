@@ -145,7 +145,9 @@ def _check_loadable(value: Any, where: str) -> None:
 def _check_keys(state: Mapping[str, Any], source: str) -> None:
     missing = [key for key in REQUIRED_CHECKPOINT_KEYS if key not in state]
     if missing:
-        raise ValueError(f"{source} lacks the checkpoint keys {missing}; a checkpoint needs {list(REQUIRED_CHECKPOINT_KEYS)}")
+        raise ValueError(
+            f"{source} lacks the checkpoint keys {missing}; a checkpoint needs {list(REQUIRED_CHECKPOINT_KEYS)}"
+        )
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -157,7 +159,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch.load raises OSError, KeyError, EOFError... for damaged files
         detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise ValueError(f"checkpoint {path} cannot be read (truncated, corrupt, or not a checkpoint): {detail}") from error
+        raise ValueError(
+            f"checkpoint {path} cannot be read (truncated, corrupt, or not a checkpoint): {detail}"
+        ) from error
     if not isinstance(state, dict):
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
     _check_keys(state, f"checkpoint {path}")
@@ -267,7 +271,8 @@ def git_commit() -> dict[str, Any] | None:
         ).stdout.strip()
 
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        commit = git("rev-parse", "HEAD")
+        return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -320,7 +325,8 @@ class RunFolder:
         """Begin a fresh run: write ``config.yaml`` and ``run.json``. Refuses a folder that holds a run."""
         if not self.is_main:
             return
-        existing = [p.name for p in (self.config_path, self.metrics_path, *map(self.checkpoint_path, CHECKPOINT_NAMES)) if p.exists()]
+        run_files = [self.config_path, self.metrics_path, *map(self.checkpoint_path, CHECKPOINT_NAMES)]
+        existing = [path.name for path in run_files if path.exists()]
         if existing:
             raise FileExistsError(
                 f"run folder {self.path} already holds a run ({', '.join(existing)}); resume it or choose "
@@ -342,13 +348,16 @@ class RunFolder:
             run_info = self._read_json(self.run_info_path)
         else:
             run_info = {"resumes": []}
-        run_info.setdefault("resumes", []).append({**_start_facts(seed, argv, world_size), "from_epoch": last_epoch})
+        this_start = {**_start_facts(seed, argv, world_size), "from_epoch": last_epoch}
+        run_info.setdefault("resumes", []).append(this_start)
         atomic_write_json(self.run_info_path, run_info)
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
         """Append one epoch's metrics (a JSON object with an int ``epoch``) to ``metrics.jsonl``, durably."""
         if type(record.get("epoch")) is not int:
-            raise ValueError(f"a metrics record needs an int 'epoch', got {record.get('epoch')!r} in {dict(record)}")
+            raise ValueError(
+                f"a metrics record needs an int 'epoch', got {record.get('epoch')!r} in {dict(record)}"
+            )
         try:
             line = json.dumps(dict(record))
         except TypeError as error:

@@ -39,8 +39,8 @@ def rank_inputs(rank):
 
 
 def two_process_worker(rank, world_size, port, folder):
-    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": world_size, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
-    os.environ.update({key: str(value) for key, value in env.items()})
+    env = {"RANK": rank, "LOCAL_RANK": rank, "WORLD_SIZE": world_size, "MASTER_PORT": port}
+    os.environ.update({key: str(value) for key, value in env.items()}, MASTER_ADDR="127.0.0.1")
     ctx = init_distributed(use_cuda=False)
     try:
         # Rows of different lengths per rank, in rank order.
