@@ -293,8 +293,9 @@ def find_media(input_path: str, skip: str | None = None) -> tuple[list[tuple[str
 def read_video_frames(
     path: str, frames_per_video: int | None, short_videos: dict[str, dict[str, int]], name: str
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (frame index, BGR frame) for evenly spaced frames; records in `short_videos[name]` a video that ends early.
+    """Yield (frame index, BGR frame) for evenly spaced frames of a video.
 
+    A video that ends before its announced frame count is recorded in `short_videos[name]`.
     Raises UnreadableVideoError when the file cannot be opened or no frame decodes.
     """
     capture = cv2.VideoCapture(path)
@@ -385,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--margin", type=float, default=1.3, help="crop side / largest face side")
     parser.add_argument("--size", type=int, default=256, help="side of the saved crops in pixels")
     parser.add_argument("--detector", default="yunet", choices=sorted(DETECTORS))
-    parser.add_argument("--detector-model", help="the detector's weights file (yunet: face_detection_yunet_*.onnx)")
+    parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
     parser.add_argument("--report", help=f"JSON report path (default OUTPUT/{REPORT_NAME})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)

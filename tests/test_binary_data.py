@@ -44,9 +44,10 @@ def test_evenly_spaced_indices_worked_examples():
 def ff_index(tmp_path):
     """A FaceForensics++-style index: relative paths written with backslashes, as DeepfakeBench ships them."""
     frames = tmp_path / "frames"
-    real_c23 = write_video(frames / "FaceForensics++/original_sequences/youtube/c23/frames/000", 12, lambda i: 10 + i)
-    fake_c23 = write_video(frames / "FaceForensics++/manipulated_sequences/Deepfakes/c23/frames/000_003", 3, lambda i: 100 + i)
-    real_c40 = write_video(frames / "FaceForensics++/original_sequences/youtube/c40/frames/000", 2, lambda i: 200 + i)
+    ff = frames / "FaceForensics++"
+    real_c23 = write_video(ff / "original_sequences/youtube/c23/frames/000", 12, lambda i: 10 + i)
+    fake_c23 = write_video(ff / "manipulated_sequences/Deepfakes/c23/frames/000_003", 3, lambda i: 100 + i)
+    real_c40 = write_video(ff / "original_sequences/youtube/c40/frames/000", 2, lambda i: 200 + i)
 
     def relative(paths):
         return [os.path.relpath(p, frames).replace("/", "\\") for p in paths]
@@ -102,10 +103,11 @@ def test_json_index_without_compression_level_and_absolute_paths(tmp_path):
     real = write_video(local / "Celeb-real/frames/id0_0000", 2, lambda i: 50 + i)
     fake = write_video(local / "Celeb-synthesis/frames/id0_id1_0000", 2, lambda i: 60 + i)
     written_on = "/data/old/datasets"
+    real, fake = ([path.replace(str(local), written_on) for path in paths] for paths in (real, fake))
     index = {
         "Celeb-DF-v2": {
-            "CelebDFv2_real": {"test": {"id0_0000": {"label": "CelebDFv2_real", "frames": [p.replace(str(local), written_on) for p in real]}}},
-            "CelebDFv2_fake": {"test": {"id0_id1_0000": {"label": "CelebDFv2_fake", "frames": [p.replace(str(local), written_on) for p in fake]}}},
+            "CelebDFv2_real": {"test": {"id0_0000": {"label": "CelebDFv2_real", "frames": real}}},
+            "CelebDFv2_fake": {"test": {"id0_id1_0000": {"label": "CelebDFv2_fake", "frames": fake}}},
         }
     }
     json_path = tmp_path / "Celeb-DF-v2.json"

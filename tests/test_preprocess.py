@@ -140,7 +140,8 @@ def test_images_folder_keeps_structure_and_reports_no_face(tmp_path, bright):
     assert report.inputs == 2 and report.crops_written == 1
     assert report.images_without_faces == [os.path.join("vid1", "0002.png")]
     assert report.ignored_files == ["notes.txt"]
-    assert json.loads((tmp_path / "out" / pp.REPORT_NAME).read_text())["images_without_faces"] == report.images_without_faces
+    written = json.loads((tmp_path / "out" / pp.REPORT_NAME).read_text())
+    assert written["images_without_faces"] == report.images_without_faces and written["crops_written"] == 1
 
 
 def test_video_frames_evenly_spaced_and_faceless_frames_listed(tmp_path, bright):
@@ -150,7 +151,9 @@ def test_video_frames_evenly_spaced_and_faceless_frames_listed(tmp_path, bright)
     write_video(tmp_path / "in/real/clip.avi", frames)
     write_video(tmp_path / "in/real/empty.avi", [np.full((48, 64, 3), 40, dtype=np.uint8)] * 4)
 
-    report = pp.preprocess(tmp_path / "in", tmp_path / "out", frames_per_video=3, size=32, detector=bright, progress=False)
+    report = pp.preprocess(
+        tmp_path / "in", tmp_path / "out", frames_per_video=3, size=32, detector=bright, progress=False
+    )
 
     clip = os.path.join("real", "clip.avi")
     assert sorted(os.listdir(tmp_path / "out/real/clip")) == ["000000.png", "000005.png"]
@@ -177,8 +180,9 @@ def test_unreadable_files_are_reported(tmp_path, bright):
 
 def test_single_video_input_and_cli(tmp_path, bright, capsys):
     write_video(tmp_path / "clip.avi", [frame_with_square(10, 10, 12)] * 4)
-    status = pp.main([str(tmp_path / "clip.avi"), str(tmp_path / "out"), "--detector", bright,
-                      "--frames-per-video", "0", "--size", "24", "--report", str(tmp_path / "r.json"), "--no-progress"])
+    arguments = ["--detector", bright, "--frames-per-video", "0", "--size", "24", "--no-progress"]
+    report = str(tmp_path / "r.json")
+    status = pp.main([str(tmp_path / "clip.avi"), str(tmp_path / "out"), *arguments, "--report", report])
     assert status == 0
     assert sorted(os.listdir(tmp_path / "out/clip")) == [f"{i:06d}.png" for i in range(4)]
     assert "4 crop(s) written" in capsys.readouterr().out

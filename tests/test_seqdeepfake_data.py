@@ -13,6 +13,7 @@ from mlrank.data.seqdeepfake import SeqDeepFakeDataset, parse_sequence
 from mlrank.data.vocab import FACIAL_ATTRIBUTES, FACIAL_COMPONENTS
 
 # (sequence folder, image name, label as written in the official CSVs, grey level of the image)
+REQUIRED = ("file_path", "label")
 ROWS = [
     ("nose-eye-lip", "000001.png", "[1, 2, 4, 0, 0]", 10),
     ("original", "000002.png", "[0, 0, 0, 0, 0]", 20),
@@ -29,7 +30,7 @@ def write_image(path, grey, size=(6, 4)):
     Image.fromarray(pixels).save(path)
 
 
-def write_split(root, subset="facial_components", split="train", rows=ROWS, extra_rows=(), header=("file_path", "label")):
+def write_split(root, subset="facial_components", split="train", rows=ROWS, extra_rows=(), header=REQUIRED):
     """Write images and annotations/<split>.csv in the official layout; returns the CSV path."""
     records = []
     for folder, name, label, grey in rows:
@@ -191,7 +192,11 @@ def test_corrupt_image_is_named_when_loaded(tmp_path):
 
 @pytest.mark.parametrize(
     "label, ids",
-    [("[1, 2, 4, 0, 0]", [1, 2, 4, 0, 0]), ("[0,0,0,0,0]", [0, 0, 0, 0, 0]), (" [ 5,4, 3 ,2,1 ] ", [5, 4, 3, 2, 1])],
+    [
+        ("[1, 2, 4, 0, 0]", [1, 2, 4, 0, 0]),
+        ("[0,0,0,0,0]", [0, 0, 0, 0, 0]),
+        (" [ 5,4, 3 ,2,1 ] ", [5, 4, 3, 2, 1]),
+    ],
 )
 def test_parse_sequence_worked_examples(label, ids):
     assert parse_sequence(label) == ids

@@ -154,12 +154,13 @@ class DeepfakeBenchDataset(_FrameDataset):
         """The {video: record} map under a split, descending into the compression level where there is one."""
         if not isinstance(node, dict):
             raise ValueError(f"{where}: expected a mapping of videos, got {type(node).__name__}")
-        if {"label", "frames"} & node.keys():
+        if _is_video_record(node):
             raise ValueError(f"{where}: a single video record where a mapping of videos was expected")
         # an empty split, or one whose entries are video records (incomplete ones fail in _read_record)
-        if not node or any(isinstance(value, dict) and {"label", "frames"} & value.keys() for value in node.values()):
+        if not node or any(_is_video_record(value) for value in node.values()):
             return node
-        return self._videos_of(_child(node, self.compression, where, "compression level"), f"{where}/{self.compression}")
+        by_compression = _child(node, self.compression, where, "compression level")
+        return self._videos_of(by_compression, f"{where}/{self.compression}")
 
     def _read_record(self, record: object, where: str) -> tuple[int, list[str]]:
         if not isinstance(record, dict) or "label" not in record or "frames" not in record:
@@ -183,10 +184,14 @@ class DeepfakeBenchDataset(_FrameDataset):
             return path
         if self._json_prefix is not None:
             if path != self._json_prefix and not path.startswith(self._json_prefix + "/"):
-                raise ValueError(f"{where}: frame path {frame!r} does not start with json_prefix {self._json_prefix!r}")
+                raise ValueError(
+                    f"{where}: frame path {frame!r} does not start with json_prefix {self._json_prefix!r}"
+                )
             return os.path.join(self._root, path[len(self._json_prefix) :].lstrip("/"))
         if os.path.isabs(path):
-            raise ValueError(f"{where}: frame path {frame!r} is absolute; pass json_prefix to rewrite it under root")
+            raise ValueError(
+                f"{where}: frame path {frame!r} is absolute; pass json_prefix to rewrite it under root"
+            )
         return os.path.join(self._root, path.removeprefix("./"))
 
 
@@ -238,6 +243,10 @@ def _videos_under(class_folder: str) -> list[tuple[str, list[str]]]:
         elif images:
             videos.append((os.path.relpath(folder, class_folder).replace(os.sep, "/"), images))
     return sorted(videos, key=lambda video: natural_sort_key(video[0]))
+
+
+def _is_video_record(node: object) -> bool:
+    return isinstance(node, dict) and bool({"label", "frames"} & node.keys())
 
 
 def _load_json(json_path: str) -> dict:
