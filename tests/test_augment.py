@@ -32,7 +32,8 @@ def face_like_image(seed=0, height=SIDE, width=SIDE):
 
 
 def pixel_grid():
-    ys, xs = torch.meshgrid(torch.arange(SIDE, dtype=torch.float64), torch.arange(SIDE, dtype=torch.float64), indexing="ij")
+    coordinates = torch.arange(SIDE, dtype=torch.float64)
+    ys, xs = torch.meshgrid(coordinates, coordinates, indexing="ij")
     return xs, ys
 
 
@@ -82,9 +83,14 @@ def test_mask_from_landmarks_lies_within_their_dilated_convex_hull():
     # A diamond |x - c| + |y - c| <= 14, given with interior points and in scrambled order: only the
     # convex hull of all points gives the diamond.
     radius = 14
-    corners = [[CENTRE - radius, CENTRE], [CENTRE, CENTRE + radius], [CENTRE + radius, CENTRE], [CENTRE, CENTRE - radius]]
+    corners = [
+        [CENTRE - radius, CENTRE], [CENTRE, CENTRE + radius],
+        [CENTRE + radius, CENTRE], [CENTRE, CENTRE - radius],
+    ]
     interior = [[CENTRE + 3, CENTRE - 2], [CENTRE - 4, CENTRE + 5], [CENTRE, CENTRE]]
-    landmarks = np.array([corners[0], interior[0], corners[2], interior[1], corners[1], interior[2], corners[3]])
+    landmarks = np.array(
+        [corners[0], interior[0], corners[2], interior[1], corners[1], interior[2], corners[3]]
+    )
     xs, ys = pixel_grid()
     dx, dy = (xs - CENTRE).abs(), (ys - CENTRE).abs()
     # The diamond grown by a square of half-side R is the octagon below.

@@ -235,7 +235,9 @@ def _face_region(
     if landmarks is not None:
         points = np.asarray(landmarks.cpu() if isinstance(landmarks, torch.Tensor) else landmarks, np.float64)
         if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] < 3:
-            raise ValueError(f"landmarks must be an array K x 2 of (x, y) with K >= 3, got shape {points.shape}")
+            raise ValueError(
+                f"landmarks must be an array K x 2 of (x, y) with K >= 3, got shape {points.shape}"
+            )
         if not np.isfinite(points).all():
             raise ValueError("landmarks contain NaN or Inf")
         hull = cv2.convexHull(np.round(points).astype(np.int32))
@@ -247,9 +249,13 @@ def _face_region(
                 f"y in [{points[:, 1].min()}, {points[:, 1].max()}])"
             )
     elif face_mask is not None:
-        given = face_mask.detach().cpu().numpy() if isinstance(face_mask, torch.Tensor) else np.asarray(face_mask)
+        if isinstance(face_mask, torch.Tensor):
+            face_mask = face_mask.detach().cpu().numpy()
+        given = np.asarray(face_mask)
         if given.shape != (height, width):
-            raise ValueError(f"face_mask must have shape {(height, width)} (the image's H, W), got {given.shape}")
+            raise ValueError(
+                f"face_mask must have shape {(height, width)} (the image's H, W), got {given.shape}"
+            )
         region[given.astype(np.float32) > 0.5] = 1.0
         if not region.any():
             raise ValueError("face_mask is empty (no value > 0.5)")
@@ -320,7 +326,8 @@ def _affine_jitter(
         ]
     )
     moved_region = cv2.warpAffine(
-        region, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+        region, matrix, (width, height),
+        flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0,
     )
     if not moved_region.any():  # a tiny region pushed off the image: keep both unmoved
         return source, region
