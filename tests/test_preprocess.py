@@ -190,6 +190,37 @@ def test_single_video_input_and_cli(tmp_path, bright, capsys):
     assert not [name for name in os.listdir(tmp_path / "out/clip") if name.endswith(".tmp")]
 
 
+REAL_VIDEO_CAPTURE = cv2.VideoCapture
+
+
+class AnnouncingCapture:
+    """cv2.VideoCapture whose container announces `announced` frames, whatever it holds."""
+
+    announced = 0
+
+    def __init__(self, path):
+        self._capture = REAL_VIDEO_CAPTURE(path)
+
+    def get(self, prop):
+        return self.announced if prop == cv2.CAP_PROP_FRAME_COUNT else self._capture.get(prop)
+
+    def __getattr__(self, name):
+        return getattr(self._capture, name)
+
+
+@pytest.mark.parametrize("announced, crops, short", [(10, 4, {"announced": 10, "read": 4}), (0, 4, None)])
+def test_video_shorter_than_announced_or_without_count(tmp_path, bright, monkeypatch, announced, crops, short):
+    # 4 frames; a count of 10 makes linspace(0, 9, 10) ask for frames 4..9 that never come;
+    # no count at all is replaced by counting the frames
+    write_video(tmp_path / "in/clip.avi", [frame_with_square(10, 10, 12)] * 4)
+    monkeypatch.setattr(AnnouncingCapture, "announced", announced)
+    monkeypatch.setattr(pp.cv2, "VideoCapture", AnnouncingCapture)
+    report = pp.preprocess(tmp_path / "in", tmp_path / "out", frames_per_video=None, size=8, detector=bright,
+                           progress=False)
+    assert report.crops_written == crops
+    assert report.short_videos.get("clip.avi") == short
+
+
 def test_cli_errors_are_clear(tmp_path, bright, capsys):
     assert pp.main([str(tmp_path / "absent"), str(tmp_path / "out"), "--detector", bright]) == 2
     assert "input not found" in capsys.readouterr().err
