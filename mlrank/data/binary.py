@@ -135,7 +135,7 @@ class DeepfakeBenchDataset(_FrameDataset):
         self._json_prefix = None if json_prefix is None else json_prefix.replace("\\", "/").rstrip("/")
 
         index = _load_json(self.json_path)
-        label_keys = _child(index, dataset_name, f"{self.json_path}", "data set")
+        label_keys = _child(index, dataset_name, self.json_path, "data set")
         if not isinstance(label_keys, dict) or not label_keys:
             raise ValueError(f"{self.json_path}: data set {dataset_name!r} holds no label keys")
         for label_key, splits in label_keys.items():
