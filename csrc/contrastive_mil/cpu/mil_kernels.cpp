@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cfloat>
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <mutex>
@@ -167,55 +166,6 @@ int64_t find_occurrence(const scalar_t* similarity, int64_t N, key_t<scalar_t> k
   return -1;  // unreachable: the key came from this triangle
 }
 
-// The reference accumulates in ascending order, one value at a time; that chain of
-// dependent additions is the slowest part of the scan for large n.
-template <typename scalar_t>
-double prefix_sums_sequential(const key_t<scalar_t>* sorted, int64_t m, double* prefix) {
-  double running = 0.0;
-  for (int64_t i = 0; i < m; ++i) prefix[i] = running += double(key_value<scalar_t>(sorted[i]));
-  return running;
-}
-
-// True when summing these float32 values in double is exact whatever the order:
-// each is an integer multiple of the smallest one's quantum 2^(e0 - 150), so every
-// partial sum is too, and it is representable while below 2^53 quanta. The total
-// is at most m times the largest value; a factor 2 covers the product's rounding.
-// Typical similarity values (m up to ~10^5, smallest above ~1e-7) pass.
-template <typename scalar_t>
-bool sums_are_exact(const key_t<scalar_t>* sorted, int64_t m) {
-  if constexpr (sizeof(scalar_t) != 4) {
-    return false;  // float64 values have no spare bits in a double
-  } else {
-    if (m == 0) return true;
-    const int smallest_exponent = std::max<int>(1, int(sorted[0] >> 23));  // subnormals share 1's quantum
-    const double largest = double(key_value<scalar_t>(sorted[m - 1]));
-    return double(m) * largest <= std::ldexp(1.0, smallest_exponent - 150 + 53 - 1);
-  }
-}
-
-// With exact sums, association cannot change a bit: eight independent chains run
-// over eight stretches of the values, then each stretch is shifted by the sum of
-// the ones before it (adding exact values to exact values stays exact).
-template <typename scalar_t>
-double prefix_sums_exact(const key_t<scalar_t>* sorted, int64_t m, double* prefix) {
-  constexpr int64_t lanes = 8;
-  const int64_t stretch = m / lanes;
-  double running[lanes] = {};
-  for (int64_t i = 0; i < stretch; ++i)
-    for (int64_t lane = 0; lane < lanes; ++lane) {
-      const int64_t at = lane * stretch + i;
-      prefix[at] = running[lane] += double(key_value<scalar_t>(sorted[at]));
-    }
-  double offset = running[0];
-  for (int64_t lane = 1; lane < lanes; ++lane) {
-    for (int64_t at = lane * stretch; at < (lane + 1) * stretch; ++at) prefix[at] += offset;
-    offset += running[lane];
-  }
-  for (int64_t at = lanes * stretch; at < m; ++at)  // the last m % lanes values
-    prefix[at] = offset += double(key_value<scalar_t>(sorted[at]));
-  return offset;
-}
-
 }  // namespace
 
 std::vector<int64_t> candidate_ks(int64_t n, int64_t num_k) {
@@ -298,12 +248,13 @@ MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N
   const int64_t zeros = n - positives;
   const Key* sorted = radix_sort_keys(ws.keys.data(), ws.scratch.data(), positives);
 
-  // prefix[i] = sum of the i+1 smallest positive values, equal bit for bit to the
-  // reference's float64 cumsum (the zeros before them leave the sum at exactly 0).
+  // prefix[i] = sum of the i+1 smallest positive values, accumulated one by one
+  // in ascending order in double, exactly like the reference's float64 cumsum
+  // (the zeros before them leave the running sum at exactly 0).
   double* prefix = ws.prefix.data();
-  const double total = sums_are_exact<scalar_t>(sorted, positives)
-                           ? prefix_sums_exact<scalar_t>(sorted, positives, prefix)
-                           : prefix_sums_sequential<scalar_t>(sorted, positives, prefix);
+  double running = 0.0;
+  for (int64_t i = 0; i < positives; ++i) prefix[i] = running += double(key_value<scalar_t>(sorted[i]));
+  const double total = running;
   auto prefix_at = [&](int64_t k) { return k <= zeros ? 0.0 : prefix[k - zeros - 1]; };
 
   MilImageResult<scalar_t> result;
