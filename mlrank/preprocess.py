@@ -1,7 +1,7 @@
 """Videos or images to square face crops: `python -m mlrank.preprocess INPUT OUTPUT`.
 
     python -m mlrank.preprocess INPUT OUTPUT [--frames-per-video 32] [--margin 1.3] [--size 256]
-        [--detector yunet] [--detector-model FILE] [--report FILE] [--no-progress]
+        [--detector haar|yunet] [--detector-model FILE] [--report FILE] [--no-progress]
 
 INPUT is a video, an image, or a folder searched recursively for both. A video `a/b.mp4` gives
 `OUTPUT/a/b/<frame index>.png`, one folder per video; an image `a/c.jpg` gives `OUTPUT/a/c.png`, so
@@ -13,12 +13,11 @@ on stdout; nothing is skipped silently.
 Decisions:
 - Detectors sit in a registry (`register_detector`), each a factory taking an optional weights
   file and returning a function from a BGR image to (x, y, w, h) boxes.
-  "yunet" (the default) is OpenCV's FaceDetectorYN, a small CNN in OpenCV 5's main objdetect
-  module and far more reliable than Haar on the rotated, blurred and compressed faces of deepfake
-  videos; its weights (`face_detection_yunet_2023mar.onnx`, opencv_zoo) ship with no installed
-  package, so --detector-model must name the file. "haar" is cv2.CascadeClassifier, which
-  OpenCV 5 moved to opencv_contrib and whose XML files the 5.0 wheels no longer ship: it works with
-  an OpenCV 4 wheel or a contrib build plus --detector-model pointing to a cascade XML.
+  "haar" (the default) is OpenCV's frontal-face Haar cascade, whose XML files ship inside the
+  pinned OpenCV 4 wheel (OpenCV 5 wheels dropped them), so it works offline out of the box.
+  "yunet" is OpenCV's FaceDetectorYN, a small CNN and far more reliable than Haar on the rotated,
+  blurred and compressed faces of deepfake videos; its weights (`face_detection_yunet_2023mar.onnx`,
+  opencv_zoo) ship with no installable package, so --detector-model must name the file.
 - The largest face is kept. The crop is a square of side margin * max(w, h) centred on the box;
   what falls outside the frame is padded black, so the face keeps its place and scale rather than
   being shifted by a clamp. It is resized with INTER_AREA when shrinking, INTER_CUBIC when enlarging.
@@ -100,7 +99,7 @@ def yunet_detector(model_path: str | None, score_threshold: float = 0.9) -> Face
 
 @register_detector("haar")
 def haar_detector(model_path: str | None) -> FaceDetector:
-    """OpenCV's Haar cascade (frontal face); absent from OpenCV 5 wheels, present in OpenCV 4."""
+    """OpenCV's Haar cascade (frontal face), shipped with the OpenCV 4 wheels."""
     cascade_class = getattr(cv2, "CascadeClassifier", None)
     if cascade_class is None:
         raise RuntimeError(
@@ -174,7 +173,7 @@ def preprocess(
     frames_per_video: int | None = 32,
     margin: float = 1.3,
     size: int = 256,
-    detector: str = "yunet",
+    detector: str = "haar",
     detector_model: str | None = None,
     report_path: str | os.PathLike | None = None,
     progress: bool = True,
@@ -385,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames-per-video", type=int, default=32, help="evenly spaced frames per video; 0 = all")
     parser.add_argument("--margin", type=float, default=1.3, help="crop side / largest face side")
     parser.add_argument("--size", type=int, default=256, help="side of the saved crops in pixels")
-    parser.add_argument("--detector", default="yunet", choices=sorted(DETECTORS))
+    parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS))
     parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
     parser.add_argument("--report", help=f"JSON report path (default OUTPUT/{REPORT_NAME})")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
