@@ -2,4 +2,8 @@
 
 import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
+from .decoding import decode
+
 __version__ = "0.1.0"
+
+__all__ = ["decode"]

@@ -1,5 +1,23 @@
 """Data: the built-in synthetic Seq-DeepFake, the real data sets, augmentation."""
 
+from .augment import WeakAugment, self_blended_image
+from .binary import DeepfakeBenchDataset, FrameFolderDataset
+from .sampler import BalancedTriplets, collate_triplets, split_real_fake
+from .seqdeepfake import SeqDeepFakeDataset
 from .vocab import FACIAL_ATTRIBUTES, FACIAL_COMPONENTS, SEQUENCE_LENGTH, SUBSETS, names_of
 
-__all__ = ["FACIAL_ATTRIBUTES", "FACIAL_COMPONENTS", "SEQUENCE_LENGTH", "SUBSETS", "names_of"]
+__all__ = [
+    "BalancedTriplets",
+    "DeepfakeBenchDataset",
+    "FACIAL_ATTRIBUTES",
+    "FACIAL_COMPONENTS",
+    "FrameFolderDataset",
+    "SEQUENCE_LENGTH",
+    "SUBSETS",
+    "SeqDeepFakeDataset",
+    "WeakAugment",
+    "collate_triplets",
+    "names_of",
+    "self_blended_image",
+    "split_real_fake",
+]
