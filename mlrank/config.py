@@ -29,6 +29,7 @@ Decisions:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -50,12 +51,13 @@ class DataConfig:
     """Which images, how they are split, loaded and augmented."""
 
     kind: Literal["synthetic", "seqdeepfake", "deepfakebench", "frames"] = "synthetic"
-    root: str | None = None  # data set folder (Seq-DeepFake root, DeepfakeBench rgb root, frames folder)
+    root: str | None = None  # Seq-DeepFake root, DeepfakeBench frames root, or frames/<split>/{real,fake}/<video>/
     subset: Literal["facial_components", "facial_attributes"] = "facial_components"  # Seq-DeepFake
     image_size: int = 128
     synthetic_train_size: int = 3000
     synthetic_val_size: int = 300
     synthetic_test_size: int = 300
+    synthetic_seed: int = 0  # the synthetic data set's content; the training seed is `seed`
     json_path: str | None = None  # DeepfakeBench data set JSON index
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
@@ -200,9 +202,14 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return _plain(dataclasses.asdict(config))
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """The Config a ``config_to_dict`` result (say, from a checkpoint) describes, checked like a file."""
-    config = _build(Config, values, prefix="")
+def config_from_dict(values: dict[str, Any], overrides: typing.Sequence[str] = ()) -> Config:
+    """The Config a ``config_to_dict`` result (say, from a checkpoint) describes, checked like a file,
+    with ``key=value`` overrides applied (e.g. another data root for evaluation)."""
+    raw = copy.deepcopy(values)
+    for override in overrides:
+        key, value = _parse_override(override)
+        _merge(raw, _nest(key, value))
+    config = _build(Config, raw, prefix="")
     _check_ranges(config)
     return config
 

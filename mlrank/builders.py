@@ -1,0 +1,171 @@
+"""Data sets, models and optimisers from a :class:`mlrank.config.Config`.
+
+One place turns the config into objects, so train, evaluate and predict build exactly the same
+things. Decisions:
+- Real data sets are resized to ``data.image_size`` (bilinear, antialiased); the synthetic set is
+  rendered at that size. Training applies the weak augmentation with a generator seeded from
+  (seed, epoch, index), so an epoch's images do not depend on workers or on a resume.
+- With ``data.strong_augment`` training reads balanced triplets (a real, its self-blended pseudo-fake,
+  a fake); a batch then holds ``batch_size // 3`` triplets so its image count stays near batch_size.
+- The synthetic set's content is seeded by ``data.synthetic_seed``, not the training seed, so runs
+  with different training seeds see the same data set.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from mlrank.config import Config
+from mlrank.data import (
+    BalancedTriplets,
+    DeepfakeBenchDataset,
+    FrameFolderDataset,
+    SeqDeepFakeDataset,
+    WeakAugment,
+    self_blended_image,
+    split_real_fake,
+)
+from mlrank.data.synthetic import SyntheticSeqDeepFake
+from mlrank.models import MultiLabelRankingModel
+
+SPLITS = ("train", "val", "test")
+
+
+class Resize:
+    """Resize a [3, H, W] image to ``size`` x ``size`` (a picklable transform for workers)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if tuple(image.shape[-2:]) == (self.size, self.size):
+            return image
+        resized = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear", antialias=True)
+        return resized[0].clamp(0.0, 1.0)
+
+
+class EpochAugmented(Dataset):
+    """``dataset`` with ``augment(image, rng)`` applied, rng seeded from (seed, epoch, index)."""
+
+    def __init__(self, dataset: Dataset, augment: Any, seed: int) -> None:
+        self.dataset, self.augment, self.seed, self.epoch = dataset, augment, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        image, *rest = self.dataset[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return (self.augment(image, rng), *rest)
+
+
+def is_binary(cfg: Config) -> bool:
+    """Binary detection (L = 1, labels 0/1) rather than Seq-DeepFake's sequences."""
+    return cfg.data.kind in ("deepfakebench", "frames")
+
+
+def build_dataset(cfg: Config, split: str) -> Dataset:
+    """The un-augmented data set of ``split``, items (image, label[, video_id])."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+    data = cfg.data
+    resize = Resize(data.image_size)
+    if data.kind == "synthetic":
+        sizes = {"train": data.synthetic_train_size, "val": data.synthetic_val_size, "test": data.synthetic_test_size}
+        return SyntheticSeqDeepFake(
+            split, data.subset, size=data.image_size, num_images=sizes[split], seed=data.synthetic_seed
+        )
+    root = _required(data.root, "data.root")
+    if data.kind == "seqdeepfake":
+        return SeqDeepFakeDataset(root, data.subset, split, transform=resize)
+    if data.kind == "deepfakebench":
+        name = data.test_dataset_name if split == "test" and data.test_dataset_name else data.dataset_name
+        return DeepfakeBenchDataset(
+            _required(data.json_path, "data.json_path"),
+            _required(name, "data.dataset_name"),
+            split,
+            root=root,
+            compression=data.compression,
+            frames_per_video=data.frames_per_video,
+            transform=resize,
+        )
+    if data.kind == "frames":
+        return FrameFolderDataset(f"{root}/{split}", frames_per_video=data.frames_per_video, transform=resize)
+    raise ValueError(f"unknown data.kind {data.kind!r}")
+
+
+def _required(value: Any, key: str) -> Any:
+    if value is None:
+        raise ValueError(f"config key {key!r} must be set for this data set")
+    return value
+
+
+def labels_of(dataset: Dataset) -> torch.Tensor:
+    """Sequences [M, 5] (Seq-DeepFake) or labels [M] (binary) without reading images."""
+    if hasattr(dataset, "sequences"):
+        return dataset.sequences()
+    return dataset.labels()
+
+
+def build_train_dataset(cfg: Config, dataset: Dataset) -> Dataset:
+    """The training view of ``dataset``: weak augmentation, and triplets when strong augmentation is on."""
+    weak = WeakAugment(cfg.data.image_size) if cfg.data.weak_augment else None
+    if cfg.data.strong_augment:
+        real, fake = split_real_fake(labels_of(dataset))
+        return BalancedTriplets(dataset, real, fake, self_blended_image, weak, seed=cfg.seed)
+    if weak is None:
+        return dataset
+    return EpochAugmented(dataset, weak, seed=cfg.seed)
+
+
+def train_batch_size(cfg: Config) -> int:
+    """Items per training batch: triplets count three images each."""
+    if cfg.data.strong_augment:
+        return max(1, cfg.data.batch_size // 3)
+    return cfg.data.batch_size
+
+
+def build_model(cfg: Config) -> MultiLabelRankingModel:
+    model = cfg.model
+    num_classes = 1 if is_binary(cfg) else model.num_classes
+    return MultiLabelRankingModel(
+        backbone=model.backbone,
+        num_classes=num_classes,
+        token_dim=model.token_dim,
+        out_stride=model.out_stride,
+        num_heads=model.num_heads,
+        pretrained_file=model.pretrained_file,
+        img_size=cfg.data.image_size,
+        dropout=model.dropout,
+    )
+
+
+def build_optimizer(
+    cfg: Config, model: torch.nn.Module, steps_per_epoch: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with the backbone's lr scaled down, and a per-step cosine (or constant) schedule."""
+    optim = cfg.optim
+    groups = model.parameter_groups(optim.lr, optim.backbone_lr_scale, optim.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay)
+    total = max(1, optim.epochs * steps_per_epoch)
+    warmup = optim.warmup_epochs * steps_per_epoch
+    cosine = optim.scheduler == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -1,0 +1,187 @@
+"""The supervised method (the multi-label ranking model) as the training loop drives it.
+
+The loop in :mod:`mlrank.train` calls a method module's ``train_dataset``, ``train_batch_size``,
+``build_model``, ``train_one_epoch``, ``evaluation_dataset``, ``evaluate`` and ``selection_metric``;
+this module provides them for the paper's model (SeeABLE's are in :mod:`mlrank.seeable.training`).
+``train_one_epoch`` runs one pass with a progress bar (loss, images/s); ``predict_split`` returns the
+model's outputs for a whole split in data-set order on every rank; ``split_metrics`` turns them into
+the field's numbers. Decisions:
+- The fake score of a Seq-DeepFake image is the contrastive-MIL probability P(x) (eq. 9), the
+  paper's classification output; components and their order come from the fused P_i. In binary
+  mode (L = 1) the score is the fused P_1, and the MIL probability is reported beside it.
+- The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mlrank import builders
+from mlrank.config import Config
+from mlrank.distributed import DistContext, all_gather_tensors, autocast_dtype, make_sampler
+from mlrank.losses import total_loss
+from mlrank.metrics import auc, binary_metrics, sequence_metrics
+from mlrank.ops import contrastive_mil
+
+PSEUDO_FAKE = 1  # kinds of BalancedTriplets: 0 real, 1 pseudo-fake, 2 fake
+
+build_model = builders.build_model
+train_batch_size = builders.train_batch_size
+
+
+def train_dataset(cfg: Config) -> Dataset:
+    return builders.build_train_dataset(cfg, builders.build_dataset(cfg, "train"))
+
+
+def evaluation_dataset(cfg: Config, split: str) -> Dataset:
+    return builders.build_dataset(cfg, split)
+
+
+def evaluate(cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str) -> dict[str, Any]:
+    """All metrics of ``model`` on ``dataset`` (computed on every rank from the gathered outputs)."""
+    predictions = predict_split(cfg, model, dataset, ctx, desc)
+    video_ids = list(dataset.video_ids()) if hasattr(dataset, "video_ids") else None
+    return split_metrics(predictions, video_ids)
+
+
+def autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
+    dtype = autocast_dtype(cfg.train.amp, device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(images, labels, component_mask) from a plain batch or a batch of triplets."""
+    images, labels, *rest = batch
+    if images.dim() == 5:  # triplets: (B, 3, C, H, W)
+        kinds = rest[0]
+        images, labels, kinds = images.flatten(0, 1), labels.flatten(0, 1), kinds.flatten(0, 1)
+        mask = (kinds != PSEUDO_FAKE).float().to(device)
+    else:
+        mask = None
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True), mask
+
+
+def train_one_epoch(
+    cfg: Config,
+    model: torch.nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ctx: DistContext,
+    epoch: int,
+    steps: int,
+) -> dict[str, float]:
+    """One epoch; returns the mean of every loss term and the images/s of this rank."""
+    model.train()
+    sums: dict[str, float] = {}
+    images_seen, started = 0, time.perf_counter()
+    bar = tqdm(total=steps, desc=f"epoch {epoch}", disable=not ctx.is_main, dynamic_ncols=True, leave=False)
+    for step, batch in enumerate(loader):
+        if step >= steps:
+            break
+        images, labels, mask = unpack_batch(batch, ctx.device)
+        with autocast(cfg, ctx.device):
+            outputs = model(images)
+        outputs = {key: value.float() if torch.is_tensor(value) else value for key, value in outputs.items()}
+        losses = total_loss(
+            outputs,
+            labels,
+            lambda1=cfg.loss.lambda1,
+            lambda2=cfg.loss.lambda2,
+            tau=cfg.loss.tau,
+            alpha=cfg.loss.alpha,
+            num_k=cfg.loss.num_k,
+            reg=cfg.loss.reg,
+            component_mask=mask,
+        )
+        if not torch.isfinite(losses["total"]):
+            raise FloatingPointError(f"epoch {epoch} step {step}: the loss is {losses['total'].item()}")
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        if cfg.optim.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value.item()
+        images_seen += images.shape[0]
+        rate = images_seen / (time.perf_counter() - started)
+        if ctx.is_main and (step % cfg.train.log_every == 0 or step == steps - 1):
+            bar.set_postfix(loss=f"{losses['total'].item():.4f}", img_s=f"{rate:.1f}")
+        bar.update(1)
+    bar.close()
+    count = max(1, min(steps, step + 1))
+    return {f"loss_{key}": value / count for key, value in sums.items()} | {
+        "images_per_s": images_seen / (time.perf_counter() - started)
+    }
+
+
+def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        sampler=make_sampler(dataset, ctx, shuffle=False, seed=cfg.seed),
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+@torch.no_grad()
+def predict_split(
+    cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
+) -> dict[str, torch.Tensor]:
+    """Fused probabilities (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks."""
+    model.eval()
+    probs, mil_probs, labels = [], [], []
+    for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
+        images, label, _ = unpack_batch(batch, ctx.device)
+        with autocast(cfg, ctx.device):
+            outputs = model(images)
+        probs.append(outputs["logits"].float().sigmoid())
+        mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
+        labels.append(label)
+    gathered = {
+        "probs": torch.cat(probs),
+        "mil_probs": torch.cat(mil_probs),
+        "labels": torch.cat(labels),
+    }
+    return {key: all_gather_tensors(value, ctx, len(dataset)).cpu() for key, value in gathered.items()}
+
+
+def split_metrics(predictions: dict[str, torch.Tensor], video_ids: list[str] | None = None) -> dict[str, Any]:
+    """Sequence metrics (Fixed/Adaptive-Acc, ...) and real-vs-fake metrics, or binary metrics."""
+    probs, mil_probs, labels = predictions["probs"], predictions["mil_probs"], predictions["labels"]
+    if labels.dim() == 1:  # binary detection
+        metrics = binary_metrics(probs[:, 0], labels, video_ids)
+        metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
+        return metrics
+    metrics = sequence_metrics(probs, labels)
+    # R^2 is undefined (NaN) for a component never manipulated, or always at one position: JSON null.
+    metrics["order_r2"] = [None if math.isnan(r2) else r2 for r2 in metrics["order_r2"]]
+    is_fake = (labels != 0).any(dim=1).long()
+    metrics["fake_auc"] = _auc_or_none(mil_probs, is_fake)
+    if metrics["fake_auc"] is not None:
+        metrics |= {f"fake_{key}": value for key, value in binary_metrics(mil_probs, is_fake).items() if key != "auc"}
+    return metrics
+
+
+def _auc_or_none(scores: torch.Tensor, labels: torch.Tensor) -> float | None:
+    if labels.min() == labels.max():
+        return None  # one class only: no AUC
+    return auc(scores, labels)
+
+
+def selection_metric(metrics: dict[str, Any]) -> float:
+    """The validation number the best checkpoint maximises."""
+    value = metrics.get("fixed_acc", metrics.get("auc"))
+    return float("-inf") if value is None else float(value)
