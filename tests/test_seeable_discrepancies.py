@@ -1,5 +1,7 @@
 """SeeABLE's discrepancy classes, masks and soft discrepancies, on small hand-built images."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -276,22 +278,48 @@ def test_dataset_is_reproducible_per_seed_epoch_and_index():
     assert len(dataset) == 6 and all(0 <= k < spec.K for _, k in first)
 
 
-def test_dataset_reads_face_masks_from_items_and_samples():
+class FakeAndRealFaces:
+    """Like the project's data sets: sample(j) gives a uint8 (H, W, 3) image and a face mask
+    (here the bottom-right quarter), and is_real(j) tells fakes (odd j) apart."""
+
+    def __init__(self, count):
+        self.count, self.read = count, []
+        self.pixels = (textured_image(16, 16).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        self.face = np.zeros((16, 16), dtype=bool)
+        self.face[8:, 8:] = True
+
+    def __len__(self):
+        return self.count
+
+    def is_real(self, index):
+        return index % 2 == 0
+
+    def sample(self, index):
+        self.read.append(index)
+        return SimpleNamespace(image=self.pixels, face_mask=self.face)
+
+
+def test_dataset_keeps_real_faces_and_reads_their_masks():
+    base = FakeAndRealFaces(7)
+    dataset = SeeableDataset(base, DiscrepancySpec(grid=(2, 2)), seed=0)
+    assert len(dataset) == 4
+    image = torch.from_numpy(base.pixels).permute(2, 0, 1).float() / 255
+    for discrepant, _ in dataset:
+        changed = (discrepant != image).any(dim=0)  # every discrepancy lands in the face quarter
+        assert changed.any() and not changed[:8].any() and not changed[:, :8].any()
+    assert base.read == [0, 2, 4, 6]
+    with pytest.raises(ValueError, match=r"real faces only; items \[3\]"):
+        SeeableDataset(base, indices=[0, 3])
+
+
+def test_dataset_reads_mappings_and_names_a_missing_image():
     face = torch.zeros(16, 16, dtype=torch.bool)
-    face[8:, 8:] = True  # the face is the bottom-right quarter: every discrepancy lands there
+    face[:8, :8] = True
     image = textured_image(16, 16)
-
-    class Sample:
-        def __init__(self):
-            self.image, self.face_mask = image, face
-
-    class WithSample(list):
-        def sample(self, index):
-            return Sample()
-
-    for base in ([{"image": image, "face_mask": face}] * 4, WithSample([None] * 4)):
-        for discrepant, _ in SeeableDataset(base, DiscrepancySpec(grid=(2, 2)), seed=0):
-            changed = (discrepant != image).any(dim=0)
-            assert changed.any() and not changed[:8].any() and not changed[:, :8].any()
+    for discrepant, _ in SeeableDataset([{"image": image, "face_mask": face}] * 3, seed=1):
+        changed = (discrepant != image).any(dim=0)
+        assert changed.any() and not changed[8:].any() and not changed[:, 8:].any()
     with pytest.raises(KeyError, match="'image'"):
         SeeableDataset([{"pixels": image}])[0]
+    with pytest.raises(IndexError, match="out of range"):
+        SeeableDataset([image])[1]

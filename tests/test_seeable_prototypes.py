@@ -40,8 +40,21 @@ def test_seed_rotates_the_same_simplex():
     assert first[:, 15:].abs().max() > 0.1
 
 
+@pytest.mark.parametrize("num_classes, dim", [(10, 6), (11, 6), (64, 32)])
+def test_up_to_twice_the_dimension_the_prototypes_are_ninety_degrees_apart(num_classes, dim):
+    # Past dim + 1 points no spread beats 90 degrees (Rankin); the cross-polytope reaches it.
+    prototypes = make_prototypes(num_classes, dim, seed=0)
+    cosines = off_diagonal_cosines(prototypes)
+    is_orthogonal = cosines.abs() < 1e-6
+    is_antipodal = (cosines + 1).abs() < 1e-6
+    assert torch.all(is_orthogonal | is_antipodal)
+    assert int(is_antipodal.sum()) == 2 * (num_classes // 2)  # ordered pairs (+e_i, -e_i)
+    assert min_pairwise_angle(prototypes) == pytest.approx(90.0, abs=1e-4)
+
+
 def test_more_classes_than_a_simplex_holds_reaches_the_icosahedron():
-    # Tammes' problem for 12 points on the 2-sphere: the icosahedron, min angle arccos(1/sqrt(5)).
+    # Beyond 2 dim points: Tammes' problem. For 12 points on the 2-sphere the optimum is the
+    # icosahedron, min angle arccos(1/sqrt(5)).
     prototypes = make_prototypes(12, 3, seed=0, dtype=torch.float64)
     torch.testing.assert_close(prototypes.norm(dim=1), torch.ones(12, dtype=torch.float64))
     icosahedron_angle = math.degrees(math.acos(1 / math.sqrt(5)))  # 63.435 degrees

@@ -5,8 +5,10 @@ pairwise cosine is -1/(K-1), the most spread-out K points possible), built from 
 Helmert matrix and turned by a seeded random rotation (Haar-distributed, from the QR of a
 Gaussian matrix with R's diagonal made positive), like SeeABLE's PEDCC points.
 
-When K > dim + 1 no simplex fits, and the best spread (Tammes' problem) has no closed form. The
-points then start from seeded Gaussian directions and minimise a smooth maximum of the pairwise
+When K > dim + 1 no simplex fits, and no K points can be more than 90 degrees apart (Rankin,
+1955). Up to K = 2 dim, K vertices of the cross-polytope (+-e_i, rotated the same way) reach
+those 90 degrees exactly. Beyond, the best spread (Tammes' problem) has no closed form: the
+points start from seeded Gaussian directions and minimise a smooth maximum of the pairwise
 cosines, (1/s) logsumexp(s cos_ij) with sharpness s rising from 10 to 80, by Adam on the sphere.
 :func:`min_pairwise_angle` reports what was reached; docs/seeable.md lists typical values.
 Everything runs in float64 on the CPU, so a seed gives the same prototypes on any machine
@@ -55,6 +57,14 @@ def regular_simplex(num_points: int) -> torch.Tensor:
     return helmert * math.sqrt(num_points / (num_points - 1))
 
 
+def cross_polytope(num_points: int, dim: int) -> torch.Tensor:
+    """(num_points, dim) float64 points +e_0, -e_0, +e_1, -e_1, ...; num_points <= 2 dim."""
+    points = torch.zeros(num_points, dim, dtype=torch.float64)
+    index = torch.arange(num_points)
+    points[index, index // 2] = (1 - 2 * (index % 2)).double()
+    return points
+
+
 def spread_points(num_points: int, dim: int, generator: torch.Generator) -> torch.Tensor:
     """(num_points, dim) float64 unit vectors pushed apart by minimising a soft max of cosines."""
     points = torch.randn(num_points, dim, dtype=torch.float64, generator=generator)
@@ -79,8 +89,9 @@ def make_prototypes(
 ) -> torch.Tensor:
     """K = num_classes fixed unit prototypes in R^dim, shape (K, dim).
 
-    A rotated regular simplex when K <= dim + 1, otherwise spread points (see module docs).
-    The same (K, dim, seed) always gives the same prototypes.
+    A rotated regular simplex when K <= dim + 1, a rotated cross-polytope when K <= 2 dim,
+    otherwise spread points (see module docs). The same (K, dim, seed) always gives the same
+    prototypes.
     """
     num_classes = _check_positive_int(num_classes, "num_classes (K)", 2)
     dim = _check_positive_int(dim, "dim", 1)
@@ -90,6 +101,8 @@ def make_prototypes(
         simplex = regular_simplex(num_classes)
         padded = F.pad(simplex, (0, dim - simplex.shape[1]))
         points = padded @ random_rotation(dim, generator).T
+    elif num_classes <= 2 * dim:
+        points = cross_polytope(num_classes, dim) @ random_rotation(dim, generator).T
     else:
         points = spread_points(num_classes, dim, generator)
     return F.normalize(points, dim=1).to(dtype)
