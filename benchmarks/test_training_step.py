@@ -49,8 +49,11 @@ FLOPS: dict[str, int] = {}
 @pytest.fixture(scope="module")
 def model_and_images():
     torch.manual_seed(0)
-    model = MultiLabelRankingModel("resnet50", num_classes=5, token_dim=256, out_stride=16, num_heads=8)
-    images = torch.randn(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    model = MultiLabelRankingModel(
+        "resnet50", num_classes=5, token_dim=256, out_stride=16, num_heads=8
+    )
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(BATCH, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
     return model.train(), images
 
 
@@ -80,9 +83,8 @@ class TrainingStepSummary:
         if not WALL["full"]:
             return
         write = terminalreporter.write_line
-        terminalreporter.write_sep(
-            "=", f"training step, resnet50, batch {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}, CPU (same run)"
-        )
+        shape = f"batch {BATCH} at {IMAGE_SIZE}x{IMAGE_SIZE}"
+        terminalreporter.write_sep("=", f"training step, resnet50, {shape}, CPU (same run)")
         write(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"{len(WALL['full'])} paired rounds; median (min)")
         for name in STEPS:
@@ -94,9 +96,10 @@ class TrainingStepSummary:
             )
         for label, seconds in (("wall", WALL), ("CPU", CPU)):
             paired = [full / base for full, base in zip(seconds["full"], seconds["backbone"])]
+            of_minima = min(seconds["full"]) / min(seconds["backbone"])
             write(
-                f"ratio full / backbone, {label:>4} time: {statistics.median(paired):.3f} median of "
-                f"paired rounds ({min(seconds['full']) / min(seconds['backbone']):.3f} of the minima)"
+                f"ratio full / backbone, {label:>4} time: {statistics.median(paired):.3f} "
+                f"median of paired rounds ({of_minima:.3f} of the minima)"
             )
         write(f"ratio full / backbone, FLOPs: {FLOPS['full'] / FLOPS['backbone']:.3f}; "
               f"target < {TARGET_RATIO} (wall time)")
@@ -127,4 +130,5 @@ def test_training_step(benchmark, request, model_and_images):
         rounds_done += 1
 
     benchmark.group = "training step (backbone + full, paired)"
-    benchmark.pedantic(paired_round, rounds=request.config.getoption("benchmark_min_rounds"), iterations=1)
+    rounds = request.config.getoption("benchmark_min_rounds")
+    benchmark.pedantic(paired_round, rounds=rounds, iterations=1)

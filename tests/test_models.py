@@ -24,10 +24,8 @@ BACKBONES = {
 
 def small_model(kind="resnet18", num_classes=5, out_stride=16, **kwargs):
     torch.manual_seed(0)
-    return MultiLabelRankingModel(
-        num_classes=num_classes, token_dim=32, num_heads=4, out_stride=out_stride,
-        **BACKBONES[kind], **kwargs,
-    )
+    arguments = dict(BACKBONES[kind], num_classes=num_classes, out_stride=out_stride, **kwargs)
+    return MultiLabelRankingModel(token_dim=32, num_heads=4, **arguments)
 
 
 def images(batch=2, size=IMAGE_SIZE, seed=0):
@@ -75,7 +73,8 @@ def test_output_shapes_and_unit_tokens(kind, out_stride):
 @pytest.mark.parametrize("kind", list(BACKBONES))
 def test_backbone_levels_are_nchw_from_out_stride_to_coarsest(kind):
     kwargs = dict(img_size=IMAGE_SIZE, **TINY_SWIN) if kind == "swin" else {}
-    backbone, channels, reductions = create_backbone(BACKBONES[kind]["backbone"], out_stride=8, **kwargs)
+    name = BACKBONES[kind]["backbone"]
+    backbone, channels, reductions = create_backbone(name, out_stride=8, **kwargs)
     assert reductions == [8, 16, 32]
     levels = backbone(images())
     assert [tuple(level.shape) for level in levels] == [
@@ -90,6 +89,13 @@ def test_swin_levels_are_its_nhwc_maps_permuted():
     raw = backbone.body(x)  # timm's Swin feature maps are (B, H, W, C)
     for level, index in zip(backbone(x), backbone.level_indices):
         torch.testing.assert_close(level, raw[index].permute(0, 3, 1, 2), rtol=0, atol=0)
+
+
+def test_swin_with_dynamic_img_size_takes_other_sizes():
+    model = small_model("swin", backbone_kwargs=dict(TINY_SWIN, dynamic_img_size=True))
+    assert model.pos_embed.shape[-2:] == (4, 4)  # stored for img_size = 64
+    out = model(images(size=96))
+    assert out["grid"] == (6, 6) and out["tokens"].shape == (2, 36, 32)
 
 
 def test_binary_mode_has_one_logit_per_branch():
@@ -110,10 +116,15 @@ def test_positional_embedding_resampled_to_other_grids():
 # --- the branches and their fusion -------------------------------------------------------------
 
 
+def capture_encoder_output(model):
+    captured = {}
+    model.encoder.register_forward_hook(lambda module, args, out: captured.update(encoded=out))
+    return captured
+
+
 def test_fused_logits_are_the_mean_of_branches_recomputed_independently():
     model = small_model().eval()
-    captured = {}
-    model.encoder.register_forward_hook(lambda module, args, output: captured.update(encoded=output))
+    captured = capture_encoder_output(model)
     with torch.no_grad():
         model.class_bias.normal_()
         out = model(images())
@@ -135,13 +146,13 @@ def test_fused_logits_are_the_mean_of_branches_recomputed_independently():
 
 def test_tokens_are_the_normalised_encoder_outputs():
     model = small_model().eval()
-    captured = {}
-    model.encoder.register_forward_hook(lambda module, args, output: captured.update(encoded=output))
+    captured = capture_encoder_output(model)
     with torch.no_grad():
         out = model(images())
     num_tokens = out["tokens"].shape[1]
-    assert captured["encoded"].shape == (2, num_tokens + 5, 32)  # N patch tokens, then L class tokens
-    torch.testing.assert_close(out["tokens"], F.normalize(captured["encoded"][:, :num_tokens], dim=-1))
+    encoded = captured["encoded"]
+    assert encoded.shape == (2, num_tokens + 5, 32)  # N patch tokens, then L class tokens
+    torch.testing.assert_close(out["tokens"], F.normalize(encoded[:, :num_tokens], dim=-1))
 
 
 # --- gradients ---------------------------------------------------------------------------------
@@ -160,8 +171,11 @@ def test_gradients_reach_backbone_class_tokens_and_heads(kind):
     loss = F.binary_cross_entropy_with_logits(out["logits"], target) - prob.log().mean()
     loss.backward()
     first_backbone_weight = next(model.backbone.parameters())
-    for parameter in (first_backbone_weight, model.class_tokens, model.pos_embed, model.class_weight,
-                      model.patch_head[-1].weight, model.patch_head[0].weight, model.fpn.smooth.weight):
+    reached = (
+        first_backbone_weight, model.fpn.smooth.weight, model.pos_embed, model.class_tokens,
+        model.class_weight, model.patch_head[0].weight, model.patch_head[-1].weight,
+    )
+    for parameter in reached:
         assert grad_norm(parameter) > 0 and torch.isfinite(parameter.grad).all()
 
 
@@ -198,7 +212,7 @@ def test_swin_weights_load_from_a_local_file(tmp_path, no_network):
     saved = distinct_state_dict(timm.create_model(SWIN, img_size=IMAGE_SIZE, **TINY_SWIN))
     path = tmp_path / "swin.pth"
     torch.save(saved, path)
-    backbone, _, _ = create_backbone(SWIN, str(path), out_stride=16, img_size=IMAGE_SIZE, **TINY_SWIN)
+    backbone, _, _ = create_backbone(SWIN, str(path), 16, img_size=IMAGE_SIZE, **TINY_SWIN)
     loaded = backbone.body.state_dict()
     assert len(loaded) == len(saved) - 4  # no classifier (head.fc) and no final norm in features
     for key, value in loaded.items():
@@ -231,7 +245,8 @@ def test_weights_of_another_layout_are_refused(tmp_path):
 
 @pytest.mark.parametrize("name, suggestion", [("resnt50", "resnet50"), ("swin_tiny", SWIN)])
 def test_unknown_backbone_suggests_close_names(name, suggestion):
-    with pytest.raises(ValueError, match=rf"unknown backbone '{name}'.*did you mean.*\b{suggestion}\b"):
+    expected = rf"unknown backbone '{name}'.*did you mean.*\b{suggestion}\b"
+    with pytest.raises(ValueError, match=expected):
         create_backbone(name)
 
 
@@ -272,7 +287,8 @@ def identity_fpn(in_channels, reductions, out_stride):
 
 def test_fpn_merges_coarser_levels_top_down_and_ignores_finer_ones():
     fpn = identity_fpn([2, 3, 4], [4, 8, 16], out_stride=8)
-    stride4, stride8, stride16 = torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4), torch.randn(1, 4, 2, 2)
+    stride4, stride8 = torch.randn(1, 2, 8, 8), torch.randn(1, 3, 4, 4)
+    stride16 = torch.randn(1, 4, 2, 2)
     out = fpn([stride4, stride8, stride16])
     # Nearest upsampling by 2 repeats each coarse value over a 2x2 block.
     upsampled = stride16[:, :1].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)

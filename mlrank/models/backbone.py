@@ -13,7 +13,8 @@ Decisions:
   levels share a stride (plain ViTs), the deepest is kept.
 * Swin and other fixed-size transformers need the image size at creation (``img_size``) and
   return NHWC maps; the wrapper permutes them to NCHW so every backbone looks the same.
-  Convolutional backbones accept any size and ignore ``img_size``.
+  Convolutional backbones accept any size and ignore ``img_size``; so do transformers built with
+  timm's ``dynamic_img_size=True``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class FeatureLevels(nn.Module):
     """A timm ``features_only`` network that returns the chosen levels, always as NCHW maps.
 
     Attributes:
-        input_size: the (H, W) the backbone was built for if it only accepts that size, else None.
+        input_size: the (H, W) the backbone was built for if it accepts no other size, else None.
     """
 
     def __init__(
@@ -83,8 +84,9 @@ def create_backbone(
     """A timm backbone returning its feature maps at strides ``out_stride`` and coarser.
 
     Args:
-        name: a timm architecture name (``resnet50``, ``resnet34``, ``swin_tiny_patch4_window7_224``,
-            ...), optionally with a pretrained tag (``resnet50.a1_in1k``).
+        name: a timm architecture name (``resnet50``, ``resnet34``,
+            ``swin_tiny_patch4_window7_224``, ...), optionally with a pretrained tag
+            (``resnet50.a1_in1k``).
         pretrained_file: a local weight file (timm's classifier state dict for ``name``; .pth or
             .safetensors); None gives a random initialisation. Nothing is ever downloaded.
         out_stride: the finest stride kept; must be one of the backbone's feature strides.
@@ -108,14 +110,19 @@ def create_backbone(
         hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else ""
         raise ValueError(f"unknown backbone {name!r}: not a timm model name{hint}")
     if pretrained_file is not None and not os.path.isfile(pretrained_file):
-        raise FileNotFoundError(f"pretrained weights file not found: {os.fspath(pretrained_file)!r}")
+        path = os.fspath(pretrained_file)
+        raise FileNotFoundError(f"pretrained weights file not found: {path!r}")
 
     default_cfg = timm.models.get_pretrained_cfg(name)
     input_size = None
     if default_cfg.fixed_input_size:
         img_size = img_size if img_size is not None else tuple(default_cfg.input_size[1:])
-        input_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-        model_kwargs["img_size"] = input_size
+        size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        model_kwargs["img_size"] = size
+        any_size = (
+            model_kwargs.get("dynamic_img_size") or model_kwargs.get("strict_img_size") is False
+        )
+        input_size = None if any_size else size
 
     body = _create_features_model(name, pretrained_file, default_cfg, in_chans, model_kwargs)
 
@@ -168,7 +175,9 @@ def _create_features_model(
     )
     missing = [key for key in missing_keys if not key.startswith(classifier_prefixes)]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5])
+        if len(missing) > 5:
+            shown += f" and {len(missing) - 5} more"
         raise ValueError(
             f"{path!r} does not hold the weights of {name!r}: {len(missing)} tensors are missing "
             f"({shown}); expected the state dict of timm.create_model({name!r})"

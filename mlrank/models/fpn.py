@@ -39,11 +39,14 @@ class FPN(nn.Module):
         if any(finer >= coarser for finer, coarser in zip(reductions, reductions[1:])):
             raise ValueError(f"reductions must be strictly increasing, got {list(reductions)}")
         if out_stride not in reductions:
-            raise ValueError(f"out_stride={out_stride} is not one of the reductions {list(reductions)}")
+            raise ValueError(
+                f"out_stride={out_stride} is not one of the reductions {list(reductions)}"
+            )
         self.num_levels = len(reductions)
         self.first_used = list(reductions).index(out_stride)
         self.laterals = nn.ModuleList(
-            nn.Conv2d(channels, out_channels, kernel_size=1) for channels in in_channels[self.first_used :]
+            nn.Conv2d(channels, out_channels, kernel_size=1)
+            for channels in in_channels[self.first_used :]
         )
         self.smooth = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
 

@@ -14,9 +14,10 @@ Decisions (the paper leaves these open):
   A post-norm layer would end in a LayerNorm that re-centres every token before L_CLS sees it.
   Feed-forward width 4d and GELU, as in ViT.
 * The patch tokens get a learnable positional embedding at the encoder input, so that class tokens
-  can tell where a component sits. It is stored for the grid of ``img_size`` (224 if None),
-  bicubically resampled to other grids (as timm does for ViTs), and starts at zero so that the
-  encoder at initialisation sees the tokens exactly as the CNN made them.
+  can tell where a component sits. It is stored for the grid of ``img_size`` (else of the
+  backbone's fixed input size, else of 224 x 224), bicubically resampled to other grids (as timm
+  does for ViTs), and starts at zero so that the encoder at initialisation sees the tokens
+  exactly as the CNN made them.
 * Class tokens start with norm ~1 (normal, std 1/sqrt(d)), the scale of the unit-norm patch tokens.
 * ``tokens`` (what L_CLS consumes) are the encoder's patch outputs, l2-normalised; the patch branch
   convolves these same normalised tokens, so both branches see the U~ of eq. 4. The conv is
@@ -78,11 +79,14 @@ class MultiLabelRankingModel(nn.Module):
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        for value, what in ((num_classes, "num_classes"), (token_dim, "token_dim"), (num_heads, "num_heads")):
+        counts = {"num_classes": num_classes, "token_dim": token_dim, "num_heads": num_heads}
+        for what, value in counts.items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive int, got {value!r}")
         if token_dim % num_heads:
-            raise ValueError(f"token_dim ({token_dim}) must be divisible by num_heads ({num_heads})")
+            raise ValueError(
+                f"token_dim ({token_dim}) must be divisible by num_heads ({num_heads})"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         self.num_classes = num_classes
@@ -92,12 +96,14 @@ class MultiLabelRankingModel(nn.Module):
         self.fpn = FPN(channels, reductions, token_dim, out_stride)
         self.token_projection = nn.Conv2d(token_dim, token_dim, kernel_size=1)
 
-        size = img_size if img_size is not None else DEFAULT_IMG_SIZE
+        size = img_size or self.backbone.input_size or DEFAULT_IMG_SIZE
         height, width = (size, size) if isinstance(size, int) else size
         self.pos_embed = nn.Parameter(
             torch.zeros(1, token_dim, math.ceil(height / out_stride), math.ceil(width / out_stride))
         )
-        self.class_tokens = nn.Parameter(torch.randn(1, num_classes, token_dim) / math.sqrt(token_dim))
+        self.class_tokens = nn.Parameter(
+            torch.randn(1, num_classes, token_dim) / math.sqrt(token_dim)
+        )
         self.encoder = nn.TransformerEncoderLayer(
             token_dim,
             num_heads,
@@ -129,7 +135,9 @@ class MultiLabelRankingModel(nn.Module):
 
         pos_embed = self.pos_embed
         if pos_embed.shape[-2:] != (height, width):
-            pos_embed = F.interpolate(pos_embed, size=(height, width), mode="bicubic", align_corners=False)
+            pos_embed = F.interpolate(
+                pos_embed, size=(height, width), mode="bicubic", align_corners=False
+            )
         sequence = torch.cat(
             [
                 patch_tokens + pos_embed.flatten(2).transpose(1, 2),
