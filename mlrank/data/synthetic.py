@@ -1,0 +1,312 @@
+"""The built-in synthetic Seq-DeepFake: procedural faces with sequential manipulations.
+
+`SyntheticSeqDeepFake` serves the same items as the real-data loader: a float image in [0, 1] and the
+manipulation sequence padded with 0 to length 5, in Seq-FaceComp's vocabulary (1 nose, 2 eye,
+3 eyebrow, 4 lip, 5 hair) or Seq-FaceAttr's (1 Bangs, 2 Eyeglasses, 3 Beard, 4 Smiling, 5 Young).
+Faces come from `faces` (the renderer), edits from `manipulations`, whose docstring gives the
+generative model. `write_seqdeepfake_layout` caches splits to disk in the official layout, so the
+real-data loader reads them like the real thing.
+
+Decisions:
+* Determinism: item i is a pure function of (seed, subset, split, i, size). Every random draw comes
+  from a numpy generator seeded with that key plus a stream id: the face, its camera, one stream per
+  component's edit and one per edit step. Nothing depends on the worker, the order of access or
+  `num_images`. The face's parameters do not depend on `size`, so one face renders at any size.
+  JPEG is part of the pipeline, so pixels are reproducible for a given OpenCV build.
+* Splits are disjoint by construction: the split is part of every key, so each split draws its own
+  faces (every face is a new identity, as no identity is shared between Seq-DeepFake's splits).
+* Balance: originals and each length 1..5 are equally frequent (1/6), exactly so in every block of
+  six consecutive items (a random permutation of the six lengths per block), so any prefix of the
+  data set is balanced within 5 items. The components and their order are a uniformly random
+  arrangement: the first `length` entries of a random permutation of 1..5.
+* Default split sizes: train 6000, val 600, test 600 (multiples of 6).
+* Attribute faces are drawn at least moderately aged (wrinkle strength >= 0.45) and without bangs,
+  glasses, beard or smile, so that every attribute edit adds something visible.
+* `component_masks[name]` is the region the edit was blended into (blend weight >= 0.5), not what of
+  it survives later edits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import enum
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from . import faces, manipulations
+from .vocab import SEQUENCE_LENGTH, SUBSETS, names_of
+
+SPLITS = ("train", "val", "test")
+DEFAULT_SPLIT_SIZES = {"train": 6000, "val": 600, "test": 600}
+IMAGE_FORMATS = {"png": ".png", "jpg": ".jpg", "jpeg": ".jpg"}
+MIN_SIZE = 32
+# Attribute edits need an original without the attribute; Young needs visible age to remove.
+MIN_AGE = {"facial_components": 0.0, "facial_attributes": 0.45}
+_SUBSET_IDS = {name: index for index, name in enumerate(SUBSETS)}
+_SPLIT_IDS = {name: index for index, name in enumerate(SPLITS)}
+_LENGTH_BLOCK = SEQUENCE_LENGTH + 1  # originals and lengths 1..5
+
+
+class _Stream(enum.IntEnum):
+    LENGTHS = 0  # per split
+    ORDER = 1  # per split
+    FACE = 2  # per item: the face, then its camera and JPEG quality
+    STEPS = 3  # per item: the re-processing after each edit, a fixed number of draws per step
+    EDIT = 4  # per item and component
+
+
+@contextlib.contextmanager
+def _opencv_single_threaded():
+    """OpenCV's thread pool costs more than it gives on 128-pixel images, and DataLoader workers
+    already run in parallel (torch likewise runs one thread per worker): one thread while we draw."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def _generator(key: tuple[int, ...], stream: _Stream, *extra: int) -> np.random.Generator:
+    return np.random.default_rng([*key, int(stream), *extra])
+
+
+@dataclass
+class SyntheticFace:
+    """One synthetic item with everything the generator knows about it."""
+
+    image: np.ndarray  # uint8 (H, W, 3) RGB, the manipulated image
+    sequence: torch.Tensor  # int64 (5,), ids in edit order, padded with 0
+    landmarks: np.ndarray  # float32 (68, 2) pixel (x, y) of the original face, iBUG-300W layout
+    face_mask: np.ndarray  # bool (H, W), the original face oval
+    component_masks: dict[str, np.ndarray]  # name -> bool (H, W), where each edit was blended in
+
+
+def _check_sequence(sequence: Iterable[int]) -> list[int]:
+    ids = [int(c) for c in (sequence.tolist() if isinstance(sequence, torch.Tensor) else sequence)]
+    while ids and ids[-1] == 0:
+        ids.pop()
+    if len(ids) > SEQUENCE_LENGTH or any(not 1 <= c <= SEQUENCE_LENGTH for c in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"sequence must hold at most {SEQUENCE_LENGTH} distinct ids in 1..{SEQUENCE_LENGTH}, "
+                         f"padded with trailing 0; got {list(sequence)}")
+    return ids
+
+
+def _check_size(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE:
+        raise ValueError(f"size must be an int >= {MIN_SIZE}, got {size!r}")
+    return size
+
+
+def _check_seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    return seed
+
+
+def synthesize(sequence: Iterable[int], *, subset: str = "facial_components", size: int = 128,
+               key: Iterable[int] = (0,)) -> SyntheticFace:
+    """Renders the face drawn from `key` (non-negative ints) and applies `sequence` to it in order.
+
+    The same key always gives the same face, and each component's edit and each step's
+    re-processing are the same whatever else is in the sequence, so sequences can be compared.
+    """
+    names = names_of(subset)
+    ids = _check_sequence(sequence)
+    size = _check_size(size)
+    key = tuple(int(k) for k in key)
+    if any(k < 0 for k in key):
+        raise ValueError(f"key must hold non-negative ints, got {key}")
+
+    with _opencv_single_threaded():
+        face_rng = _generator(key, _Stream.FACE)
+        face = faces.sample_face(face_rng, min_age=MIN_AGE[subset])
+        rendered, base = faces.render(face, size)
+        image = manipulations.camera(rendered, face_rng)
+        original_landmarks = faces.landmarks(face, size)
+        face_mask = base.face_alpha >= 0.5
+
+        component_masks = {}
+        steps_rng = _generator(key, _Stream.STEPS) if ids else None
+        for component in ids:
+            name = names[component - 1]
+            image, face, base, component_masks[name] = manipulations.apply_edit(
+                image, face, base, name, _generator(key, _Stream.EDIT, component), steps_rng)
+        image = manipulations.publish(image, face_rng)
+    return SyntheticFace(
+        image=image,
+        sequence=torch.tensor(ids + [0] * (SEQUENCE_LENGTH - len(ids)), dtype=torch.long),
+        landmarks=original_landmarks,
+        face_mask=face_mask,
+        component_masks=component_masks,
+    )
+
+
+def split_sequences(key: tuple[int, ...], count: int) -> torch.Tensor:
+    """int64 (count, 5) sequences of the first `count` items of the split with `key`.
+
+    Both streams are consumed row after row, so item i's sequence does not depend on `count`.
+    """
+    blocks = -(-count // _LENGTH_BLOCK)
+    lengths = _generator(key, _Stream.LENGTHS).random((blocks, _LENGTH_BLOCK)).argsort(axis=1).reshape(-1)[:count]
+    orders = _generator(key, _Stream.ORDER).random((count, SEQUENCE_LENGTH)).argsort(axis=1) + 1
+    orders[np.arange(SEQUENCE_LENGTH) >= lengths[:, None]] = 0
+    return torch.from_numpy(orders.astype(np.int64))
+
+
+class SyntheticSeqDeepFake(Dataset):
+    """The built-in synthetic Seq-DeepFake, generated on the fly.
+
+    Items are `(image, sequence)`: a float32 tensor (3, size, size) in [0, 1] (then `transform`, if
+    given) and an int64 tensor (5,) of component ids in edit order, padded with 0.
+    """
+
+    def __init__(self, split: str = "train", subset: str = "facial_components", size: int = 128,
+                 num_images: int | None = None, seed: int = 0,
+                 transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        if split not in _SPLIT_IDS:
+            raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+        self.names = names_of(subset)
+        if num_images is None:
+            num_images = DEFAULT_SPLIT_SIZES[split]
+        if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(f"num_images must be a positive int or None, got {num_images!r}")
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self.split, self.subset, self.size = split, subset, _check_size(size)
+        self.num_images, self.seed, self.transform = num_images, _check_seed(seed), transform
+        self._key = (seed, _SUBSET_IDS[subset], _SPLIT_IDS[split])
+        self._sequences = split_sequences(self._key, num_images)
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        if not -self.num_images <= index < self.num_images:
+            raise IndexError(f"index {index} out of range for {self.num_images} synthetic {self.split} images")
+        return int(index) % self.num_images
+
+    def is_real(self, index: int) -> bool:
+        """Whether item `index` is unmanipulated, without rendering it."""
+        return bool(self._sequences[self._index(index), 0] == 0)
+
+    def sequences(self) -> torch.Tensor:
+        """int64 (len, 5) sequences of every item, without rendering images."""
+        return self._sequences.clone()
+
+    def sample(self, index: int) -> SyntheticFace:
+        """Item `index` with its landmarks and masks, the image as uint8 (H, W, 3)."""
+        index = self._index(index)
+        return synthesize(self._sequences[index], subset=self.subset, size=self.size, key=self._key + (index,))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        item = self.sample(index)
+        image = torch.from_numpy(np.ascontiguousarray(item.image.transpose(2, 0, 1))).float().div_(255)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, item.sequence
+
+
+# ---------------------------------------------------------------- cache in the official layout
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Writes to a temporary file in the same folder, then renames it over `path`."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _check_sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
+    if sizes is None:
+        return dict(DEFAULT_SPLIT_SIZES)
+    if not isinstance(sizes, Mapping):
+        raise TypeError(f"sizes must map split names to image counts, got {type(sizes).__name__}")
+    for split, count in sizes.items():
+        if split not in _SPLIT_IDS:
+            raise ValueError(f"unknown split {split!r} in sizes; expected some of {list(SPLITS)}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"sizes[{split!r}] must be a positive int, got {count!r}")
+    return dict(sizes)
+
+
+def _check_settings(subset_root: Path, settings: dict) -> None:
+    """Refuses to resume a cache written with other settings: its images would silently mix."""
+    path = subset_root / "synthetic.json"
+    if path.exists():
+        try:
+            written = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: unreadable cache settings ({error}); remove the folder to rewrite it") from None
+        if written != settings:
+            raise ValueError(f"{path}: the cache there was written with {written}, not {settings}; "
+                             "use another root or remove that folder")
+    else:
+        _write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+
+
+def sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
+    """`nose-eye-lip` in edit order, `original` for an unmanipulated face."""
+    return "-".join(names[c - 1] for c in ids if c) or "original"
+
+
+def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_components",
+                             sizes: Mapping[str, int] | None = None, size: int = 128, seed: int = 0,
+                             image_format: str = "png") -> Path:
+    """Caches synthetic splits to disk in the official Seq-DeepFake layout and returns `root`.
+
+    Writes `root/<subset>/images/<split>/<sequence-name>/<index:06d>.<ext>` and
+    `root/<subset>/annotations/<split>.csv` (columns `file_path`, relative to root, and `label`, like
+    `[1, 2, 0, 0, 0]`). `sizes` maps splits to image counts (default: all three splits at their
+    default sizes). Images already on disk are kept, so an interrupted run resumes; a cache written
+    with another seed, size or format raises a ValueError.
+    """
+    names = names_of(subset)
+    sizes = _check_sizes(sizes)
+    size, seed = _check_size(size), _check_seed(seed)
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown image_format {image_format!r}; expected one of {sorted(IMAGE_FORMATS)}")
+    extension = IMAGE_FORMATS[image_format]
+    root = Path(root)
+    subset_root = root / subset
+    (subset_root / "annotations").mkdir(parents=True, exist_ok=True)
+    _check_settings(subset_root, {"generator": "mlrank.data.synthetic", "seed": seed, "size": size,
+                                  "image_format": extension[1:]})
+
+    for split, count in sizes.items():
+        dataset = SyntheticSeqDeepFake(split, subset, size=size, num_images=count, seed=seed)
+        rows, made_folders = [], set()
+        for index, sequence in enumerate(dataset.sequences().tolist()):
+            relative = f"{subset}/images/{split}/{sequence_folder(sequence, names)}/{index:06d}{extension}"
+            path = root / relative
+            if not path.exists():
+                if path.parent not in made_folders:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    made_folders.add(path.parent)
+                ok, encoded = cv2.imencode(extension, cv2.cvtColor(dataset.sample(index).image, cv2.COLOR_RGB2BGR))
+                _write_atomic(path, encoded.tobytes())
+            rows.append((relative, str(sequence)))
+        table = io.StringIO()
+        writer = csv.writer(table, lineterminator="\n")
+        writer.writerow(("file_path", "label"))
+        writer.writerows(rows)
+        _write_atomic(subset_root / "annotations" / f"{split}.csv", table.getvalue().encode())
+    return root
