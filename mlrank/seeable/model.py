@@ -13,6 +13,7 @@ from a checkpoint scores against the prototypes it was trained with, whatever it
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import timm
 import torch
@@ -81,6 +82,27 @@ class SeeableModel(nn.Module):
     @property
     def embed_dim(self) -> int:
         return self.prototypes.shape[1]
+
+    def parameter_groups(
+        self, lr: float, backbone_lr_scale: float = 0.1, weight_decay: float = 0.01
+    ) -> list[dict[str, Any]]:
+        """AdamW groups as the supervised model gives them: the encoder ("backbone") at
+        ``lr * backbone_lr_scale``, the projector ("head") at ``lr``; biases and normalisation
+        weights without weight decay. Empty groups are left out."""
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, parameter in self.named_parameters():
+            if parameter.requires_grad:
+                key = (name.startswith("encoder."), parameter.ndim > 1)
+                groups.setdefault(key, []).append(parameter)
+        return [
+            {
+                "name": f"{'backbone' if in_encoder else 'head'}{'' if decayed else '_no_decay'}",
+                "params": params,
+                "lr": lr * backbone_lr_scale if in_encoder else lr,
+                "weight_decay": weight_decay if decayed else 0.0,
+            }
+            for (in_encoder, decayed), params in sorted(groups.items(), reverse=True)
+        ]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings z (B, embed_dim) of images (B, 3, H, W)."""

@@ -7,7 +7,7 @@ Every one of the K discrepancies is applied to the test face, each drawn from
 a face's score depends neither on its batch nor on the call, and the same input gives the same
 score bit for bit on the CPU. Scores lie in [0, 2]; higher means more anomalous (more likely
 fake). The model runs in eval mode (its previous mode is restored) without gradients, and the
-sum is accumulated in float64.
+mean over k is taken in float64.
 """
 
 from __future__ import annotations
@@ -44,18 +44,18 @@ def _face_masks_per_image(face_masks: object, batch: int) -> Sequence[object]:
 
 
 @torch.no_grad()
-def anomaly_score(
+def discrepancy_similarities(
     model: nn.Module,
     images: torch.Tensor,
     spec: DiscrepancySpec,
     seed: int = 0,
     face_masks: FaceMasks = None,
 ) -> torch.Tensor:
-    """Anomaly scores (B,), float32 on the CPU, of images (B, 3, H, W) in [0, 1].
+    """Cosines (B, K, K), float32 on the CPU: entry [b, k, j] is z(sd_k(x_b)) . p_j.
 
-    ``model`` maps images to unit embeddings and holds ``prototypes`` (K, D) with K = spec.K
-    (a :class:`~mlrank.seeable.model.SeeableModel`). ``face_masks``: None (centred face ellipse
-    for all), a bool (B, H, W) tensor or array, or one mask or None per image.
+    The diagonal gives the anomaly score; the argmax over j says which class the model
+    recognises in sd_k(x_b) (on real faces, the pretext task's accuracy). Arguments as for
+    :func:`anomaly_score`.
     """
     prototypes = getattr(model, "prototypes", None)
     if not isinstance(prototypes, torch.Tensor) or prototypes.dim() != 2:
@@ -78,7 +78,7 @@ def anomaly_score(
     was_training = model.training
     model.eval()
     try:
-        total = torch.zeros(images.shape[0], dtype=torch.float64)
+        per_class = []
         for k in range(spec.K):
             # A fresh generator per image: every face gets the same k-th discrepancy.
             discrepant = torch.stack(
@@ -88,7 +88,29 @@ def anomaly_score(
                 ]
             )
             z = model(discrepant.to(prototypes.device))
-            total += (1 - z @ prototypes[k].to(z.dtype)).double().cpu()
+            per_class.append((z.float() @ prototypes.float().T).cpu())
     finally:
         model.train(was_training)
-    return (total / spec.K).float()
+    return torch.stack(per_class, dim=1)
+
+
+def anomaly_score(
+    model: nn.Module,
+    images: torch.Tensor,
+    spec: DiscrepancySpec,
+    seed: int = 0,
+    face_masks: FaceMasks = None,
+) -> torch.Tensor:
+    """Anomaly scores (B,), float32 on the CPU, of images (B, 3, H, W) in [0, 1].
+
+    ``model`` maps images to unit embeddings and holds ``prototypes`` (K, D) with K = spec.K
+    (a :class:`~mlrank.seeable.model.SeeableModel`). ``face_masks``: None (centred face ellipse
+    for all), a bool (B, H, W) tensor or array, or one mask or None per image.
+    """
+    return score_from_similarities(discrepancy_similarities(model, images, spec, seed, face_masks))
+
+
+def score_from_similarities(similarities: torch.Tensor) -> torch.Tensor:
+    """mean_k (1 - similarities[:, k, k]), summed in float64, as float32."""
+    own = torch.diagonal(similarities, dim1=1, dim2=2).double()
+    return (1 - own).mean(dim=1).float()

@@ -53,10 +53,13 @@ def as_image_tensor(image: Any) -> Any:
 
 
 def image_and_face_mask(item: Any) -> tuple[Any, Any]:
-    """(image, face_mask or None) from a data set item: a tensor, a mapping with "image" (and
-    optionally "face_mask"), or an object with ``.image`` (and optionally ``.face_mask``)."""
+    """(image, face_mask or None) from a data set item: a tensor, a tuple or list whose first
+    element is the image (the project's data sets give (image, label, ...)), a mapping with
+    "image" (and optionally "face_mask"), or an object with ``.image`` (and ``.face_mask``)."""
     if isinstance(item, torch.Tensor):
         return item, None
+    if isinstance(item, (tuple, list)) and item:
+        return as_image_tensor(item[0]), None
     if isinstance(item, Mapping):
         if "image" not in item:
             raise KeyError(f"data set item has no 'image' key; its keys are {sorted(item)}")
@@ -65,7 +68,8 @@ def image_and_face_mask(item: Any) -> tuple[Any, Any]:
         return as_image_tensor(item.image), getattr(item, "face_mask", None)
     raise TypeError(
         f"cannot find the image in a data set item of type {type(item).__name__}: expected a "
-        "tensor, a mapping with 'image', or an object with .image (or pass read=...)"
+        "tensor, an (image, ...) tuple, a mapping with 'image', or an object with .image "
+        "(or pass read=...)"
     )
 
 
@@ -82,6 +86,8 @@ class SeeableDataset(Dataset):
         read: optional ``read(base, j) -> (image, face_mask or None)``.
         indices: the items j of ``base`` to use; by default those with ``base.is_real(j)`` when
             ``base`` has that method (then a fake among given indices is an error), else all.
+        hflip: mirror the face (image and mask) left-right with probability 1/2, before the
+            discrepancy, so that the label still names the cell where it was planted.
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class SeeableDataset(Dataset):
         seed: int = 0,
         read: Callable[[Any, int], tuple[torch.Tensor, Any]] | None = None,
         indices: Sequence[int] | None = None,
+        hflip: bool = False,
     ) -> None:
         self.base = base
         is_real = getattr(base, "is_real", None)
@@ -108,6 +115,7 @@ class SeeableDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.read = read
+        self.hflip = bool(hflip)
 
     @property
     def spec(self) -> DiscrepancySpec:
@@ -131,4 +139,15 @@ class SeeableDataset(Dataset):
         else:
             image, face_mask = image_and_face_mask(self.base[item])
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if self.hflip and rng.random() < 0.5:
+            image, face_mask = _mirrored(image, face_mask)
         return self.transform(image, rng, face_mask)
+
+
+def _mirrored(image: Any, face_mask: Any) -> tuple[Any, Any]:
+    # Anything that is not a tensor passes through, for apply_discrepancy to name.
+    if isinstance(face_mask, np.ndarray):
+        face_mask = torch.from_numpy(face_mask)
+    if isinstance(face_mask, torch.Tensor):
+        face_mask = face_mask.flip(-1)
+    return (image.flip(-1) if isinstance(image, torch.Tensor) else image), face_mask

@@ -1,0 +1,120 @@
+"""SeeABLE's method module for the training loop, on a tiny hand-built data set."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mlrank.config import Config
+from mlrank.distributed import DistContext
+from mlrank.seeable import DiscrepancySpec, SeeableDataset
+from mlrank.seeable import training
+
+CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+
+
+class TinyFaces(Dataset):
+    """Seq-DeepFake-like items (image, sequence): even items real, odd items fake (a sequence
+    naming component 1 and a bright square pasted in)."""
+
+    def __init__(self, count=8, size=32):
+        generator = torch.Generator().manual_seed(0)
+        self.images = torch.rand(count, 3, size, size, generator=generator) * 0.5 + 0.25
+        self.images[1::2, :, 8:16, 8:16] = 1.0
+        self.labels = torch.zeros(count, 5, dtype=torch.int64)
+        self.labels[1::2, 0] = 1
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.images[index], self.labels[index]
+
+    def sequences(self):
+        return self.labels.clone()
+
+
+def tiny_config():
+    cfg = Config(method="seeable")
+    cfg.model.backbone = "test_resnet"
+    cfg.seeable.grid = (2, 2)
+    cfg.seeable.types = ["colour", "blur"]
+    cfg.seeable.embed_dim = 16
+    cfg.data.batch_size = 4
+    cfg.data.num_workers = 0
+    cfg.train.amp = "fp32"
+    return cfg
+
+
+def test_model_and_spec_follow_the_config():
+    cfg = tiny_config()
+    assert training.discrepancy_spec(cfg) == DiscrepancySpec(grid=(2, 2), types=("colour", "blur"))
+    model = training.build_model(cfg)
+    assert model.prototypes.shape == (8, 16)
+    groups = {group["name"]: group for group in model.parameter_groups(1e-3, 0.1, 0.05)}
+    assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
+    assert groups["backbone"]["lr"] == pytest.approx(1e-4) and groups["head"]["lr"] == 1e-3
+    assert groups["head_no_decay"]["weight_decay"] == 0.0 and groups["head"]["weight_decay"] == 0.05
+    grouped = sum(len(group["params"]) for group in groups.values())
+    assert grouped == len(list(model.parameters()))
+
+
+def test_one_epoch_trains_on_real_faces_and_lowers_the_loss():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = training.build_model(cfg)
+    faces = TinyFaces()
+    real = torch.nonzero(~training.is_fake_per_item(faces)).flatten().tolist()
+    assert real == [0, 2, 4, 6]
+    spec = training.discrepancy_spec(cfg)
+    train_set = SeeableDataset(faces, spec, seed=0, read=training.read_face, indices=real)
+    loader = DataLoader(train_set, batch_size=4, shuffle=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    first = training.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
+    assert {"loss_supcon", "loss_prototype_ce", "loss_bcr", "loss_guidance", "loss_total"} <= set(first)
+    assert all(math.isfinite(value) for value in first.values())
+    for _ in range(15):  # the same four discrepant faces: the model must fit them
+        last = training.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
+    assert last["loss_total"] < first["loss_total"]
+
+
+def test_evaluation_scores_every_face_and_reports_one_class_metrics():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = training.build_model(cfg)
+    split = training.FacesToScore(TinyFaces())
+    image, face_mask, is_fake = split[1]
+    assert is_fake and face_mask.dtype == torch.bool and face_mask.shape == image.shape[1:]
+    metrics = training.evaluate(cfg, model, split, CPU, "val")
+    assert {"pretext_accuracy", "mean_score_real", "mean_score_fake", "auc", "eer", "ap"} <= set(metrics)
+    assert "acc" not in metrics
+    assert 0 <= metrics["pretext_accuracy"] <= 1 and 0 <= metrics["auc"] <= 1
+    # The selection never looks at fakes: it is the pretext accuracy on real faces.
+    assert training.selection_metric(metrics) == metrics["pretext_accuracy"]
+    scores = training.score_images(cfg, model, split.dataset.images[:2])
+    again = training.score_images(cfg, model, split.dataset.images[:2])
+    assert scores.shape == (2,) and torch.equal(scores, again)
+
+
+def test_flipped_training_faces_keep_their_label_with_their_mask():
+    # The face is the left half. A flip moves it, and its mask, to the right half: the
+    # discrepancy must follow the mask there, leaving the other half as it was (mirrored).
+    image = torch.rand(3, 16, 16)
+    mirrored = image.flip(-1)
+    face = np.zeros((16, 16), dtype=bool)
+    face[:, :8] = True
+    spec = DiscrepancySpec(grid=(2, 2))
+    dataset = SeeableDataset([{"image": image, "face_mask": face}] * 40, spec, hflip=True)
+    outcomes = set()
+    for discrepant, _ in dataset:
+        if torch.equal(discrepant[:, :, 8:], image[:, :, 8:]):
+            outcomes.add("kept")
+            assert not torch.equal(discrepant[:, :, :8], image[:, :, :8])
+        else:
+            outcomes.add("flipped")
+            assert torch.equal(discrepant[:, :, :8], mirrored[:, :, :8])
+            assert not torch.equal(discrepant[:, :, 8:], mirrored[:, :, 8:])
+    assert outcomes == {"kept", "flipped"}
