@@ -320,6 +320,10 @@ def sample_face(rng: np.random.Generator, *, min_age: float = 0.0) -> Face:
 
 # ---------------------------------------------------------------- geometry
 
+# Geometry is asked for again and again (painting, regions, landmarks). Faces and their parts are
+# immutable and hashed by identity, so results are cached per object; callers must not modify them.
+_geometry_cache = functools.lru_cache(maxsize=1024)
+
 # Parameters along curves, shared by every face.
 _U5, _U7, _U9, _U13 = (np.linspace(-1, 1, n) for n in (5, 7, 9, 13))
 _JAW_ANGLES = np.deg2rad(np.linspace(190, -10, 17))  # left temple, round the chin, right temple
@@ -331,6 +335,7 @@ def _circle(count: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(angles), np.sin(angles)
 
 
+@_geometry_cache
 def pose_matrix(face: Face, size: int) -> np.ndarray:
     """(2, 3) affine map from canonical coordinates to pixels."""
     pose, (cx, cy) = face.pose, face.head.centre
@@ -361,11 +366,13 @@ def ellipse(cx, cy, half_width, half_height, count=24) -> np.ndarray:
     return _xy(cx + half_width * cos, cy + half_height * sin)
 
 
+@_geometry_cache
 def face_outline(head: Head, count: int = 48) -> np.ndarray:
     return _superellipse(*head.centre, head.half_width, head.half_height, head.upper_exponent,
                          head.lower_exponent, *_circle(count))
 
 
+@_geometry_cache
 def jaw_points(head: Head) -> np.ndarray:
     """17 points from the left temple round the chin to the right one (iBUG 0-16)."""
     return _superellipse(*head.centre, head.half_width, head.half_height, head.upper_exponent,
@@ -378,6 +385,7 @@ def eye_centres(face: Face) -> list[tuple[float, float]]:
     return [(x - head.eye_dx, head.eye_y), (x + head.eye_dx, head.eye_y)]
 
 
+@_geometry_cache
 def eye_arcs(face: Face, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower lid curves of one eye (side 0: image left), 9 points each from left corner to right."""
     eyes, (ex, ey) = face.eyes, eye_centres(face)[side]
@@ -397,6 +405,7 @@ def eye_points(face: Face, side: int) -> np.ndarray:
     return np.concatenate([upper[[0, 2, 6, 8]], lower[[6, 2]]])
 
 
+@_geometry_cache
 def brow_centreline(face: Face, side: int, count: int = 5) -> np.ndarray:
     """Centre line of one brow from image left to right (iBUG 17-21 or 22-26 with count 5)."""
     brows, head = face.brows, face.head
@@ -408,6 +417,7 @@ def brow_centreline(face: Face, side: int, count: int = 5) -> np.ndarray:
     return points[::-1] if side == 0 else points
 
 
+@_geometry_cache
 def brow_polygon(face: Face, side: int) -> np.ndarray:
     centre = brow_centreline(face, side, count=9)
     outwards = (_U9 * 0.5 + 0.5)[::-1] if side == 0 else _U9 * 0.5 + 0.5
@@ -415,6 +425,7 @@ def brow_polygon(face: Face, side: int) -> np.ndarray:
     return np.concatenate([centre - half, (centre + half)[::-1]])
 
 
+@_geometry_cache
 def nose_points(face: Face) -> np.ndarray:
     """9 points: bridge from between the eyes to the tip (iBUG 27-30), then the base left to right (31-35)."""
     head, nose = face.head, face.nose
@@ -429,6 +440,7 @@ def nose_points(face: Face) -> np.ndarray:
     ])
 
 
+@_geometry_cache
 def _lip_curves(face: Face) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(mouth line, upper outer edge, lower outer edge, opening half height) at the 13 points of _U13."""
     head, lips = face.head, face.lips
@@ -445,6 +457,7 @@ _LIP_OUTER_UPPER, _LIP_OUTER_LOWER = [0, 2, 4, 6, 8, 10, 12], [10, 8, 6, 4, 2]
 _LIP_INNER_UPPER, _LIP_INNER_LOWER = [1, 4, 6, 8, 11], [8, 6, 4]
 
 
+@_geometry_cache
 def lip_points(face: Face) -> np.ndarray:
     """20 points: outer contour (iBUG 48-59) then inner contour (60-67)."""
     line, upper, lower, opening = _lip_curves(face)
@@ -462,6 +475,7 @@ def cheek_centres(face: Face) -> np.ndarray:
     return np.array([(x0 - offset, y), (x0 + offset, y)])
 
 
+@_geometry_cache
 def glasses_rims(face: Face) -> list[np.ndarray]:
     """Two closed rims of 24 points, each from its right-most point (index 0) round to its left-most (12) and back."""
     glasses, eyes = face.glasses, face.eyes
@@ -482,6 +496,7 @@ def glasses_arms(face: Face) -> list[np.ndarray]:
     return [bridge] + arms
 
 
+@_geometry_cache
 def bangs_polygon(face: Face) -> np.ndarray:
     """The fringe: from above the hairline down to jagged strand tips over the forehead."""
     head, bangs = face.head, face.bangs
@@ -814,6 +829,7 @@ def _paint_glasses(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base
           closed=False)
 
 
+@_geometry_cache
 def lips_extent(face: Face) -> np.ndarray:
     points = [lip_points(face)]
     if face.lips.smile > 0.4:  # raised cheeks and folds up to the nose

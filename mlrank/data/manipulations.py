@@ -211,8 +211,9 @@ def sample_trace(rng: np.random.Generator) -> EditTrace:
 
 def _resampled(image: np.ndarray, factor: float) -> np.ndarray:
     height, width = image.shape[:2]
+    # Bilinear both ways: for factors above 1/2 it barely aliases, and it is 5x cheaper than INTER_AREA.
     small = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
-                       interpolation=cv2.INTER_AREA)
+                       interpolation=cv2.INTER_LINEAR)
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 

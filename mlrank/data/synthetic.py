@@ -9,16 +9,18 @@ real-data loader reads them like the real thing.
 
 Decisions:
 * Determinism: item i is a pure function of (seed, subset, split, i, size). Every random draw comes
-  from a numpy generator seeded with that key plus a stream id: the face, its camera, one stream per
-  component's edit and one per edit step. Nothing depends on the worker, the order of access or
-  `num_images`. The face's parameters do not depend on `size`, so one face renders at any size.
-  JPEG is part of the pipeline, so pixels are reproducible for a given OpenCV build.
+  from a numpy generator seeded with (seed, subset, split) plus a stream id: per split, the lengths
+  and the orders (drawn row after row, so item i's sequence does not depend on `num_images`); per
+  item, its face with its camera, its edit steps' re-processing, and one stream per edited
+  component. Nothing depends on the worker or the order of access. A face's parameters do not
+  depend on `size`, so one face renders at any size. JPEG is part of the pipeline: pixels are
+  reproducible for a given OpenCV build.
 * Splits are disjoint by construction: the split is part of every key, so each split draws its own
   faces (every face is a new identity, as no identity is shared between Seq-DeepFake's splits).
 * Balance: originals and each length 1..5 are equally frequent (1/6), exactly so in every block of
   six consecutive items (a random permutation of the six lengths per block), so any prefix of the
-  data set is balanced within 5 items. The components and their order are a uniformly random
-  arrangement: the first `length` entries of a random permutation of 1..5.
+  data set is balanced within 5 items and a shuffled loader still sees 1/6 of each. The components
+  and their order are uniformly random: the first `length` entries of a random permutation of 1..5.
 * Default split sizes: train 6000, val 600, test 600 (multiples of 6).
 * Attribute faces are drawn at least moderately aged (wrinkle strength >= 0.45) and without bangs,
   glasses, beard or smile, so that every attribute edit adds something visible.
@@ -33,6 +35,7 @@ import csv
 import enum
 import io
 import json
+import operator
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -193,11 +196,13 @@ class SyntheticSeqDeepFake(Dataset):
         return self.num_images
 
     def _index(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        try:
+            index = operator.index(index)  # ints, numpy and 0-d torch integers
+        except TypeError:
+            raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
         if not -self.num_images <= index < self.num_images:
             raise IndexError(f"index {index} out of range for {self.num_images} synthetic {self.split} images")
-        return int(index) % self.num_images
+        return index % self.num_images
 
     def is_real(self, index: int) -> bool:
         """Whether item `index` is unmanipulated, without rendering it."""
@@ -214,7 +219,10 @@ class SyntheticSeqDeepFake(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.sample(index)
-        image = torch.from_numpy(np.ascontiguousarray(item.image.transpose(2, 0, 1))).float().div_(255)
+        # Converted in numpy: torch's threads would spin up for this one small op on every item.
+        channels_first = item.image.transpose(2, 0, 1).astype(np.float32)
+        channels_first *= np.float32(1 / 255)
+        image = torch.from_numpy(channels_first)
         if self.transform is not None:
             image = self.transform(image)
         return image, item.sequence
