@@ -554,22 +554,39 @@ def _box(polygons: list[np.ndarray], shape, pad: int) -> tuple[int, int, int, in
             min(((y + height) >> SUBPIXEL_BITS) + pad + 1, shape[0]))
 
 
-def paint(image: np.ndarray, polygons: list[np.ndarray], colour, *, opacity: float = 1.0, thickness: int = 0,
-          closed: bool = True) -> None:
-    """Paints pixel-space polygons (filled, or outlined with `thickness`) onto uint8 `image`, anti-aliased."""
+@dataclass(frozen=True, eq=False)
+class Stroke:
+    """One anti-aliased draw call, ready for cv2: what to draw, in which colour, and where it can land."""
+
+    polygons: list[np.ndarray]  # int32 fixed-point pixel coordinates
+    colour: list[float]
+    opacity: float
+    thickness: int  # 0: filled
+    closed: bool
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1): the pixels it can touch
+
+
+def stroke(polygons: list[np.ndarray], colour, size: int, *, opacity: float = 1.0, thickness: int = 0,
+           closed: bool = True) -> Stroke:
+    """A stroke of pixel-space polygons (filled, or outlined with `thickness`) on a size x size image."""
     fixed = [fixed_point(p) for p in polygons]
-    colour = np.minimum(colour, 255).tolist()
-    if opacity >= 1:
-        _stroke(image, fixed, colour, thickness, closed)
+    return Stroke(fixed, np.minimum(colour, 255).tolist(), opacity, thickness, closed,
+                  _box(fixed, (size, size), pad=thickness + 1))
+
+
+def draw(image: np.ndarray, stroke: Stroke) -> None:
+    """Draws a stroke onto uint8 `image`; below full opacity it is blended inside its box only."""
+    if stroke.opacity >= 1:
+        _stroke(image, stroke.polygons, stroke.colour, stroke.thickness, stroke.closed)
         return
-    x0, y0, x1, y1 = _box(fixed, image.shape, pad=thickness + 1)
+    x0, y0, x1, y1 = stroke.box
     if x1 <= x0 or y1 <= y0:
         return
     region = image[y0:y1, x0:x1]
     layer = region.copy()
     origin = np.array([x0 << SUBPIXEL_BITS, y0 << SUBPIXEL_BITS], np.int32)
-    _stroke(layer, [p - origin for p in fixed], colour, thickness, closed)
-    cv2.addWeighted(layer, opacity, region, 1 - opacity, 0, dst=region)
+    _stroke(layer, [p - origin for p in stroke.polygons], stroke.colour, stroke.thickness, stroke.closed)
+    cv2.addWeighted(layer, stroke.opacity, region, 1 - stroke.opacity, 0, dst=region)
 
 
 def paint_texture(image: np.ndarray, polygons: list[np.ndarray], texture: np.ndarray) -> None:
@@ -723,110 +740,137 @@ def beard_zone(face: Face, size: int, face_alpha: np.ndarray) -> np.ndarray:
     return np.clip((qy - top) * (size / 4.0), 0, 1) * face_alpha
 
 
-def _paint_beard(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
+def _paint_beard(image: np.ndarray, face: Face, base: Base) -> None:
     size = image.shape[0]
     stubble = cv2.resize(face.beard.stubble, (size, size), interpolation=cv2.INTER_LINEAR)
     alpha = beard_zone(face, size, base.face_alpha) * np.clip(face.beard.density * (0.75 + 0.35 * stubble), 0, 1)
     image[:] = cv2.convertScaleAbs(over(image.astype(np.float32), hair_texture(face, size) * 0.85, alpha))
 
 
-def _paint_nose(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
-    # Opaque strokes take the colour they would have at partial opacity over plain skin: one draw call each.
-    nose, skin = face.nose, face.skin.colour
+def _cached_on(*parts: str):
+    """Caches `build(face, size)` on the identity of the parts it reads, so an edit of one part keeps
+    the strokes of the others (`dataclasses.replace` keeps the unchanged parts' objects)."""
+
+    def decorate(build):
+        cache: dict = {}
+
+        @functools.wraps(build)
+        def cached(face: Face, size: int):
+            key = (size, *(getattr(face, part) for part in parts))
+            if key not in cache:
+                if len(cache) >= 1024:
+                    cache.clear()
+                cache[key] = build(face, size)
+            return cache[key]
+
+        return cached
+
+    return decorate
+
+
+# Opaque strokes take the colour they would have at partial opacity over plain skin: one draw call each.
+
+
+@_cached_on("pose", "head", "nose", "skin")
+def _nose_strokes(face: Face, size: int) -> list[Stroke]:
+    nose, skin, matrix = face.nose, face.skin.colour, pose_matrix(face, size)
     points = nose_points(face)
     x, top_y, tip_y, base_y = points[0, 0], points[0, 1], points[3, 1], points[6, 1]
-    size = image.shape[0]
     thick = max(1, round(size / 64))
     sides = [to_pixels(np.array([(x + sign * 0.012, top_y + 0.015), (x + sign * nose.half_width * 0.55, tip_y - 0.02),
                                  (x + sign * nose.half_width * 0.9, tip_y)]), matrix)
              for sign in (nose.light_side, -nose.light_side)]
-    paint(image, sides[:1], skin * 0.55, opacity=nose.shading, thickness=thick, closed=False)
-    paint(image, sides[1:], skin * 0.55, opacity=nose.shading * 0.35, thickness=thick, closed=False)
-    bridge = np.array([(x, top_y + 0.02), (x, tip_y - 0.02)])
-    paint(image, [to_pixels(bridge, matrix)], skin * 1.2, opacity=0.25, thickness=thick, closed=False)
-    tip = ellipse(x, tip_y - nose.tip_radius * 0.2, nose.tip_radius, nose.tip_radius * 0.8, 16)
-    paint(image, [to_pixels(tip, matrix)], skin * np.float32([1.08, 0.98, 0.96]), opacity=0.45)
+    bridge = to_pixels(np.array([(x, top_y + 0.02), (x, tip_y - 0.02)]), matrix)
+    tip = to_pixels(ellipse(x, tip_y - nose.tip_radius * 0.2, nose.tip_radius, nose.tip_radius * 0.8, 16), matrix)
     alae = [to_pixels(ellipse(x + sign * nose.half_width * 0.72, tip_y + 0.002, nose.half_width * 0.32,
                               nose.tip_radius * 0.6, 12), matrix) for sign in (-1, 1)]
-    paint(image, alae, skin * 0.8, thickness=1)
     nostrils = [to_pixels(ellipse(x + sign * nose.half_width * 0.42, base_y - 0.002, nose.nostril_size * 1.3,
                                   nose.nostril_size * 0.7, 10), matrix) for sign in (-1, 1)]
-    paint(image, nostrils, skin * 0.4)
+    return [
+        stroke(sides[:1], skin * 0.55, size, opacity=nose.shading, thickness=thick, closed=False),
+        stroke(sides[1:], skin * 0.55, size, opacity=nose.shading * 0.35, thickness=thick, closed=False),
+        stroke([bridge], skin * 1.2, size, opacity=0.25, thickness=thick, closed=False),
+        stroke([tip], skin * np.float32([1.08, 0.98, 0.96]), size, opacity=0.45),
+        stroke(alae, skin * 0.8, size, thickness=1),
+        stroke(nostrils, skin * 0.4, size),
+    ]
 
 
-def _paint_lips(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
-    lips, head = face.lips, face.head
-    size = image.shape[0]
+@_cached_on("pose", "head", "lips", "skin", "nose")
+def _lip_strokes(face: Face, size: int) -> list[Stroke]:
+    lips, head, skin, matrix = face.lips, face.head, face.skin.colour, pose_matrix(face, size)
     x0 = head.centre[0] + head.feature_shift
     line, upper, lower, opening = _lip_curves(face)
     x = x0 + lips.half_width * _U13
+    around = np.concatenate([x, x[::-1]])
     px = lambda xs, ys: to_pixels(_xy(xs, ys), matrix)  # noqa: E731
-    if lips.smile > 0.4:  # raised cheeks and deeper folds
+    strokes = []
+    if lips.smile > 0.4:  # raised cheeks (two nested ellipses: a soft edge) and deeper folds
         strength = (lips.smile - 0.4) / 0.6
-        for grow in (1.0, 0.7):  # two nested ellipses: a soft edge
-            cheeks = [to_pixels(ellipse(cxk, cyk, 0.04 * grow, 0.028 * grow, 16), matrix)
-                      for cxk, cyk in cheek_centres(face)]
-            paint(image, cheeks, face.skin.colour * np.float32([1.1, 1.0, 0.98]), opacity=0.22 * strength)
-        for sign in (-1, 1):
-            fold = np.array([(x0 + sign * (face.nose.half_width + 0.012), head.nose_tip_y + 0.005),
-                             (x0 + sign * (lips.half_width + 0.018), line[0] - 0.01),
-                             (x0 + sign * (lips.half_width + 0.022), line[0] + 0.02)])
-            paint(image, [to_pixels(fold, matrix)], face.skin.colour * 0.6, opacity=0.45 * strength,
-                  thickness=max(1, round(size / 64)), closed=False)
+        for grow in (1.0, 0.7):
+            cheeks = [to_pixels(ellipse(cx, cy, 0.04 * grow, 0.028 * grow, 16), matrix) for cx, cy in cheek_centres(face)]
+            strokes.append(stroke(cheeks, skin * np.float32([1.1, 1.0, 0.98]), size, opacity=0.22 * strength))
+        folds = [to_pixels(np.array([(x0 + sign * (face.nose.half_width + 0.012), head.nose_tip_y + 0.005),
+                                     (x0 + sign * (lips.half_width + 0.018), line[0] - 0.01),
+                                     (x0 + sign * (lips.half_width + 0.022), line[0] + 0.02)]), matrix)
+                 for sign in (-1, 1)]
+        strokes.append(stroke(folds, skin * 0.6, size, opacity=0.45 * strength, thickness=max(1, round(size / 64)),
+                              closed=False))
     if lips.open > 0:
-        gap = px(np.concatenate([x, x[::-1]]), np.concatenate([line - opening, (line + opening)[::-1]]))
-        paint(image, [gap], np.float32([224, 218, 205]))
-        paint(image, [gap], np.float32([132, 106, 100]), thickness=1)
-    paint(image, [px(np.concatenate([x, x[::-1]]), np.concatenate([upper, (line - opening)[::-1]]))],
-          lips.colour * 0.88)
-    paint(image, [px(np.concatenate([x, x[::-1]]), np.concatenate([line + opening, lower[::-1]]))], lips.colour)
-    paint(image, [px(x, line - opening * 0.9)], lips.colour * 0.56, thickness=max(1, round(size / 110)),
-          closed=False)
+        gap = px(around, np.concatenate([line - opening, (line + opening)[::-1]]))
+        strokes += [stroke([gap], np.float32([224, 218, 205]), size),
+                    stroke([gap], np.float32([132, 106, 100]), size, thickness=1)]
     highlight = px(x0 + lips.half_width * 0.3 * _U13[4:9], lower[4:9] - lips.lower * 0.45)
-    paint(image, [highlight], lips.colour * 1.35, opacity=0.3, thickness=max(1, round(size / 96)), closed=False)
+    return strokes + [
+        stroke([px(around, np.concatenate([upper, (line - opening)[::-1]]))], lips.colour * 0.88, size),
+        stroke([px(around, np.concatenate([line + opening, lower[::-1]]))], lips.colour, size),
+        stroke([px(x, line - opening * 0.9)], lips.colour * 0.56, size, thickness=max(1, round(size / 110)),
+               closed=False),
+        stroke([highlight], lips.colour * 1.35, size, opacity=0.3, thickness=max(1, round(size / 96)), closed=False),
+    ]
 
 
-def _paint_eye(image: np.ndarray, face: Face, matrix: np.ndarray, side: int) -> None:
-    eyes = face.eyes
-    size = image.shape[0]
-    upper, lower = eye_arcs(face, side)
-    almond = to_pixels(np.concatenate([upper, lower[::-1]]), matrix).astype(np.float32)
-    paint(image, [almond], np.float32([232, 226, 220]))
-    ex, ey = eye_centres(face)[side]
-    radius = eyes.half_width * eyes.openness * eyes.iris_size
-    iris_x, iris_y = ex + eyes.gaze * eyes.half_width * 0.4, ey + radius * 0.1
-    for scale, colour in ((1.0, eyes.iris_colour), (0.45, np.float32([18, 14, 14]))):
-        disc = to_pixels(ellipse(iris_x, iris_y, radius * scale, radius * scale, 16), matrix).astype(np.float32)
-        area, visible = cv2.intersectConvexConvex(almond, disc)  # the lids hide the rest
-        if area > 0:
-            paint(image, [visible.reshape(-1, 2)], colour)
-    paint(image, [to_pixels(upper, matrix)], face.skin.colour * 0.35, thickness=max(1, round(size / 90)),
-          closed=False)
-    catchlight = ellipse(iris_x + radius * 0.3, iris_y - radius * 0.3, radius * 0.2, radius * 0.2, 8)
-    paint(image, [to_pixels(catchlight, matrix)], np.float32([240, 240, 240]))
+@_cached_on("pose", "head", "brows", "eyes")
+def _brow_strokes(face: Face, size: int) -> list[Stroke]:
+    matrix = pose_matrix(face, size)
+    return [stroke([to_pixels(brow_polygon(face, side), matrix) for side in (0, 1)], face.brows.colour, size,
+                   opacity=0.92)]
 
 
-def _paint_brows(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
-    paint(image, [to_pixels(brow_polygon(face, side), matrix) for side in (0, 1)], face.brows.colour, opacity=0.92)
-
-
-def _paint_eyes(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
+@_cached_on("pose", "head", "eyes", "skin")
+def _eye_strokes(face: Face, size: int) -> list[Stroke]:
+    eyes, matrix = face.eyes, pose_matrix(face, size)
+    strokes = []
     for side in (0, 1):
-        _paint_eye(image, face, matrix, side)
+        upper, lower = eye_arcs(face, side)
+        almond = to_pixels(np.concatenate([upper, lower[::-1]]), matrix).astype(np.float32)
+        strokes.append(stroke([almond], np.float32([232, 226, 220]), size))
+        ex, ey = eye_centres(face)[side]
+        radius = eyes.half_width * eyes.openness * eyes.iris_size
+        iris_x, iris_y = ex + eyes.gaze * eyes.half_width * 0.4, ey + radius * 0.1
+        for scale, colour in ((1.0, eyes.iris_colour), (0.45, np.float32([18, 14, 14]))):
+            disc = to_pixels(ellipse(iris_x, iris_y, radius * scale, radius * scale, 16), matrix).astype(np.float32)
+            area, visible = cv2.intersectConvexConvex(almond, disc)  # the lids hide the rest
+            if area > 0:
+                strokes.append(stroke([visible.reshape(-1, 2)], colour, size))
+        strokes.append(stroke([to_pixels(upper, matrix)], face.skin.colour * 0.35, size,
+                              thickness=max(1, round(size / 90)), closed=False))
+        catchlight = ellipse(iris_x + radius * 0.3, iris_y - radius * 0.3, radius * 0.2, radius * 0.2, 8)
+        strokes.append(stroke([to_pixels(catchlight, matrix)], np.float32([240, 240, 240]), size))
+    return strokes
 
 
-def _paint_bangs(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
-    paint_texture(image, [to_pixels(bangs_polygon(face), matrix)], hair_texture(face, image.shape[0]))
-
-
-def _paint_glasses(image: np.ndarray, face: Face, matrix: np.ndarray, base: Base) -> None:
-    glasses = face.glasses
+@_cached_on("pose", "head", "eyes", "glasses")
+def _glasses_strokes(face: Face, size: int) -> list[Stroke]:
+    glasses, matrix = face.glasses, pose_matrix(face, size)
     rims = [to_pixels(rim, matrix) for rim in glasses_rims(face)]
-    paint(image, rims, glasses.colour * 0.6 + 40, opacity=glasses.tint)
-    thickness = max(1, round(glasses.thickness * image.shape[0]))
-    paint(image, rims, glasses.colour, thickness=thickness)
-    paint(image, [to_pixels(arm, matrix) for arm in glasses_arms(face)], glasses.colour, thickness=thickness,
-          closed=False)
+    thickness = max(1, round(glasses.thickness * size))
+    return [
+        stroke(rims, glasses.colour * 0.6 + 40, size, opacity=glasses.tint),
+        stroke(rims, glasses.colour, size, thickness=thickness),
+        stroke([to_pixels(arm, matrix) for arm in glasses_arms(face)], glasses.colour, size, thickness=thickness,
+               closed=False),
+    ]
 
 
 @_geometry_cache
@@ -837,36 +881,41 @@ def lips_extent(face: Face) -> np.ndarray:
     return np.concatenate(points)
 
 
-# In paint order: (present?, canonical points the painting stays near, painter).
-_FEATURES = (
-    (lambda f: f.beard is not None, lambda f: jaw_points(f.head), _paint_beard),
-    (lambda f: True, nose_points, _paint_nose),
-    (lambda f: True, lips_extent, _paint_lips),
-    (lambda f: True, lambda f: np.concatenate([brow_polygon(f, 0), brow_polygon(f, 1)]), _paint_brows),
-    (lambda f: True, lambda f: np.concatenate(eye_arcs(f, 0) + eye_arcs(f, 1)), _paint_eyes),
-    (lambda f: f.bangs is not None, bangs_polygon, _paint_bangs),
-    (lambda f: f.glasses is not None, lambda f: np.concatenate(glasses_rims(f) + glasses_arms(f)), _paint_glasses),
-)
+def _wanted(wanted: np.ndarray | None, box: tuple[int, int, int, int]) -> bool:
+    x0, y0, x1, y1 = box
+    return wanted is None or bool(wanted[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)].any())
+
+
+def _union(strokes: list[Stroke]) -> tuple[int, int, int, int]:
+    boxes = np.array([s.box for s in strokes])
+    return (*boxes[:, :2].min(0), *boxes[:, 2:].max(0))
 
 
 def render_features(base: Base, face: Face, size: int, wanted: np.ndarray | None = None) -> np.ndarray:
     """Paints the features of `face` over a copy of the base pass; uint8 (H, W, 3).
 
-    With `wanted`, an (H, W) mask of the pixels the caller will use, features far from them are skipped.
+    With `wanted`, an (H, W) mask of the pixels the caller will use, features that cannot reach them are
+    skipped. Paint order: beard, nose, lips, brows, eyes, bangs, glasses.
     """
     image = base.image.copy()
     matrix = pose_matrix(face, size)
-    reach = 0.03 * size + 2  # strokes, shading and anti-aliasing beyond the features' points
-    for present, extent, painter in _FEATURES:
-        if not present(face):
-            continue
-        if wanted is not None:
-            points = to_pixels(extent(face), matrix)
-            x0, y0 = np.maximum(points.min(0) - reach, 0).astype(int)
-            x1, y1 = np.maximum(points.max(0) + reach + 1, 0).astype(int)
-            if not wanted[y0:y1, x0:x1].any():
-                continue
-        painter(image, face, matrix, base)
+    if face.beard is not None and _wanted(wanted, _box([fixed_point(to_pixels(jaw_points(face.head), matrix))],
+                                                       image.shape, pad=2)):
+        _paint_beard(image, face, base)
+    features = [_nose_strokes, _lip_strokes, _brow_strokes, _eye_strokes]
+    for strokes in (build(face, size) for build in features):
+        if _wanted(wanted, _union(strokes)):
+            for each in strokes:
+                draw(image, each)
+    if face.bangs is not None:
+        polygon = [to_pixels(bangs_polygon(face), matrix)]
+        if _wanted(wanted, _box([fixed_point(polygon[0])], image.shape, pad=2)):
+            paint_texture(image, polygon, hair_texture(face, size))
+    if face.glasses is not None:
+        strokes = _glasses_strokes(face, size)
+        if _wanted(wanted, _union(strokes)):
+            for each in strokes:
+                draw(image, each)
     return image
 
 

@@ -217,12 +217,15 @@ def _resampled(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+_LEVELS = np.arange(256) / 255.0
+
+
 def tone_curve(rng: np.random.Generator, gamma_range: float, gain_range: float) -> np.ndarray:
     """(256, 1, 3) uint8 lookup table: a random gamma and per-channel gain."""
     gamma = rng.uniform(1 - gamma_range, 1 + gamma_range)
     gains = rng.uniform(1 - gain_range, 1 + gain_range, 3)
-    levels = (np.arange(256) / 255.0) ** gamma
-    return np.clip(levels[:, None] * gains * 255 + 0.5, 0, 255).astype(np.uint8)[:, None, :]
+    curve = np.outer(_LEVELS**gamma, gains * 255) + 0.5
+    return np.minimum(curve, 255).astype(np.uint8)[:, None, :]
 
 
 def camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
