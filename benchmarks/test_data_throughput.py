@@ -32,12 +32,15 @@ IMAGES_PER_SECOND: dict[str, float] = {}
 @pytest.fixture(scope="module", autouse=True)
 def print_throughput(request):
     yield
-    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.getplugin("terminalreporter"), plugins.getplugin("capturemanager")
     if reporter is None or not IMAGES_PER_SECOND:
         return
-    reporter.write_sep("=", f"synthetic Seq-DeepFake throughput, {SIZE} x {SIZE}, torch {torch.__version__}")
-    for name, rate in IMAGES_PER_SECOND.items():
-        reporter.write_line(f"{name:45s} {rate:8.0f} images/s")
+    with capture.global_and_fixture_disabled():  # this teardown's output would otherwise be captured
+        reporter.ensure_newline()
+        reporter.write_sep("=", f"synthetic Seq-DeepFake throughput, {SIZE} x {SIZE}, torch {torch.__version__}")
+        for name, rate in IMAGES_PER_SECOND.items():
+            reporter.write_line(f"{name:55s} {rate:8.0f} images/s")
 
 
 def record(benchmark, name: str, images: int) -> None:

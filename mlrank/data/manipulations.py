@@ -18,14 +18,14 @@ Consequences that make the order recoverable from the pixels, as in the real dat
 * each edit leaves its own trace inside its region (seam, colour shift, resampling blur);
 * every later edit re-processes the whole image, so earlier traces are blurred and re-toned once
   more per later step: the last edit's trace is the crispest;
-* regions overlap (eye/eyebrow, eyebrow/hair, nose/lip, nose/eye; bangs/eyeglasses/eyebrows,
-  beard/smiling, young/everything), and inside an overlap the later edit's patch replaces what the
+* regions overlap (always eye/eyebrow, nose/lip, nose/eye, beard/smiling, young/everything; often
+  eyebrow/hair, bangs/eyeglasses), and inside an overlap the later edit's patch replaces what the
   earlier one left, its trace included.
 The content of an edit is cumulative: F_t keeps every earlier edit, as a sequential editor that
 starts from the current image would, so each listed component stays visibly changed at the end.
 
-Edit parameters come from one random stream per component and the re-processing from one per step,
-so swapping two edits changes nothing but their order.
+Each component's edit draws from its own random stream, and step t's re-processing is the t-th
+draw of the image's step stream, so swapping two edits changes nothing but their order.
 """
 
 from __future__ import annotations
@@ -229,7 +229,7 @@ def tone_curve(rng: np.random.Generator, gamma_range: float, gain_range: float) 
 
 
 def camera(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The capture of every image, originals included: a tone curve, then 8 bits."""
+    """The capture of every image, originals included: a random tone curve."""
     return cv2.LUT(image, tone_curve(rng, 0.08, 0.03))
 
 
@@ -240,9 +240,9 @@ def regenerate(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def publish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """JPEG round trip of every final image, so compression is no cue to manipulation."""
-    # cv2 reads our RGB as BGR on both ends: only the chroma weights swap, the round trip is exact in order.
+    # cv2 takes our RGB for BGR on both ends: only the chroma weights swap, the channel order survives.
     quality = int(rng.integers(85, 98))
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    _, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.imdecode(encoded, cv2.IMREAD_COLOR)
 
 

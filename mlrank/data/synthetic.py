@@ -271,7 +271,7 @@ def _check_settings(subset_root: Path, settings: dict) -> None:
         _write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
 
 
-def sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
+def _sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
     """`nose-eye-lip` in edit order, `original` for an unmanipulated face."""
     return "-".join(names[c - 1] for c in ids if c) or "original"
 
@@ -285,7 +285,8 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
     `root/<subset>/annotations/<split>.csv` (columns `file_path`, relative to root, and `label`, like
     `[1, 2, 0, 0, 0]`). `sizes` maps splits to image counts (default: all three splits at their
     default sizes). Images already on disk are kept, so an interrupted run resumes; a cache written
-    with another seed, size or format raises a ValueError.
+    with another seed, size or format raises a ValueError. PNG stores exactly the generated pixels;
+    JPEG re-encodes them at OpenCV's default quality (95).
     """
     names = names_of(subset)
     sizes = _check_sizes(sizes)
@@ -303,13 +304,15 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
         dataset = SyntheticSeqDeepFake(split, subset, size=size, num_images=count, seed=seed)
         rows, made_folders = [], set()
         for index, sequence in enumerate(dataset.sequences().tolist()):
-            relative = f"{subset}/images/{split}/{sequence_folder(sequence, names)}/{index:06d}{extension}"
+            relative = f"{subset}/images/{split}/{_sequence_folder(sequence, names)}/{index:06d}{extension}"
             path = root / relative
             if not path.exists():
                 if path.parent not in made_folders:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     made_folders.add(path.parent)
                 ok, encoded = cv2.imencode(extension, cv2.cvtColor(dataset.sample(index).image, cv2.COLOR_RGB2BGR))
+                if not ok:
+                    raise ValueError(f"OpenCV could not encode {path.name} as {extension}")
                 _write_atomic(path, encoded.tobytes())
             rows.append((relative, str(sequence)))
         table = io.StringIO()
