@@ -38,7 +38,8 @@ def print_throughput(request):
         return
     with capture.global_and_fixture_disabled():  # this teardown's output would otherwise be captured
         reporter.ensure_newline()
-        reporter.write_sep("=", f"synthetic Seq-DeepFake throughput, {SIZE} x {SIZE}, torch {torch.__version__}")
+        title = f"synthetic Seq-DeepFake throughput, {SIZE} x {SIZE}, torch {torch.__version__}"
+        reporter.write_sep("=", title)
         for name, rate in IMAGES_PER_SECOND.items():
             reporter.write_line(f"{name:55s} {rate:8.0f} images/s")
 

@@ -73,7 +73,8 @@ def test_items_are_float_images_in_unit_range_and_padded_sequences():
         assert image.shape == (3, SMALL, SMALL) and image.dtype == torch.float32
         assert 0 <= image.min() and image.max() <= 1 and image.std() > 0.05
         assert sequence.shape == (5,) and sequence.dtype == torch.int64
-        np.testing.assert_allclose(image.permute(1, 2, 0).numpy() * 255, dataset.sample(index).image, atol=1e-3)
+        pixels = image.permute(1, 2, 0).numpy() * 255
+        np.testing.assert_allclose(pixels, dataset.sample(index).image, atol=1e-3)
     flipped = SyntheticSeqDeepFake("val", "facial_attributes", size=SMALL, num_images=6,
                                    transform=lambda x: x.flip(-1))
     assert torch.equal(flipped[2][0], dataset[2][0].flip(-1))
@@ -194,8 +195,27 @@ def test_later_edits_blur_what_earlier_ones_left():
     nose, eye, lip = 1, 2, 4
     steps = [synthesize(sequence, key=key) for sequence in ([nose], [nose, eye], [nose, eye, lip])]
     away = ~dilated(np.logical_or.reduce([m for m in steps[-1].component_masks.values()]), 4)
-    sharpness = [cv2.Laplacian(cv2.cvtColor(s.image, cv2.COLOR_RGB2GRAY), cv2.CV_32F)[away].var() for s in steps]
-    assert sharpness[0] > sharpness[1] > sharpness[2]
+    first, second, third = (sharpness(step.image, away) for step in steps)
+    assert first > second > third
+
+
+def sharpness(image: np.ndarray, where: np.ndarray) -> float:
+    return float(cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.CV_32F)[where].var())
+
+
+@pytest.mark.parametrize("subset, edit, other", [
+    ("facial_components", "eye", "hair"),
+    ("facial_components", "eyebrow", "lip"),
+    ("facial_attributes", "Eyeglasses", "Beard"),
+])
+def test_an_edit_is_crisper_when_it_comes_last(subset, edit, other):
+    """The order is in the pixels: an edit made first goes through one more re-processing."""
+    for key in [(15, 0), (15, 1)]:
+        first = synthesize(ids_of(subset, edit, other), subset=subset, key=key)
+        last = synthesize(ids_of(subset, other, edit), subset=subset, key=key)
+        other_regions = first.component_masks[other] | last.component_masks[other]
+        only_edit = first.component_masks[edit] & ~dilated(other_regions, 3)
+        assert sharpness(last.image, only_edit) > 1.1 * sharpness(first.image, only_edit)
 
 
 @pytest.mark.parametrize("subset, first, second", [
@@ -248,7 +268,8 @@ def test_layout_writer_files_and_csv_format(tmp_path):
 
 def test_layout_writer_resumes_and_refuses_other_settings(tmp_path):
     sizes = {"test": 4}
-    root = write_seqdeepfake_layout(tmp_path, "facial_attributes", sizes=sizes, size=SMALL, image_format="jpg")
+    root = write_seqdeepfake_layout(tmp_path, "facial_attributes", sizes=sizes, size=SMALL,
+                                    image_format="jpg")
     images = sorted((tmp_path / "facial_attributes" / "images" / "test").rglob("*.jpg"))
     assert len(images) == 4 and all(cv2.imread(str(p)) is not None for p in images)
     images[0].unlink()
@@ -257,7 +278,8 @@ def test_layout_writer_resumes_and_refuses_other_settings(tmp_path):
     assert images[0].exists() and images[1].read_bytes() == b"kept as it is"
     assert len(read_rows(tmp_path / "facial_attributes" / "annotations" / "test.csv")) == 7
     with pytest.raises(ValueError, match="synthetic.json"):
-        write_seqdeepfake_layout(root, "facial_attributes", sizes=sizes, size=SMALL, seed=1, image_format="jpg")
+        write_seqdeepfake_layout(root, "facial_attributes", sizes=sizes, size=SMALL, seed=1,
+                                 image_format="jpg")
 
 
 # ---------------------------------------------------------------- bad input

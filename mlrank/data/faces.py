@@ -32,16 +32,20 @@ import numpy as np
 Colour = np.ndarray  # float32 RGB, 0..255
 
 SKIN_TONES = np.array(
-    [(241, 214, 196), (226, 187, 163), (201, 150, 118), (165, 113, 82), (118, 80, 56), (86, 58, 42)], np.float32
+    [(241, 214, 196), (226, 187, 163), (201, 150, 118), (165, 113, 82), (118, 80, 56), (86, 58, 42)],
+    np.float32,
 )
 HAIR_COLOURS = np.array(
-    [(28, 22, 20), (62, 42, 30), (108, 72, 46), (146, 74, 40), (204, 172, 112), (152, 150, 146), (226, 214, 188)],
+    [(28, 22, 20), (62, 42, 30), (108, 72, 46), (146, 74, 40), (204, 172, 112), (152, 150, 146),
+     (226, 214, 188)],
     np.float32,
 )
 IRIS_COLOURS = np.array(
     [(92, 56, 30), (46, 31, 22), (122, 96, 52), (78, 112, 70), (76, 118, 172), (112, 122, 134)], np.float32
 )
-LIP_COLOURS = np.array([(196, 86, 96), (214, 124, 134), (156, 72, 62), (176, 104, 112), (136, 58, 70)], np.float32)
+LIP_COLOURS = np.array(
+    [(196, 86, 96), (214, 124, 134), (156, 72, 62), (176, 104, 112), (136, 58, 70)], np.float32
+)
 FRAME_COLOURS = np.array(
     [(20, 20, 22), (92, 60, 40), (192, 162, 82), (172, 172, 178), (150, 30, 42), (40, 60, 122)], np.float32
 )
@@ -192,7 +196,8 @@ def _draw(rng: np.random.Generator, low: float, high: float, unlike: float | Non
     return float(low + pick if pick < below else unlike + gap + (pick - below))
 
 
-def palette(rng: np.random.Generator, colours: np.ndarray, unlike: Colour | None = None, jitter: float = 10) -> Colour:
+def palette(rng: np.random.Generator, colours: np.ndarray, unlike: Colour | None = None,
+            jitter: float = 10) -> Colour:
     """A palette entry (another one than the nearest to `unlike`), jittered."""
     choices = np.arange(len(colours))
     if unlike is not None:
@@ -203,7 +208,8 @@ def palette(rng: np.random.Generator, colours: np.ndarray, unlike: Colour | None
 def sample_skin(rng: np.random.Generator, *, min_age: float = 0.0) -> Skin:
     tone = rng.uniform(0, len(SKIN_TONES) - 1)
     low = int(tone)
-    colour = SKIN_TONES[low] + (tone - low) * (SKIN_TONES[min(low + 1, len(SKIN_TONES) - 1)] - SKIN_TONES[low])
+    high = min(low + 1, len(SKIN_TONES) - 1)
+    colour = SKIN_TONES[low] + (tone - low) * (SKIN_TONES[high] - SKIN_TONES[low])
     return Skin(
         colour=np.clip(colour + rng.uniform(-8, 8, 3), 0, 255).astype(np.float32),
         blotches=rng.standard_normal((6, 6)).astype(np.float32),
@@ -299,10 +305,12 @@ def sample_face(rng: np.random.Generator, *, min_age: float = 0.0) -> Face:
         brow_y=eye_y - rng.uniform(0.045, 0.065),
         nose_tip_y=centre[1] + half_height * rng.uniform(0.16, 0.26),
         mouth_y=centre[1] + half_height * rng.uniform(0.46, 0.56),
-        background=np.clip(rng.uniform(30, 225, 3) + rng.uniform(-45, 45, (2, 2, 3)), 0, 255).astype(np.float32),
+        background=np.clip(rng.uniform(30, 225, 3) + rng.uniform(-45, 45, (2, 2, 3)), 0, 255)
+        .astype(np.float32),
     )
     pose = Pose(
-        roll=rng.uniform(-0.12, 0.12), scale=rng.uniform(0.92, 1.06), shift=tuple(rng.uniform(-0.025, 0.025, 2))
+        roll=rng.uniform(-0.12, 0.12), scale=rng.uniform(0.92, 1.06),
+        shift=tuple(rng.uniform(-0.025, 0.025, 2)),
     )
     skin = sample_skin(rng, min_age=min_age)
     hair = sample_hair(rng)
@@ -413,7 +421,8 @@ def brow_centreline(face: Face, side: int, count: int = 5) -> np.ndarray:
     inner = ex + (1 if side == 0 else -1) * (face.eyes.half_width - brows.inner_gap)
     outer = inner + (-1 if side == 0 else 1) * brows.length
     u = (_U5 if count == 5 else _U9) * 0.5 + 0.5  # 0 inner, 1 outer
-    points = _xy(inner + (outer - inner) * u, head.brow_y - brows.arch * np.sin(np.pi * u**0.8) - brows.tilt * u)
+    y = head.brow_y - brows.arch * np.sin(np.pi * u**0.8) - brows.tilt * u
+    points = _xy(inner + (outer - inner) * u, y)
     return points[::-1] if side == 0 else points
 
 
@@ -477,7 +486,8 @@ def cheek_centres(face: Face) -> np.ndarray:
 
 @_geometry_cache
 def glasses_rims(face: Face) -> list[np.ndarray]:
-    """Two closed rims of 24 points, each from its right-most point (index 0) round to its left-most (12) and back."""
+    """Two closed rims of 24 points, each from its right-most point (index 0) round to its left-most
+    (index 12) and back."""
     glasses, eyes = face.glasses, face.eyes
     return [_superellipse(ex, ey + 0.004, eyes.half_width * glasses.half_width,
                           eyes.half_width * glasses.half_height, glasses.squareness, glasses.squareness,
@@ -533,7 +543,7 @@ def fixed_point(points: np.ndarray) -> np.ndarray:
 
 
 def polygon_mask(polygons, shape, *, thickness: int = 0, closed: bool = True) -> np.ndarray:
-    """uint8 anti-aliased mask (0..255) of filled pixel-space polygons or, with thickness, of their outlines."""
+    """uint8 anti-aliased mask (0..255) of filled pixel-space polygons, or of their outlines."""
     mask = np.zeros(shape, np.uint8)
     _stroke(mask, [fixed_point(p) for p in polygons], 255, thickness, closed)
     return mask
@@ -670,7 +680,8 @@ def _wrinkles(face: Face) -> list[np.ndarray]:
                                (cx + sign * (ala_x + 0.035), head.mouth_y + 0.015)]))
         outer = cx + sign * (head.eye_dx + 0.055)
         for dy in (-0.008, 0.0, 0.008):
-            lines.append(np.array([(outer, head.eye_y + dy * 0.4), (outer + sign * 0.018, head.eye_y + dy * 1.6)]))
+            lines.append(np.array([(outer, head.eye_y + dy * 0.4),
+                                   (outer + sign * 0.018, head.eye_y + dy * 1.6)]))
         ex = cx + sign * head.eye_dx
         lines.append(_xy(ex + 0.03 * _U5, head.eye_y + 0.03 - 0.006 * (1 - _U5**2)))
     return lines
@@ -688,15 +699,16 @@ def render_base(face: Face, size: int) -> Base:
 
     face_polygon = to_pixels(face_outline(head), matrix)
     face_alpha = polygon_mask([face_polygon], (size, size)).astype(np.float32) * unit
-    ears = [to_pixels(ellipse(cx + sign * head.half_width * 0.97, head.eye_y + 0.05, 0.028, 0.055, 16), matrix)
-            for sign in (-1, 1)]
+    ears = [to_pixels(ellipse(cx + sign * head.half_width * 0.97, head.eye_y + 0.05, 0.028, 0.055, 16),
+                      matrix) for sign in (-1, 1)]
     neck_top = cy + head.half_height * 0.6
-    neck = to_pixels(np.array([(cx - 0.11, neck_top), (cx + 0.11, neck_top), (cx + 0.13, 1.3), (cx - 0.13, 1.3)]),
-                     matrix)
+    neck = to_pixels(np.array([(cx - 0.11, neck_top), (cx + 0.11, neck_top), (cx + 0.13, 1.3),
+                               (cx - 0.13, 1.3)]), matrix)
     skin_alpha = polygon_mask([face_polygon, neck] + ears, (size, size)).astype(np.float32) * unit
 
     # Luminance of the skin: shading towards the outline, blotches, grain, darker wrinkles, neck and ears.
-    radius2 = np.minimum(((qx - cx) * (1 / head.half_width)) ** 2 + ((qy - cy) * (1 / head.half_height)) ** 2, 1.6)
+    across, down = (qx - cx) * (1 / head.half_width), (qy - cy) * (1 / head.half_height)
+    radius2 = np.minimum(across * across + down * down, 1.6)
     shade = 1.04 - 0.11 * radius2 * radius2
     shade += skin.blotch_strength * upsampled(skin.blotches, size)
     shade += skin.grain_strength * grain(size, skin.grain_offset)
@@ -714,11 +726,11 @@ def render_base(face: Face, size: int) -> Base:
                    (back_bottom - back_top) / 2, 32)
     back_alpha = polygon_mask([to_pixels(back, matrix)], (size, size)).astype(np.float32) * unit
     across = (qx - (cx + hair.parting * head.half_width * 0.3)) * (1 / head.half_width)
-    hairline = (cy - head.half_height * hair.hairline) + (head.half_height * hair.temple_drop) * across * across
+    hairline = cy - head.half_height * hair.hairline + head.half_height * hair.temple_drop * across * across
     cap = np.clip((hairline - qy) * (size / 3.0), 0, 1) * back_alpha
     hair_alpha = np.maximum(back_alpha * (1 - skin_alpha), cap)
     strands = 1 + hair.streak_strength * upsampled(hair.streaks, size)
-    strands -= 0.25 * np.clip((qy - back_top) * (1 / (back_bottom - back_top)), 0, 1)  # darker towards the ends
+    strands -= 0.25 * np.clip((qy - back_top) * (1 / (back_bottom - back_top)), 0, 1)  # darker ends
     image = over(image, tinted(strands, hair.colour), hair_alpha)
     return Base(image=cv2.convertScaleAbs(image), face_alpha=face_alpha, hair_alpha=hair_alpha)
 
@@ -743,7 +755,8 @@ def beard_zone(face: Face, size: int, face_alpha: np.ndarray) -> np.ndarray:
 def _paint_beard(image: np.ndarray, face: Face, base: Base) -> None:
     size = image.shape[0]
     stubble = cv2.resize(face.beard.stubble, (size, size), interpolation=cv2.INTER_LINEAR)
-    alpha = beard_zone(face, size, base.face_alpha) * np.clip(face.beard.density * (0.75 + 0.35 * stubble), 0, 1)
+    density = np.clip(face.beard.density * (0.75 + 0.35 * stubble), 0, 1)
+    alpha = beard_zone(face, size, base.face_alpha) * density
     image[:] = cv2.convertScaleAbs(over(image.astype(np.float32), hair_texture(face, size) * 0.85, alpha))
 
 
@@ -757,11 +770,12 @@ def _cached_on(*parts: str):
         @functools.wraps(build)
         def cached(face: Face, size: int):
             key = (size, *(getattr(face, part) for part in parts))
-            if key not in cache:
+            strokes = cache.get(key)
+            if strokes is None:
                 if len(cache) >= 1024:
                     cache.clear()
-                cache[key] = build(face, size)
-            return cache[key]
+                strokes = cache[key] = build(face, size)
+            return strokes
 
         return cached
 
@@ -777,11 +791,13 @@ def _nose_strokes(face: Face, size: int) -> list[Stroke]:
     points = nose_points(face)
     x, top_y, tip_y, base_y = points[0, 0], points[0, 1], points[3, 1], points[6, 1]
     thick = max(1, round(size / 64))
-    sides = [to_pixels(np.array([(x + sign * 0.012, top_y + 0.015), (x + sign * nose.half_width * 0.55, tip_y - 0.02),
+    sides = [to_pixels(np.array([(x + sign * 0.012, top_y + 0.015),
+                                 (x + sign * nose.half_width * 0.55, tip_y - 0.02),
                                  (x + sign * nose.half_width * 0.9, tip_y)]), matrix)
              for sign in (nose.light_side, -nose.light_side)]
     bridge = to_pixels(np.array([(x, top_y + 0.02), (x, tip_y - 0.02)]), matrix)
-    tip = to_pixels(ellipse(x, tip_y - nose.tip_radius * 0.2, nose.tip_radius, nose.tip_radius * 0.8, 16), matrix)
+    tip = to_pixels(ellipse(x, tip_y - nose.tip_radius * 0.2, nose.tip_radius, nose.tip_radius * 0.8, 16),
+                    matrix)
     alae = [to_pixels(ellipse(x + sign * nose.half_width * 0.72, tip_y + 0.002, nose.half_width * 0.32,
                               nose.tip_radius * 0.6, 12), matrix) for sign in (-1, 1)]
     nostrils = [to_pixels(ellipse(x + sign * nose.half_width * 0.42, base_y - 0.002, nose.nostril_size * 1.3,
@@ -808,14 +824,15 @@ def _lip_strokes(face: Face, size: int) -> list[Stroke]:
     if lips.smile > 0.4:  # raised cheeks (two nested ellipses: a soft edge) and deeper folds
         strength = (lips.smile - 0.4) / 0.6
         for grow in (1.0, 0.7):
-            cheeks = [to_pixels(ellipse(cx, cy, 0.04 * grow, 0.028 * grow, 16), matrix) for cx, cy in cheek_centres(face)]
+            cheeks = [to_pixels(ellipse(cx, cy, 0.04 * grow, 0.028 * grow, 16), matrix)
+                      for cx, cy in cheek_centres(face)]
             strokes.append(stroke(cheeks, skin * np.float32([1.1, 1.0, 0.98]), size, opacity=0.22 * strength))
         folds = [to_pixels(np.array([(x0 + sign * (face.nose.half_width + 0.012), head.nose_tip_y + 0.005),
                                      (x0 + sign * (lips.half_width + 0.018), line[0] - 0.01),
                                      (x0 + sign * (lips.half_width + 0.022), line[0] + 0.02)]), matrix)
                  for sign in (-1, 1)]
-        strokes.append(stroke(folds, skin * 0.6, size, opacity=0.45 * strength, thickness=max(1, round(size / 64)),
-                              closed=False))
+        strokes.append(stroke(folds, skin * 0.6, size, opacity=0.45 * strength,
+                              thickness=max(1, round(size / 64)), closed=False))
     if lips.open > 0:
         gap = px(around, np.concatenate([line - opening, (line + opening)[::-1]]))
         strokes += [stroke([gap], np.float32([224, 218, 205]), size),
@@ -826,7 +843,8 @@ def _lip_strokes(face: Face, size: int) -> list[Stroke]:
         stroke([px(around, np.concatenate([line + opening, lower[::-1]]))], lips.colour, size),
         stroke([px(x, line - opening * 0.9)], lips.colour * 0.56, size, thickness=max(1, round(size / 110)),
                closed=False),
-        stroke([highlight], lips.colour * 1.35, size, opacity=0.3, thickness=max(1, round(size / 96)), closed=False),
+        stroke([highlight], lips.colour * 1.35, size, opacity=0.3, thickness=max(1, round(size / 96)),
+               closed=False),
     ]
 
 
@@ -849,7 +867,8 @@ def _eye_strokes(face: Face, size: int) -> list[Stroke]:
         radius = eyes.half_width * eyes.openness * eyes.iris_size
         iris_x, iris_y = ex + eyes.gaze * eyes.half_width * 0.4, ey + radius * 0.1
         for scale, colour in ((1.0, eyes.iris_colour), (0.45, np.float32([18, 14, 14]))):
-            disc = to_pixels(ellipse(iris_x, iris_y, radius * scale, radius * scale, 16), matrix).astype(np.float32)
+            disc = ellipse(iris_x, iris_y, radius * scale, radius * scale, 16)
+            disc = to_pixels(disc, matrix).astype(np.float32)
             area, visible = cv2.intersectConvexConvex(almond, disc)  # the lids hide the rest
             if area > 0:
                 strokes.append(stroke([visible.reshape(-1, 2)], colour, size))
@@ -868,8 +887,8 @@ def _glasses_strokes(face: Face, size: int) -> list[Stroke]:
     return [
         stroke(rims, glasses.colour * 0.6 + 40, size, opacity=glasses.tint),
         stroke(rims, glasses.colour, size, thickness=thickness),
-        stroke([to_pixels(arm, matrix) for arm in glasses_arms(face)], glasses.colour, size, thickness=thickness,
-               closed=False),
+        stroke([to_pixels(arm, matrix) for arm in glasses_arms(face)], glasses.colour, size,
+               thickness=thickness, closed=False),
     ]
 
 
@@ -899,9 +918,10 @@ def render_features(base: Base, face: Face, size: int, wanted: np.ndarray | None
     """
     image = base.image.copy()
     matrix = pose_matrix(face, size)
-    if face.beard is not None and _wanted(wanted, _box([fixed_point(to_pixels(jaw_points(face.head), matrix))],
-                                                       image.shape, pad=2)):
-        _paint_beard(image, face, base)
+    if face.beard is not None:
+        jaw = [fixed_point(to_pixels(jaw_points(face.head), matrix))]
+        if _wanted(wanted, _box(jaw, image.shape, pad=2)):
+            _paint_beard(image, face, base)
     features = [_nose_strokes, _lip_strokes, _brow_strokes, _eye_strokes]
     for strokes in (build(face, size) for build in features):
         if _wanted(wanted, _union(strokes)):

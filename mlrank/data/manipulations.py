@@ -126,7 +126,8 @@ def _hull_region(groups: list[np.ndarray], size: int, margin: int) -> np.ndarray
 def _grown(alpha: np.ndarray, margin: int) -> np.ndarray:
     mask = (alpha > 0.5).astype(np.uint8) * 255
     if margin:
-        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1)))
+        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+        mask = cv2.dilate(mask, disc)
     return mask
 
 
@@ -135,9 +136,18 @@ def _between_brow_and_eye(face: Face, side: int) -> np.ndarray:
     return 0.5 * (faces.brow_centreline(face, side) + np.array(faces.eye_centres(face)[side]))
 
 
+def _eye_reach(face: Face, side: int) -> np.ndarray:
+    return np.concatenate([*faces.eye_arcs(face, side), _between_brow_and_eye(face, side)])
+
+
+def _brow_reach(face: Face, side: int) -> np.ndarray:
+    return np.concatenate([faces.brow_polygon(face, side), _between_brow_and_eye(face, side)])
+
+
 def _nose_reach(face: Face) -> np.ndarray:
     """The nose with the philtrum below it and the inner eye corners' skin beside its bridge."""
-    x, head = head_x(face), face.head
+    head = face.head
+    x = head.centre[0] + head.feature_shift
     return np.concatenate([faces.nose_points(face), [(x, head.mouth_y - face.lips.upper),
                                                      (x - 0.03, head.eye_y), (x + 0.03, head.eye_y)]])
 
@@ -145,10 +155,6 @@ def _nose_reach(face: Face) -> np.ndarray:
 def _lips_reach(face: Face) -> np.ndarray:
     """The lips (with cheeks and folds when smiling) up to the base of the nose."""
     return np.concatenate([faces.lips_extent(face), faces.nose_points(face)[4:]])
-
-
-def head_x(face: Face) -> float:
-    return face.head.centre[0] + face.head.feature_shift
 
 
 def edit_region(name: str, before: Face, after: Face, base_before: Base, base_after: Base, size: int,
@@ -162,13 +168,9 @@ def edit_region(name: str, before: Face, after: Face, base_before: Base, base_af
     both = (before, after)
     if name == "nose":
         return _hull_region([np.concatenate([to_px(f, _nose_reach(f)) for f in both])], size, margin)
-    if name == "eye":
-        groups = [np.concatenate([to_px(f, np.concatenate(faces.eye_arcs(f, side) + (_between_brow_and_eye(f, side),)))
-                                  for f in both]) for side in (0, 1)]
-        return _hull_region(groups, size, margin)
-    if name == "eyebrow":
-        groups = [np.concatenate([to_px(f, np.concatenate([faces.brow_polygon(f, side), _between_brow_and_eye(f, side)]))
-                                  for f in both]) for side in (0, 1)]
+    if name in ("eye", "eyebrow"):  # one region per side
+        reach = _eye_reach if name == "eye" else _brow_reach
+        groups = [np.concatenate([to_px(f, reach(f, side)) for f in both]) for side in (0, 1)]
         return _hull_region(groups, size, margin)
     if name in ("lip", "Smiling"):
         return _hull_region([np.concatenate([to_px(f, _lips_reach(f)) for f in both])], size, margin)

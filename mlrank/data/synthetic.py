@@ -100,9 +100,10 @@ def _check_sequence(sequence: Iterable[int]) -> list[int]:
     ids = [int(c) for c in (sequence.tolist() if isinstance(sequence, torch.Tensor) else sequence)]
     while ids and ids[-1] == 0:
         ids.pop()
-    if len(ids) > SEQUENCE_LENGTH or any(not 1 <= c <= SEQUENCE_LENGTH for c in ids) or len(set(ids)) != len(ids):
-        raise ValueError(f"sequence must hold at most {SEQUENCE_LENGTH} distinct ids in 1..{SEQUENCE_LENGTH}, "
-                         f"padded with trailing 0; got {list(sequence)}")
+    valid = all(1 <= c <= SEQUENCE_LENGTH for c in ids) and len(set(ids)) == len(ids)
+    if len(ids) > SEQUENCE_LENGTH or not valid:
+        raise ValueError(f"sequence must hold at most {SEQUENCE_LENGTH} distinct ids in "
+                         f"1..{SEQUENCE_LENGTH}, padded with trailing 0; got {list(sequence)}")
     return ids
 
 
@@ -156,13 +157,14 @@ def synthesize(sequence: Iterable[int], *, subset: str = "facial_components", si
     )
 
 
-def split_sequences(key: tuple[int, ...], count: int) -> torch.Tensor:
+def _split_sequences(key: tuple[int, ...], count: int) -> torch.Tensor:
     """int64 (count, 5) sequences of the first `count` items of the split with `key`.
 
     Both streams are consumed row after row, so item i's sequence does not depend on `count`.
     """
     blocks = -(-count // _LENGTH_BLOCK)
-    lengths = _generator(key, _Stream.LENGTHS).random((blocks, _LENGTH_BLOCK)).argsort(axis=1).reshape(-1)[:count]
+    lengths = _generator(key, _Stream.LENGTHS).random((blocks, _LENGTH_BLOCK)).argsort(axis=1)
+    lengths = lengths.reshape(-1)[:count]
     orders = _generator(key, _Stream.ORDER).random((count, SEQUENCE_LENGTH)).argsort(axis=1) + 1
     orders[np.arange(SEQUENCE_LENGTH) >= lengths[:, None]] = 0
     return torch.from_numpy(orders.astype(np.int64))
@@ -190,7 +192,7 @@ class SyntheticSeqDeepFake(Dataset):
         self.split, self.subset, self.size = split, subset, _check_size(size)
         self.num_images, self.seed, self.transform = num_images, _check_seed(seed), transform
         self._key = (seed, _SUBSET_IDS[subset], _SPLIT_IDS[split])
-        self._sequences = split_sequences(self._key, num_images)
+        self._sequences = _split_sequences(self._key, num_images)
 
     def __len__(self) -> int:
         return self.num_images
@@ -201,7 +203,8 @@ class SyntheticSeqDeepFake(Dataset):
         except TypeError:
             raise TypeError(f"index must be an integer, got {type(index).__name__}") from None
         if not -self.num_images <= index < self.num_images:
-            raise IndexError(f"index {index} out of range for {self.num_images} synthetic {self.split} images")
+            raise IndexError(f"index {index} out of range for {self.num_images} synthetic "
+                             f"{self.split} images")
         return index % self.num_images
 
     def is_real(self, index: int) -> bool:
@@ -215,12 +218,13 @@ class SyntheticSeqDeepFake(Dataset):
     def sample(self, index: int) -> SyntheticFace:
         """Item `index` with its landmarks and masks, the image as uint8 (H, W, 3)."""
         index = self._index(index)
-        return synthesize(self._sequences[index], subset=self.subset, size=self.size, key=self._key + (index,))
+        return synthesize(self._sequences[index], subset=self.subset, size=self.size,
+                          key=self._key + (index,))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         item = self.sample(index)
         # Converted in numpy: torch's threads would spin up for this one small op on every item.
-        channels_first = item.image.transpose(2, 0, 1).astype(np.float32)
+        channels_first = item.image.transpose(2, 0, 1).astype(np.float32, order="C")
         channels_first *= np.float32(1 / 255)
         image = torch.from_numpy(channels_first)
         if self.transform is not None:
@@ -263,7 +267,8 @@ def _check_settings(subset_root: Path, settings: dict) -> None:
         try:
             written = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: unreadable cache settings ({error}); remove the folder to rewrite it") from None
+            raise ValueError(f"{path}: unreadable cache settings ({error}); "
+                             "remove the folder to rewrite it") from None
         if written != settings:
             raise ValueError(f"{path}: the cache there was written with {written}, not {settings}; "
                              "use another root or remove that folder")
@@ -310,7 +315,8 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
                 if path.parent not in made_folders:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     made_folders.add(path.parent)
-                ok, encoded = cv2.imencode(extension, cv2.cvtColor(dataset.sample(index).image, cv2.COLOR_RGB2BGR))
+                bgr = cv2.cvtColor(dataset.sample(index).image, cv2.COLOR_RGB2BGR)
+                ok, encoded = cv2.imencode(extension, bgr)
                 if not ok:
                     raise ValueError(f"OpenCV could not encode {path.name} as {extension}")
                 _write_atomic(path, encoded.tobytes())
