@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mlrank.data.seqdeepfake import SeqDeepFakeDataset
 from mlrank.data.synthetic import SyntheticSeqDeepFake, synthesize, write_seqdeepfake_layout
 from mlrank.data.vocab import SUBSETS
 
@@ -264,6 +265,17 @@ def test_layout_writer_files_and_csv_format(tmp_path):
             np.testing.assert_array_equal(image, dataset.sample(index).image)  # PNG is lossless
     assert not (root / "facial_components" / "annotations" / "test.csv").exists()
     assert not list(root.rglob("*.tmp"))
+
+
+def test_the_real_data_loader_reads_the_cache_as_the_synthetic_items(tmp_path):
+    root = write_seqdeepfake_layout(tmp_path, sizes={"val": 4}, size=SMALL, seed=8)
+    cached = SeqDeepFakeDataset(root, "facial_components", "val")
+    generated = SyntheticSeqDeepFake("val", size=SMALL, num_images=4, seed=8)
+    assert torch.equal(cached.sequences(), generated.sequences())
+    for index in range(4):
+        (cached_image, cached_sequence), (image, sequence) = cached[index], generated[index]
+        torch.testing.assert_close(cached_image, image, rtol=0, atol=1e-6)
+        assert torch.equal(cached_sequence, sequence)
 
 
 def test_layout_writer_resumes_and_refuses_other_settings(tmp_path):
