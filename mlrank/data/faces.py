@@ -905,9 +905,11 @@ def _wanted(wanted: np.ndarray | None, box: tuple[int, int, int, int]) -> bool:
     return wanted is None or bool(wanted[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)].any())
 
 
-def _union(strokes: list[Stroke]) -> tuple[int, int, int, int]:
-    boxes = np.array([s.box for s in strokes])
-    return (*boxes[:, :2].min(0), *boxes[:, 2:].max(0))
+def _draw_wanted(image: np.ndarray, strokes: list[Stroke], wanted: np.ndarray | None) -> None:
+    """Draws the strokes, skipping those that cannot touch a wanted pixel (the rest stay exact)."""
+    for each in strokes:
+        if _wanted(wanted, each.box):
+            draw(image, each)
 
 
 def render_features(base: Base, face: Face, size: int, wanted: np.ndarray | None = None) -> np.ndarray:
@@ -924,18 +926,13 @@ def render_features(base: Base, face: Face, size: int, wanted: np.ndarray | None
             _paint_beard(image, face, base)
     features = [_nose_strokes, _lip_strokes, _brow_strokes, _eye_strokes]
     for strokes in (build(face, size) for build in features):
-        if _wanted(wanted, _union(strokes)):
-            for each in strokes:
-                draw(image, each)
+        _draw_wanted(image, strokes, wanted)
     if face.bangs is not None:
         polygon = [to_pixels(bangs_polygon(face), matrix)]
         if _wanted(wanted, _box([fixed_point(polygon[0])], image.shape, pad=2)):
             paint_texture(image, polygon, hair_texture(face, size))
     if face.glasses is not None:
-        strokes = _glasses_strokes(face, size)
-        if _wanted(wanted, _union(strokes)):
-            for each in strokes:
-                draw(image, each)
+        _draw_wanted(image, _glasses_strokes(face, size), wanted)
     return image
 
 
