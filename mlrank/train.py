@@ -116,7 +116,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         record: dict[str, Any] = {"epoch": epoch}
         record |= method.train_one_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps)
         global_step += steps
-        record["lr"] = scheduler.get_last_lr()[0]
+        record["lr"] = max(scheduler.get_last_lr())  # the heads' lr; the backbone's is scaled down
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
             metrics = method.evaluate(cfg, unwrap_model(model), validation_set, ctx, "val")
             record |= {f"val_{key}": value for key, value in metrics.items()}
