@@ -21,6 +21,8 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 from dataclasses import dataclass
@@ -203,3 +205,9 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "fp32":
         return None
     raise ValueError(f"train.amp must be 'auto', 'bf16' or 'fp32', got {amp!r}")
+
+
+def autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``train.amp`` on ``device``, or a no-op for full precision."""
+    dtype = autocast_dtype(amp, device)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)

@@ -14,7 +14,6 @@ the field's numbers. Decisions:
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from mlrank import builders
 from mlrank.config import Config
-from mlrank.distributed import DistContext, all_gather_tensors, autocast_dtype, make_sampler
+from mlrank.distributed import DistContext, all_gather_tensors, autocast, make_sampler
 from mlrank.losses import total_loss
 from mlrank.metrics import auc, binary_metrics, sequence_metrics
 from mlrank.ops import contrastive_mil
@@ -50,13 +49,6 @@ def evaluate(cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistCon
     predictions = predict_split(cfg, model, dataset, ctx, desc)
     video_ids = list(dataset.video_ids()) if hasattr(dataset, "video_ids") else None
     return split_metrics(predictions, video_ids)
-
-
-def autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = autocast_dtype(cfg.train.amp, device)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -90,7 +82,7 @@ def train_one_epoch(
         if step >= steps:
             break
         images, labels, mask = unpack_batch(batch, ctx.device)
-        with autocast(cfg, ctx.device):
+        with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
         outputs = {key: value.float() if torch.is_tensor(value) else value for key, value in outputs.items()}
         losses = total_loss(
@@ -145,7 +137,7 @@ def predict_split(
     probs, mil_probs, labels = [], [], []
     for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
         images, label, _ = unpack_batch(batch, ctx.device)
-        with autocast(cfg, ctx.device):
+        with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
         probs.append(outputs["logits"].float().sigmoid())
         mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])

@@ -21,7 +21,6 @@ method module: ``train_dataset``, ``train_batch_size``, ``build_model``, ``train
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -35,7 +34,7 @@ from mlrank.config import Config
 from mlrank.distributed import (
     DistContext,
     all_gather_tensors,
-    autocast_dtype,
+    autocast,
     make_sampler,
     unwrap_model,
 )
@@ -89,11 +88,6 @@ def build_model(cfg: Config) -> SeeableModel:
     )
 
 
-def _autocast(cfg: Config, device: torch.device) -> contextlib.AbstractContextManager:
-    dtype = autocast_dtype(cfg.train.amp, device)
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
-
-
 def train_one_epoch(
     cfg: Config,
     model: torch.nn.Module,
@@ -118,7 +112,7 @@ def train_one_epoch(
             break
         images = images.to(ctx.device, non_blocking=True)
         labels = labels.to(ctx.device, non_blocking=True)
-        with _autocast(cfg, ctx.device):
+        with autocast(cfg.train.amp, ctx.device):
             z = model(images)
         losses = seeable_loss(
             z.float(), labels, prototypes, spec, cfg.seeable.temperature, cfg.seeable.lambda_gui
@@ -184,7 +178,7 @@ def evaluate(
     )
     scores, recognised, is_fake = [], [], []
     for images, face_masks, fake in tqdm(loader, desc=desc, disable=not ctx.is_main, leave=False):
-        with _autocast(cfg, ctx.device):
+        with autocast(cfg.train.amp, ctx.device):
             similarities = discrepancy_similarities(model, images, spec, cfg.seed, face_masks)
         scores.append(score_from_similarities(similarities))
         recognised.append((similarities.argmax(dim=2) == torch.arange(spec.K)).float().mean(dim=1))
