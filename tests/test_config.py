@@ -30,7 +30,7 @@ def test_no_file_gives_the_synthetic_defaults():
     config = load_config()
     assert config == Config()
     assert (config.method, config.seed, config.data.kind) == ("mlrank", 0, "synthetic")
-    assert config.data.image_size == 128
+    assert config.data.image_size == 64
     assert (config.data.synthetic_train_size, config.data.synthetic_val_size) == (3000, 300)
     assert (config.loss.tau, config.loss.lambda1, config.loss.lambda2, config.loss.alpha) == (0.2, 1.0, 1.0, 1.0)
     assert config.seeable.grid == (4, 4)
@@ -46,9 +46,10 @@ def test_every_shipped_config_loads_with_the_papers_settings():
     for name in names:
         config = load_config(name)
         assert config.loss.tau == 0.2 and config.loss.alpha == 1.0 and config.loss.lambda1 == 1.0
-        assert config.optim.backbone_lr_scale == 0.1 and config.optim.scheduler == "cosine"
-        if name != "synthetic":
-            assert config.optim.lr == 1e-4
+        assert config.optim.scheduler == "cosine"
+        # The synthetic-data configs train a backbone from scratch; the others fine-tune as the paper.
+        if name not in ("synthetic", "seeable_synthetic"):
+            assert config.optim.lr == 1e-4 and config.optim.backbone_lr_scale == 0.1
             assert config.data.root is None and config.model.pretrained_file is None  # the user's paths
     components = load_config("seqdeepfake_components_r50")
     assert (components.model.backbone, components.optim.epochs, components.loss.lambda2) == ("resnet50", 200, 1.0)
