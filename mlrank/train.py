@@ -134,7 +134,17 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
     return test_best(cfg, method, run_folder, ctx)
 
 
-def checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx) -> dict[str, Any]:
+def checkpoint(
+    cfg: Config,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    epoch: int,
+    global_step: int,
+    best: float,
+    ctx: DistContext,
+) -> dict[str, Any]:
+    """Everything a bit-for-bit resume needs (one RNG state per rank under DDP)."""
     rng = gather_objects(capture_rng_state(), ctx) if ctx.distributed else capture_rng_state()
     return {
         "model": unwrap_model(model).state_dict(),
