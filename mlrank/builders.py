@@ -27,11 +27,11 @@ from mlrank.data import (
     DeepfakeBenchDataset,
     FrameFolderDataset,
     SeqDeepFakeDataset,
+    SyntheticSeqDeepFake,
     WeakAugment,
     self_blended_image,
     split_real_fake,
 )
-from mlrank.data.synthetic import SyntheticSeqDeepFake
 from mlrank.models import MultiLabelRankingModel
 
 SPLITS = ("train", "val", "test")
