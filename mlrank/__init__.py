@@ -2,8 +2,8 @@
 
 import torch  # noqa: F401  (libtorch must be loaded before the extension)
 
-from .decoding import decode
+__version__ = "0.1.0"  # before the imports below: mlrank.runs records it
 
-__version__ = "0.1.0"
+from .decoding import decode  # noqa: E402
 
 __all__ = ["decode"]

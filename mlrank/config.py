@@ -189,12 +189,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     raw: dict[str, Any] = {}
     if path is not None:
         raw = _read_with_bases(resolve_config_path(path), chain=())
-    for override in overrides:
-        key, value = _parse_override(override)
-        _merge(raw, _nest(key, value))
-    config = _build(Config, raw, prefix="")
-    _check_ranges(config)
-    return config
+    return config_from_dict(raw, overrides)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:

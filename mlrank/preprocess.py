@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -44,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from mlrank.data.io import IMAGE_EXTENSIONS, check_frames_per_video, evenly_spaced_indices
+from mlrank.runs import atomic_write_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 REPORT_NAME = "preprocess_report.json"
@@ -207,7 +207,7 @@ def preprocess(
         else:
             _crop_video(path, relative, output_stem, detect, margin, size, frames_per_video, report)
 
-    _write_atomically(report_path, json.dumps(asdict(report), indent=2).encode())
+    atomic_write_bytes(report_path, json.dumps(asdict(report), indent=2).encode(), durable=False)
     return report
 
 
@@ -357,21 +357,7 @@ def _write_png(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise ValueError(f"cannot encode crop for {path}")
-    _write_atomically(path, encoded.tobytes())
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`."""
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    atomic_write_bytes(path, encoded.tobytes(), durable=False)
 
 
 def main(argv: list[str] | None = None) -> int:

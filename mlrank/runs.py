@@ -61,7 +61,7 @@ CHECKPOINT_NAMES = ("last", "best")
 # ---------------------------------------------------------------- atomic writes
 
 
-def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -70,13 +70,15 @@ def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     try:
         with os.fdopen(descriptor, "wb") as file:
             write(file)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -90,9 +92,13 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically (temporary file in the same folder, fsync, os.replace)."""
-    _atomic_write(path, lambda file: file.write(data))
+def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (temporary file in the same folder, fsync, os.replace).
+
+    ``durable=False`` skips the fsyncs: still all-or-nothing, but a crash may lose the new file; for
+    the thousands of images a cache or a preprocessing run writes, which can be regenerated.
+    """
+    _atomic_write(path, lambda file: file.write(data), durable)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -15,7 +15,6 @@ the field's numbers. Decisions:
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +24,7 @@ from tqdm import tqdm
 
 from mlrank import builders
 from mlrank.config import Config
+from mlrank.epoch import run_epoch
 from mlrank.distributed import DistContext, all_gather_tensors, autocast, make_sampler
 from mlrank.losses import total_loss
 from mlrank.metrics import auc, binary_metrics, sequence_metrics
@@ -73,14 +73,9 @@ def train_one_epoch(
     epoch: int,
     steps: int,
 ) -> dict[str, float]:
-    """One epoch; returns the mean of every loss term and the images/s of this rank."""
-    model.train()
-    sums: dict[str, float] = {}
-    images_seen, started = 0, time.perf_counter()
-    bar = tqdm(total=steps, desc=f"epoch {epoch}", disable=not ctx.is_main, dynamic_ncols=True, leave=False)
-    for step, batch in enumerate(loader):
-        if step >= steps:
-            break
+    """One epoch of L_Total (eq. 15); the mean of every loss term and this rank's images/s."""
+
+    def losses_of(batch: Any) -> tuple[dict[str, torch.Tensor], int]:
         images, labels, mask = unpack_batch(batch, ctx.device)
         with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
@@ -96,26 +91,9 @@ def train_one_epoch(
             reg=cfg.loss.reg,
             component_mask=mask,
         )
-        if not torch.isfinite(losses["total"]):
-            raise FloatingPointError(f"epoch {epoch} step {step}: the loss is {losses['total'].item()}")
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0.0) + value.item()
-        images_seen += images.shape[0]
-        rate = images_seen / (time.perf_counter() - started)
-        if ctx.is_main and (step % cfg.train.log_every == 0 or step == steps - 1):
-            bar.set_postfix(loss=f"{losses['total'].item():.4f}", img_s=f"{rate:.1f}")
-        bar.update(1)
-    bar.close()
-    count = max(1, min(steps, step + 1))
-    return {f"loss_{key}": value / count for key, value in sums.items()} | {
-        "images_per_s": images_seen / (time.perf_counter() - started)
-    }
+        return losses, images.shape[0]
+
+    return run_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps, losses_of)
 
 
 def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLoader:

@@ -37,7 +37,6 @@ import io
 import json
 import operator
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import faces, manipulations
+from ..runs import atomic_write_bytes
 from .vocab import SEQUENCE_LENGTH, SUBSETS, names_of
 
 SPLITS = ("train", "val", "test")
@@ -235,18 +235,6 @@ class SyntheticSeqDeepFake(Dataset):
 # ---------------------------------------------------------------- cache in the official layout
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Writes to a temporary file in the same folder, then renames it over `path`."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def _check_sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
     if sizes is None:
         return dict(DEFAULT_SPLIT_SIZES)
@@ -273,7 +261,7 @@ def _check_settings(subset_root: Path, settings: dict) -> None:
             raise ValueError(f"{path}: the cache there was written with {written}, not {settings}; "
                              "use another root or remove that folder")
     else:
-        _write_atomic(path, (json.dumps(settings, indent=2) + "\n").encode())
+        atomic_write_bytes(path, (json.dumps(settings, indent=2) + "\n").encode(), durable=False)
 
 
 def _sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
@@ -319,11 +307,11 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
                 ok, encoded = cv2.imencode(extension, bgr)
                 if not ok:
                     raise ValueError(f"OpenCV could not encode {path.name} as {extension}")
-                _write_atomic(path, encoded.tobytes())
+                atomic_write_bytes(path, encoded.tobytes(), durable=False)
             rows.append((relative, str(sequence)))
         table = io.StringIO()
         writer = csv.writer(table, lineterminator="\n")
         writer.writerow(("file_path", "label"))
         writer.writerows(rows)
-        _write_atomic(subset_root / "annotations" / f"{split}.csv", table.getvalue().encode())
+        atomic_write_bytes(subset_root / "annotations" / f"{split}.csv", table.getvalue().encode(), durable=False)
     return root

@@ -207,3 +207,32 @@ def _recorded_missing_keys() -> Iterator[list[str]]:
     finally:
         _TIMM_BUILDER_LOG.removeHandler(recorder)
         _TIMM_BUILDER_LOG.setLevel(previous_level)
+
+
+def parameter_groups(
+    module: nn.Module,
+    backbone_prefix: str,
+    lr: float,
+    backbone_lr_scale: float,
+    weight_decay: float,
+    no_decay: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """AdamW groups of ``module``: parameters under ``backbone_prefix`` at ``lr * backbone_lr_scale``,
+    the rest at ``lr``; vectors (biases, normalisation weights) and the names in ``no_decay`` without
+    weight decay. Each group carries a "name" for logging; empty groups are left out."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, parameter in module.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        in_backbone = name.startswith(backbone_prefix)
+        decayed = parameter.ndim > 1 and name not in no_decay
+        groups.setdefault((in_backbone, decayed), []).append(parameter)
+    return [
+        {
+            "name": f"{'backbone' if in_backbone else 'head'}{'' if decayed else '_no_decay'}",
+            "params": params,
+            "lr": lr * backbone_lr_scale if in_backbone else lr,
+            "weight_decay": weight_decay if decayed else 0.0,
+        }
+        for (in_backbone, decayed), params in sorted(groups.items(), reverse=True)
+    ]

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlrank.models.backbone import create_backbone
+from mlrank.models.backbone import create_backbone, parameter_groups
 from mlrank.models.fpn import FPN
 
 DEFAULT_IMG_SIZE = 224
@@ -184,19 +184,6 @@ class MultiLabelRankingModel(nn.Module):
         weight decay (timm's and ViT's convention); the rest gets ``weight_decay`` (AdamW's
         default 0.01). Each group carries a "name" for logging; empty groups are left out.
         """
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, parameter in self.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            in_backbone = name.startswith("backbone.")
-            decayed = parameter.ndim > 1 and name not in ("class_tokens", "pos_embed")
-            groups.setdefault((in_backbone, decayed), []).append(parameter)
-        return [
-            {
-                "name": f"{'backbone' if in_backbone else 'head'}{'' if decayed else '_no_decay'}",
-                "params": params,
-                "lr": lr * backbone_lr_scale if in_backbone else lr,
-                "weight_decay": weight_decay if decayed else 0.0,
-            }
-            for (in_backbone, decayed), params in sorted(groups.items(), reverse=True)
-        ]
+        return parameter_groups(
+            self, "backbone.", lr, backbone_lr_scale, weight_decay, no_decay=("class_tokens", "pos_embed")
+        )

@@ -21,6 +21,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import torch.nn.functional as F
 from torch import nn
 
+from mlrank.models.backbone import parameter_groups
+
 from .prototypes import make_prototypes
 from .spec import DiscrepancySpec
 
@@ -89,20 +91,7 @@ class SeeableModel(nn.Module):
         """AdamW groups as the supervised model gives them: the encoder ("backbone") at
         ``lr * backbone_lr_scale``, the projector ("head") at ``lr``; biases and normalisation
         weights without weight decay. Empty groups are left out."""
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-        for name, parameter in self.named_parameters():
-            if parameter.requires_grad:
-                key = (name.startswith("encoder."), parameter.ndim > 1)
-                groups.setdefault(key, []).append(parameter)
-        return [
-            {
-                "name": f"{'backbone' if in_encoder else 'head'}{'' if decayed else '_no_decay'}",
-                "params": params,
-                "lr": lr * backbone_lr_scale if in_encoder else lr,
-                "weight_decay": weight_decay if decayed else 0.0,
-            }
-            for (in_encoder, decayed), params in sorted(groups.items(), reverse=True)
-        ]
+        return parameter_groups(self, "encoder.", lr, backbone_lr_scale, weight_decay)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Unit-norm embeddings z (B, embed_dim) of images (B, 3, H, W)."""

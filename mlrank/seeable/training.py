@@ -21,7 +21,6 @@ method module: ``train_dataset``, ``train_batch_size``, ``build_model``, ``train
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,6 +30,7 @@ from tqdm import tqdm
 
 from mlrank import builders
 from mlrank.config import Config
+from mlrank.epoch import run_epoch
 from mlrank.distributed import (
     DistContext,
     all_gather_tensors,
@@ -99,46 +99,19 @@ def train_one_epoch(
     steps: int,
 ) -> dict[str, float]:
     """One epoch of L_BCR + lambda L_GUI; the mean of every term and this rank's images/s."""
-    model.train()
     spec = discrepancy_spec(cfg)
     prototypes = unwrap_model(model).prototypes
-    sums: dict[str, float] = {}
-    images_seen, started, step = 0, time.perf_counter(), 0
-    bar = tqdm(
-        total=steps, desc=f"epoch {epoch}", disable=not ctx.is_main, dynamic_ncols=True, leave=False
-    )
-    for step, (images, labels) in enumerate(loader):
-        if step >= steps:
-            break
-        images = images.to(ctx.device, non_blocking=True)
-        labels = labels.to(ctx.device, non_blocking=True)
+
+    def losses_of(batch: Any) -> tuple[dict[str, torch.Tensor], int]:
+        images, labels = (tensor.to(ctx.device, non_blocking=True) for tensor in batch)
         with autocast(cfg.train.amp, ctx.device):
             z = model(images)
         losses = seeable_loss(
             z.float(), labels, prototypes, spec, cfg.seeable.temperature, cfg.seeable.lambda_gui
         )
-        if not torch.isfinite(losses["total"]):
-            raise FloatingPointError(
-                f"epoch {epoch} step {step}: the loss is {losses['total'].item()}"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0.0) + value.item()
-        images_seen += images.shape[0]
-        if ctx.is_main and (step % cfg.train.log_every == 0 or step == steps - 1):
-            rate = images_seen / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{losses['total'].item():.4f}", img_s=f"{rate:.1f}")
-        bar.update(1)
-    bar.close()
-    count = max(1, min(steps, step + 1))
-    return {f"loss_{key}": value / count for key, value in sums.items()} | {
-        "images_per_s": images_seen / (time.perf_counter() - started)
-    }
+        return losses, images.shape[0]
+
+    return run_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps, losses_of)
 
 
 class FacesToScore(Dataset):
