@@ -14,6 +14,7 @@ things. Decisions:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -73,17 +74,24 @@ def is_binary(cfg: Config) -> bool:
     return cfg.data.kind in ("deepfakebench", "frames")
 
 
-def build_dataset(cfg: Config, split: str) -> Dataset:
-    """The un-augmented data set of ``split``, items (image, label[, video_id])."""
+def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
+    """The un-augmented data set of ``split``, items (image, label[, video_id]).
+
+    The synthetic set is rendered into memory first when ``data.synthetic_in_memory`` and
+    ``preload`` are both set (SeeABLE passes False: it renders each face with its masks anyway).
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     data = cfg.data
     resize = Resize(data.image_size)
     if data.kind == "synthetic":
         sizes = {"train": data.synthetic_train_size, "val": data.synthetic_val_size, "test": data.synthetic_test_size}
-        return SyntheticSeqDeepFake(
+        dataset = SyntheticSeqDeepFake(
             split, data.subset, size=data.image_size, num_images=sizes[split], seed=data.synthetic_seed
         )
+        if data.synthetic_in_memory and preload:
+            dataset.preload(data.num_workers, progress=int(os.environ.get("RANK", "0")) == 0)
+        return dataset
     root = _required(data.root, "data.root")
     if data.kind == "seqdeepfake":
         return SeqDeepFakeDataset(root, data.subset, split, transform=resize)

@@ -54,17 +54,18 @@ class DataConfig:
     root: str | None = None  # Seq-DeepFake root, DeepfakeBench frames root, or frames/<split>/{real,fake}/<video>/
     subset: Literal["facial_components", "facial_attributes"] = "facial_components"  # Seq-DeepFake
     image_size: int = 64
-    synthetic_train_size: int = 3000
+    synthetic_train_size: int = 6000
     synthetic_val_size: int = 300
     synthetic_test_size: int = 300
     synthetic_seed: int = 0  # the synthetic data set's content; the training seed is `seed`
+    synthetic_in_memory: bool = True  # render the synthetic images once and keep them in memory
     json_path: str | None = None  # DeepfakeBench data set JSON index
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
     frames_per_video: int = 8
     test_dataset_name: str | None = None  # cross-data-set evaluation, e.g. "Celeb-DF-v2"
     num_workers: int = 2
-    weak_augment: bool = True  # flip, random crop, colour jitter, Gaussian blur
+    weak_augment: bool = False  # flip, random crop, colour jitter, Gaussian blur (the real-data configs set it)
     strong_augment: bool = False  # self-blended pseudo-fakes from real faces
     batch_size: int = 32
 
@@ -73,7 +74,7 @@ class DataConfig:
 class ModelConfig:
     """Backbone (a timm name), token and head sizes."""
 
-    backbone: str = "resnet18"
+    backbone: str = "resnet10t"
     pretrained_file: str | None = None  # local weights file; nothing is downloaded
     num_classes: int = 5  # L: components or attributes; 1 for binary detection
     token_dim: int = 64

@@ -63,6 +63,14 @@ def test_dataloader_workers_give_the_items_of_direct_access():
     assert torch.equal(sequences, dataset.sequences())
 
 
+def test_preloaded_items_equal_rendered_items():
+    rendered = SyntheticSeqDeepFake("val", size=SMALL, num_images=7, seed=4)
+    preloaded = SyntheticSeqDeepFake("val", size=SMALL, num_images=7, seed=4).preload(num_workers=2)
+    for index in (0, 3, 6, -1):
+        (image, sequence), (again, again_sequence) = rendered[index], preloaded[index]
+        assert torch.equal(image, again) and torch.equal(sequence, again_sequence)
+
+
 # ---------------------------------------------------------------- items
 
 
@@ -198,6 +206,28 @@ def test_later_edits_blur_what_earlier_ones_left():
     away = ~dilated(np.logical_or.reduce([m for m in steps[-1].component_masks.values()]), 4)
     first, second, third = (sharpness(step.image, away) for step in steps)
     assert first > second > third
+
+
+def test_an_edit_stamps_its_generator_fingerprint_and_later_steps_blur_it():
+    """The periodic pattern of an edit's generator lies in its region and fades with each later step."""
+    key, nose, eye, lip = (21, 0), 1, 2, 4
+    original = synthesize([], key=key)
+    alone = synthesize([nose], key=key)
+    later = synthesize([nose, eye, lip], key=key)
+    region = alone.component_masks["nose"] & ~dilated(later.component_masks["eye"] | later.component_masks["lip"], 2)
+    assert region.sum() > 20
+    outside = ~dilated(alone.component_masks["nose"], 4)
+    edited_energy = fine_energy(alone.image, region)
+    assert edited_energy > 2 * fine_energy(original.image, region)
+    assert edited_energy > 2 * fine_energy(alone.image, outside)
+    assert edited_energy > 1.2 * fine_energy(later.image, region)
+
+
+def fine_energy(image: np.ndarray, where: np.ndarray) -> float:
+    """Mean squared difference from the 3 x 3 local mean: the energy of patterns of a few pixels."""
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    box = cv2.blur(grey, (3, 3), borderType=cv2.BORDER_REFLECT)
+    return float(((grey - box) ** 2)[where].mean())
 
 
 def sharpness(image: np.ndarray, where: np.ndarray) -> float:

@@ -11,13 +11,17 @@ regenerates the whole image and pastes the edited region in):
                                               a colour shift and a resampling (down- then up-scaling)
         A_t   = blur(region_c(F_{t-1}, F_t))  where part c was and is, grown by a margin and feathered
                                               by a Gaussian: the blend seam; sigma differs per edit
-        X_t   = regenerate_t(X_{t-1} + A_t (P_t - X_{t-1}))
-                                              the whole image resampled and given a tone curve
+        X_t   = regenerate_t(X_{t-1} + A_t (P_t - X_{t-1})) + A_t G_c
+                                              the whole image resampled and given a tone curve,
+                                              then the edit's generator fingerprint G_c (a zero-mean
+                                              pattern of period 3 to 5 pixels, tiled on the pixel
+                                              grid) stamped on its region
 
 Consequences that make the order recoverable from the pixels, as in the real data:
-* each edit leaves its own trace inside its region (seam, colour shift, resampling blur);
+* each edit leaves its own trace inside its region (seam, colour shift, resampling blur, and the
+  periodic fingerprint that a GAN's up-sampling layers leave);
 * every later edit re-processes the whole image, so earlier traces are blurred and re-toned once
-  more per later step: the last edit's trace is the crispest;
+  more per later step: the last edit's trace is the crispest, and an early fingerprint fades;
 * regions overlap (always eye/eyebrow, nose/lip, nose/eye, beard/smiling, young/everything; often
   eyebrow/hair, bangs/eyeglasses), and inside an overlap the later edit's patch replaces what the
   earlier one left, its trace included.
@@ -199,16 +203,30 @@ class EditTrace:
     feather: float  # Gaussian sigma of the seam, canonical units
     colour_shift: np.ndarray  # (3,) levels added to the patch
     resample: float  # the patch is down-scaled by this factor, then up-scaled back
+    fingerprint: np.ndarray  # (p, p, 3) zero-mean levels, tiled over the region on the pixel grid
 
 
 def sample_trace(rng: np.random.Generator) -> EditTrace:
     brightness = rng.choice([-1.0, 1.0]) * rng.uniform(8, 14)  # a regenerated patch is never quite in tone
-    return EditTrace(
-        margin=rng.uniform(0.01, 0.03),
-        feather=rng.uniform(0.006, 0.02),
-        colour_shift=(brightness + rng.normal(0, 3, 3)).astype(np.float32),
-        resample=rng.uniform(0.55, 0.85),
-    )
+    margin, feather = rng.uniform(0.01, 0.03), rng.uniform(0.006, 0.02)
+    colour_shift = (brightness + rng.normal(0, 3, 3)).astype(np.float32)
+    resample = rng.uniform(0.55, 0.85)
+    # The generator's fingerprint: its up-sampling layers leave a periodic pattern (period 3 to 5
+    # pixels at any image size, as a GAN's is in pixels), stamped on the region after the pass.
+    period = int(rng.integers(3, 6))
+    tile = rng.standard_normal((period, period, 3))
+    tile -= tile.mean(axis=(0, 1))
+    tile *= rng.uniform(15, 25) / max(float(tile.std()), 1e-6)
+    return EditTrace(margin=margin, feather=feather, colour_shift=colour_shift, resample=resample,
+                     fingerprint=tile.astype(np.float32))
+
+
+def _fingerprint(trace: EditTrace, x: int, y: int, width: int, height: int) -> np.ndarray:
+    """The trace's periodic pattern over the window at (x, y), aligned to the image's pixel grid."""
+    period = trace.fingerprint.shape[0]
+    rows = (np.arange(y, y + height) % period)[:, None]
+    cols = (np.arange(x, x + width) % period)[None, :]
+    return trace.fingerprint[rows, cols]
 
 
 def _resampled(image: np.ndarray, factor: float) -> np.ndarray:
@@ -272,4 +290,9 @@ def apply_edit(image: np.ndarray, face: Face, base: Base, name: str, edit_rng: n
         blended += (patch - blended) * (alpha[window][..., None] * np.float32(1 / 255))
         image = image.copy()
         image[window] = np.clip(blended + 0.5, 0, 255)
-    return regenerate(image, step_rng), edited, edited_base, region > 127
+    image = regenerate(image, step_rng)
+    if width and height:
+        # The generator's output layer leaves its fingerprint on the pasted region after the pass.
+        stamped = image[window] + _fingerprint(trace, x, y, width, height) * (alpha[window][..., None] / 255)
+        image[window] = np.clip(stamped + 0.5, 0, 255)
+    return image, edited, edited_base, region > 127

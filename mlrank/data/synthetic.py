@@ -193,6 +193,30 @@ class SyntheticSeqDeepFake(Dataset):
         self.num_images, self.seed, self.transform = num_images, _check_seed(seed), transform
         self._key = (seed, _SUBSET_IDS[subset], _SPLIT_IDS[split])
         self._sequences = _split_sequences(self._key, num_images)
+        self._images: np.ndarray | None = None  # uint8 (len, H, W, 3) once preloaded
+
+    def preload(self, num_workers: int = 0, progress: bool = False) -> "SyntheticSeqDeepFake":
+        """Renders every image once into memory (uint8, 3 bytes a pixel) and returns self.
+
+        Items are then read from memory, identical to rendering them; epochs after the first cost
+        nothing to generate, and the CPU goes to the model instead. ``sample`` still renders, as it
+        returns the landmarks and masks too.
+        """
+        if self._images is None:
+            from torch.utils.data import DataLoader
+            from tqdm import tqdm
+
+            images = np.empty((self.num_images, self.size, self.size, 3), np.uint8)
+            # A private generator: the loader's seed draw must not move torch's global RNG, which a
+            # resumed run restores and must find where an uninterrupted run left it.
+            loader = DataLoader(_RenderedImages(self), batch_size=64, num_workers=num_workers,
+                                generator=torch.Generator())
+            start = 0
+            for batch in tqdm(loader, desc=f"render {self.split}", disable=not progress, leave=False):
+                images[start:start + len(batch)] = batch.numpy()
+                start += len(batch)
+            self._images = images
+        return self
 
     def __len__(self) -> int:
         return self.num_images
@@ -222,14 +246,32 @@ class SyntheticSeqDeepFake(Dataset):
                           key=self._key + (index,))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        item = self.sample(index)
+        index = self._index(index)
+        if self._images is not None:
+            pixels, sequence = self._images[index], self._sequences[index].clone()
+        else:
+            item = self.sample(index)
+            pixels, sequence = item.image, item.sequence
         # Converted in numpy: torch's threads would spin up for this one small op on every item.
-        channels_first = item.image.transpose(2, 0, 1).astype(np.float32, order="C")
+        channels_first = pixels.transpose(2, 0, 1).astype(np.float32, order="C")
         channels_first *= np.float32(1 / 255)
         image = torch.from_numpy(channels_first)
         if self.transform is not None:
             image = self.transform(image)
-        return image, item.sequence
+        return image, sequence
+
+
+class _RenderedImages(Dataset):
+    """The uint8 images of a synthetic set, for rendering them in loader workers."""
+
+    def __init__(self, dataset: SyntheticSeqDeepFake) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(self.dataset.sample(index).image)
 
 
 # ---------------------------------------------------------------- cache in the official layout

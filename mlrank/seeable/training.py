@@ -66,7 +66,7 @@ def read_face(dataset: Dataset, index: int) -> tuple[Any, Any]:
 
 
 def train_dataset(cfg: Config) -> Dataset:
-    base = builders.build_dataset(cfg, "train")
+    base = builders.build_dataset(cfg, "train", preload=False)
     real = torch.nonzero(~is_fake_per_item(base)).flatten().tolist()
     spec = discrepancy_spec(cfg)
     return SeeableDataset(
@@ -134,7 +134,7 @@ class FacesToScore(Dataset):
 
 
 def evaluation_dataset(cfg: Config, split: str) -> FacesToScore:
-    return FacesToScore(builders.build_dataset(cfg, split))
+    return FacesToScore(builders.build_dataset(cfg, split, preload=False))
 
 
 @torch.no_grad()
