@@ -7,6 +7,7 @@
 #include <limits>
 #include <mutex>
 #include <type_traits>
+#include <utility>
 
 namespace mlrank {
 namespace cpu {
@@ -58,6 +59,11 @@ template <typename Key>
 struct Workspace {
   std::vector<Key> keys, scratch;
   std::vector<double> prefix;
+  // The bucketed path's per-bucket state, sized per call.
+  std::vector<int64_t> bucket_ends, bucket_starts;
+  std::vector<double> bucket_sums, bucket_last, bucket_inner;
+  std::vector<uint8_t> bucket_flags;
+  std::vector<std::pair<int64_t, double>> scanned;
   void reserve(int64_t n) {
     if (int64_t(keys.size()) < n) {
       keys.resize(n);
@@ -237,14 +243,14 @@ void argmax_every_k(const double* prefix, int64_t offset, int64_t k_begin, int64
 
 }  // namespace
 
+// The forward by a full sort: exact in every case, the fallback of the bucketed path.
 template <typename scalar_t>
-MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
-                                           const MilPlan& plan) {
+MilImageResult<scalar_t> forward_by_sorting(const scalar_t* similarity, int64_t N,
+                                            const MilPlan& plan, int64_t positives) {
   const std::vector<int64_t>& ks = plan.ks;
   using Key = key_t<scalar_t>;
   const int64_t n = plan.n;
   Workspace<Key>& ws = thread_workspace<Key>(n);
-  const int64_t positives = extract_positive_keys(similarity, N, ws.keys.data());
   const int64_t zeros = n - positives;
   const Key* sorted = radix_sort_keys(ws.keys.data(), ws.scratch.data(), positives);
 
@@ -295,6 +301,192 @@ MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N
   result.kth_value = key_value<scalar_t>(kth_key);
   result.kth_position = find_occurrence(similarity, N, kth_key, result.k_star - first_equal);
   return result;
+}
+
+// Fewer positive values than this are simply sorted.
+constexpr int64_t kMinBucketed = 2048;
+
+// The exact max over every k without sorting every value (k* and Delta as the
+// sorted scan, or nothing when it cannot prove that).
+//
+// Values go into B buckets by value (monotone, so a bucket holds a run of the
+// sorted order). From each bucket's count and sum, Delta is evaluated at every
+// bucket's last k, and for the k inside a bucket it is bounded above using only
+// that each of its values is >= the bucket's lower edge: Delta falls as the low
+// group's sum S(k) grows, and S(k) >= S(start) + lower edge. Only buckets whose
+// bound reaches the best value so far are sorted and scanned k by k.
+//
+// Sums here are added in another order than the reference's ascending cumsum,
+// so they differ by rounding. Both are within g T of the exact sums (g =
+// (terms + 64) 2^-53, T the total), which moves Delta(k) by at most
+// err(k) = 4 g T (1/k + 1/(n-k)) for either. The result is returned only when
+// the best k beats every other k by more than the two errors combined, so the
+// reference's rounded Deltas have the same first maximum; otherwise the caller
+// sorts.
+template <typename scalar_t>
+bool forward_by_buckets(const scalar_t* similarity, int64_t N, const MilPlan& plan,
+                        int64_t positives, MilImageResult<scalar_t>& result) {
+  using Key = key_t<scalar_t>;
+  const int64_t n = plan.n, zeros = n - positives, k_max = n - 1;
+  const double* recip = plan.reciprocals->data();  // recip[i] = 1 / i
+  Workspace<Key>& ws = thread_workspace<Key>(n);
+  const Key* keys = ws.keys.data();
+
+  Key max_key = 0;
+  for (int64_t i = 0; i < positives; ++i) max_key = std::max(max_key, keys[i]);
+  int64_t buckets = 64;
+  while (buckets < positives / 16 && buckets < (int64_t(1) << 13)) buckets *= 2;
+  // b = floor(v * scale), clamped: monotone in v, so equal values share a bucket.
+  const double scale = double(buckets) / double(key_value<scalar_t>(max_key));
+  auto bucket_of = [&](Key key) {
+    return std::min<int64_t>(buckets - 1, int64_t(double(key_value<scalar_t>(key)) * scale));
+  };
+  // ends[b] and sums[b]: k and the low group's sum once bucket b - 1 is in (ends[0] = zeros).
+  std::vector<int64_t>& ends = ws.bucket_ends;
+  std::vector<double>& sums = ws.bucket_sums;
+  ends.assign(buckets + 1, 0);
+  sums.assign(buckets + 1, 0.0);
+  for (int64_t i = 0; i < positives; ++i) {
+    const int64_t b = bucket_of(keys[i]) + 1;
+    ++ends[b];
+    sums[b] += double(key_value<scalar_t>(keys[i]));
+  }
+  ends[0] = zeros;
+  for (int64_t b = 0; b < buckets; ++b) {
+    ends[b + 1] += ends[b];
+    sums[b + 1] += sums[b];
+  }
+  const double total = sums[buckets];
+  if (!(total > 0.0)) return false;
+  const double g4t = 4 * double(positives + buckets + 64) * (DBL_EPSILON / 2) * 1.01 * total;
+  auto err = [&](int64_t k) { return g4t * (recip[k] + recip[n - k]); };
+  // Delta with reciprocals: within an ulp or two of the quotients, well inside err.
+  auto delta_at = [&](int64_t k, double low_sum) {
+    return (total - low_sum) * recip[n - k] - low_sum * recip[k];
+  };
+  constexpr double none = -std::numeric_limits<double>::infinity();
+
+  // Every k to consider: k <= zeros (where Delta = total / (n - k) rises, so only
+  // the last can win), each bucket's last k, and the k inside candidate buckets.
+  int64_t best_k = 0;
+  double best = none;
+  auto consider = [&](int64_t k, double delta) {
+    if (delta > best || (delta == best && k < best_k)) {
+      best = delta;
+      best_k = k;
+    }
+  };
+  const int64_t zero_k = std::min(zeros, k_max);
+  if (zero_k >= 1) consider(zero_k, delta_at(zero_k, 0.0));
+  // last[b]: Delta at bucket b's last k (+ its error); inner[b]: an upper bound
+  // of Delta over the k strictly inside bucket b, errors included.
+  std::vector<double>& last = ws.bucket_last;
+  std::vector<double>& inner = ws.bucket_inner;
+  last.assign(buckets, none);
+  inner.assign(buckets, none);
+  for (int64_t b = 0; b < buckets; ++b) {
+    const int64_t k_end = ends[b + 1];
+    if (k_end == ends[b]) continue;
+    if (k_end <= k_max) {
+      const double d = delta_at(k_end, sums[b + 1]);
+      consider(k_end, d);
+      last[b] = d + err(k_end);
+    }
+    const int64_t first = ends[b] + 1, k_last = std::min(k_end - 1, k_max);
+    if (first <= k_last) {
+      // Every value here is >= the bucket's lower edge (rounded down a little),
+      // so S(k) >= sums[b] + edge over these k, and Delta falls as S(k) grows.
+      const double low = sums[b] + double(b) / scale * (1 - 1e-12);
+      inner[b] = (total - low) * recip[n - k_last] - low * recip[k_last] + err(first) + err(k_last);
+    }
+  }
+  std::vector<uint8_t>& candidate = ws.bucket_flags;
+  candidate.assign(buckets, 0);
+  int64_t gathered = 0;
+  const double floor = best - err(best_k);
+  for (int64_t b = 0; b < buckets; ++b)
+    if (inner[b] >= floor) {
+      candidate[b] = 1;
+      gathered += ends[b + 1] - ends[b];
+    }
+  if (gathered > positives / 4) return false;  // not worth it: sort everything instead
+
+  // Copies the wanted buckets' values into scratch, each run sorted, at start[b].
+  std::vector<int64_t>& start = ws.bucket_starts;
+  start.assign(buckets + 1, 0);
+  auto gather = [&](auto&& wanted) {
+    int64_t offset = 0;
+    for (int64_t b = 0; b < buckets; ++b) {
+      start[b] = offset;
+      if (wanted(b)) offset += ends[b + 1] - ends[b];
+    }
+    std::vector<int64_t> fill(start.begin(), start.begin() + buckets);
+    Key* out = ws.scratch.data();
+    if (offset > 0)
+      for (int64_t i = 0; i < positives; ++i) {
+        const int64_t b = bucket_of(keys[i]);
+        if (wanted(b)) out[fill[b]++] = keys[i];
+      }
+    for (int64_t b = 0; b < buckets; ++b)
+      if (wanted(b)) std::sort(out + start[b], out + start[b] + (ends[b + 1] - ends[b]));
+  };
+  const Key* sorted = ws.scratch.data();
+  std::vector<std::pair<int64_t, double>>& scanned = ws.scanned;
+  scanned.clear();
+  if (gathered > 0) {
+    gather([&](int64_t b) { return candidate[b] != 0; });
+    for (int64_t b = 0; b < buckets; ++b) {
+      if (!candidate[b]) continue;
+      double running = sums[b];
+      for (int64_t k = ends[b] + 1; k < ends[b + 1] && k <= k_max; ++k) {
+        running += double(key_value<scalar_t>(sorted[start[b] + (k - ends[b] - 1)]));
+        const double d = delta_at(k, running);
+        scanned.emplace_back(k, d);
+        consider(k, d);
+      }
+    }
+  }
+
+  // Certificate: every other k is beaten by more than both rounding errors.
+  const double lead = best - err(best_k);
+  if (zero_k >= 1 && zero_k != best_k && delta_at(zero_k, 0.0) + err(zero_k) >= lead) return false;
+  for (int64_t b = 0; b < buckets; ++b) {
+    if (ends[b + 1] != best_k && last[b] >= lead) return false;
+    if (!candidate[b] && inner[b] >= lead) return false;
+  }
+  for (const auto& [k, d] : scanned)
+    if (k != best_k && d + err(k) >= lead) return false;
+
+  result.k_star = best_k;
+  result.delta = best;
+  result.u_sum = total;
+  Key kth_key = 0;
+  int64_t first_equal = 0;
+  if (best_k > zeros) {
+    // The bucket holding the k*-th value: its run of the sorted order.
+    const int64_t b = std::upper_bound(ends.begin() + 1, ends.end(), best_k - 1) - ends.begin() - 1;
+    if (!candidate[b]) gather([&](int64_t other) { return other == b; });
+    const Key* run = sorted + start[b];
+    const Key* kth = run + (best_k - ends[b] - 1);
+    kth_key = *kth;
+    first_equal = ends[b] + (std::lower_bound(run, kth, kth_key) - run);
+  }
+  result.kth_value = key_value<scalar_t>(kth_key);
+  result.kth_position = find_occurrence(similarity, N, kth_key, result.k_star - first_equal);
+  return true;
+}
+
+template <typename scalar_t>
+MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
+                                           const MilPlan& plan) {
+  using Key = key_t<scalar_t>;
+  Workspace<Key>& ws = thread_workspace<Key>(plan.n);
+  const int64_t positives = extract_positive_keys(similarity, N, ws.keys.data());
+  if (plan.ks.empty() && positives >= kMinBucketed) {
+    MilImageResult<scalar_t> result;
+    if (forward_by_buckets(similarity, N, plan, positives, result)) return result;
+  }
+  return forward_by_sorting(similarity, N, plan, positives);
 }
 
 template <typename scalar_t>

@@ -44,10 +44,16 @@ struct MilImageResult {
 // tokens @ tokens^T before rectification; only its strict upper triangle is
 // read.
 //
-// Values are rectified (max(s, 0), -0 becomes +0), sorted ascending with a
-// keys-only LSD radix sort over their IEEE bits (non-negative floats order like
-// unsigned integers), and scanned once in double in ascending order, the same
-// summation order as torch.cumsum, so k* matches the reference bit for bit.
+// Values are rectified (max(s, 0), -0 becomes +0). With every k a candidate and
+// thousands of positive values, they are first counted and summed in buckets of
+// value: Delta is evaluated at bucket ends and bounded inside buckets, and only
+// the buckets that may hold the maximum are sorted. That result is kept only
+// when k* beats every other k by more than the rounding of both this and the
+// reference's summation order can move Delta. Otherwise (and for sampled k)
+// all values are sorted ascending with a keys-only LSD radix sort over their
+// IEEE bits (non-negative floats order like unsigned integers) and scanned once
+// in double in ascending order, the summation order of torch.cumsum, so k*
+// matches the reference bit for bit.
 template <typename scalar_t>
 MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
                                            const MilPlan& plan);
