@@ -22,6 +22,8 @@ Decisions:
   data set is balanced within 5 items and a shuffled loader still sees 1/6 of each. The components
   and their order are uniformly random: the first `length` entries of a random permutation of 1..5.
 * Default split sizes: train 6000, val 600, test 600 (multiples of 6).
+* `preload` renders a split once into memory (uint8); items then come from memory, equal to
+  rendering them. Training does this by default (`data.synthetic_in_memory`).
 * Attribute faces are drawn at least moderately aged (wrinkle strength >= 0.45) and without bangs,
   glasses, beard or smile, so that every attribute edit adds something visible.
 * `component_masks[name]` is the region the edit was blended into (blend weight >= 0.5), not what of
