@@ -14,7 +14,6 @@ things. Decisions:
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from mlrank.data import (
     self_blended_image,
     split_real_fake,
 )
+from mlrank.distributed import is_main_process
 from mlrank.models import MultiLabelRankingModel
 
 SPLITS = ("train", "val", "test")
@@ -90,7 +90,7 @@ def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
             split, data.subset, size=data.image_size, num_images=sizes[split], seed=data.synthetic_seed
         )
         if data.synthetic_in_memory and preload:
-            dataset.preload(data.num_workers, progress=int(os.environ.get("RANK", "0")) == 0)
+            dataset.preload(data.num_workers, progress=is_main_process())
         return dataset
     root = _required(data.root, "data.root")
     if data.kind == "seqdeepfake":

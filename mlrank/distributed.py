@@ -65,6 +65,11 @@ def _env_int(name: str, default: int | None = None) -> int:
         raise ValueError(f"environment variable {name} must be an integer, got {text!r}") from None
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or the only one), for code that holds no DistContext."""
+    return _env_int("RANK", 0) == 0
+
+
 def init_distributed(use_cuda: bool | None = None) -> DistContext:
     """Join torchrun's process group, or describe a single process when not started by torchrun.
 

@@ -243,6 +243,25 @@ void argmax_every_k(const double* prefix, int64_t offset, int64_t k_begin, int64
 
 }  // namespace
 
+// Tie rule: the low group holds every value below the k*-th one plus the first
+// few equal to it in row-major order. Records the k*-th value and where the last
+// of those sits. `run` holds, sorted, the values ranked before + 1, before + 2,
+// ... up to at least k* (null when k* is among the rectified zeros, all ranked
+// first).
+template <typename scalar_t>
+void record_kth(const scalar_t* similarity, int64_t N, const key_t<scalar_t>* run,
+                int64_t before, MilImageResult<scalar_t>& result) {
+  key_t<scalar_t> kth_key = 0;
+  int64_t first_equal = 0;  // how many values are below the k*-th one
+  if (run != nullptr && result.k_star > before) {
+    const auto* kth = run + (result.k_star - before - 1);
+    kth_key = *kth;
+    first_equal = before + (std::lower_bound(run, kth, kth_key) - run);
+  }
+  result.kth_value = key_value<scalar_t>(kth_key);
+  result.kth_position = find_occurrence(similarity, N, kth_key, result.k_star - first_equal);
+}
+
 // The forward by a full sort: exact in every case, the fallback of the bucketed path.
 template <typename scalar_t>
 MilImageResult<scalar_t> forward_by_sorting(const scalar_t* similarity, int64_t N,
@@ -289,17 +308,7 @@ MilImageResult<scalar_t> forward_by_sorting(const scalar_t* similarity, int64_t 
   }
   result.delta = best;
 
-  // Tie rule: the low group holds every value below the k*-th one plus the
-  // first few equal to it in row-major order; remember where the last one sits.
-  Key kth_key = 0;
-  int64_t first_equal = 0;  // how many values are below the k*-th one
-  if (result.k_star > zeros) {
-    const Key* kth = sorted + (result.k_star - zeros - 1);
-    kth_key = *kth;
-    first_equal = zeros + (std::lower_bound(sorted, kth, kth_key) - sorted);
-  }
-  result.kth_value = key_value<scalar_t>(kth_key);
-  result.kth_position = find_occurrence(similarity, N, kth_key, result.k_star - first_equal);
+  record_kth(similarity, N, sorted, zeros, result);
   return result;
 }
 
@@ -460,19 +469,14 @@ bool forward_by_buckets(const scalar_t* similarity, int64_t N, const MilPlan& pl
   result.k_star = best_k;
   result.delta = best;
   result.u_sum = total;
-  Key kth_key = 0;
-  int64_t first_equal = 0;
-  if (best_k > zeros) {
+  if (best_k <= zeros) {
+    record_kth<scalar_t>(similarity, N, nullptr, zeros, result);
+  } else {
     // The bucket holding the k*-th value: its run of the sorted order.
     const int64_t b = std::upper_bound(ends.begin() + 1, ends.end(), best_k - 1) - ends.begin() - 1;
     if (!candidate[b]) gather([&](int64_t other) { return other == b; });
-    const Key* run = sorted + start[b];
-    const Key* kth = run + (best_k - ends[b] - 1);
-    kth_key = *kth;
-    first_equal = ends[b] + (std::lower_bound(run, kth, kth_key) - run);
+    record_kth(similarity, N, sorted + start[b], ends[b], result);
   }
-  result.kth_value = key_value<scalar_t>(kth_key);
-  result.kth_position = find_occurrence(similarity, N, kth_key, result.k_star - first_equal);
   return true;
 }
 
