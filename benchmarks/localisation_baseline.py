@@ -13,7 +13,7 @@ and Fixed-Acc, and the ratio model / plain of the mean accuracy of the four smal
 This is the diagnostic of the open synthetic-accuracy work: with the default settings the plain
 classifier learns to tell which small component (nose, eye, eyebrow, lip) was edited and the model
 does not, so what holds the model back lies between the backbone and the logits, not in the data.
-Not a test: the default run takes about 20 minutes on 2 CPU cores.
+Not a test: the default run takes about 11 minutes on 2 quiet CPU cores.
 """
 
 from __future__ import annotations
