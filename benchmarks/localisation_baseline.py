@@ -26,9 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mlrank import builders
+from mlrank import builders, supervised
 from mlrank.config import load_config
-from mlrank.losses import sequence_targets, total_loss
+from mlrank.distributed import init_distributed
+from mlrank.epoch import run_epoch
+from mlrank.losses import sequence_targets
 from mlrank.metrics import sequence_metrics
 
 SMALL_COMPONENTS = slice(0, 4)  # nose, eye, eyebrow, lip (hair, id 5, is large)
@@ -48,10 +50,13 @@ class PlainClassifier(torch.nn.Module):
         return [{"params": list(self.parameters()), "lr": lr, "weight_decay": weight_decay}]
 
 
-def plain_loss(outputs: dict[str, torch.Tensor], sequences: torch.Tensor) -> torch.Tensor:
+def plain_losses(network: PlainClassifier, batch: tuple) -> tuple[dict[str, torch.Tensor], int]:
     """BCE summed over the components and averaged over the batch, as one branch of L_BCE."""
-    targets, _ = sequence_targets(sequences, L=outputs["logits"].shape[1])
-    return F.binary_cross_entropy_with_logits(outputs["logits"], targets, reduction="none").sum(1).mean()
+    images, sequences = batch
+    logits = network(images)["logits"]
+    targets, _ = sequence_targets(sequences, L=logits.shape[1])
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(1).mean()
+    return {"total": bce}, images.shape[0]
 
 
 @torch.no_grad()
@@ -73,6 +78,7 @@ def main(overrides: list[str]) -> None:
     if cfg.data.kind != "synthetic" or builders.is_binary(cfg):
         raise SystemExit("this benchmark compares localisation on the synthetic Seq-DeepFake set")
     torch.manual_seed(cfg.seed)
+    ctx = init_distributed(use_cuda=False)
     train, val = builders.build_dataset(cfg, "train"), builders.build_dataset(cfg, "val")
     val_loader = DataLoader(val, batch_size=100)
     steps = len(train) // cfg.data.batch_size
@@ -85,18 +91,12 @@ def main(overrides: list[str]) -> None:
                             generator=torch.Generator().manual_seed(cfg.seed))
         start = time.perf_counter()
         for epoch in range(cfg.optim.epochs):
-            for images, sequences in loader:
-                outputs = network(images)
-                if name == "plain":
-                    loss = plain_loss(outputs, sequences)
-                else:
-                    loss = total_loss(outputs, sequences, lambda1=cfg.loss.lambda1, lambda2=cfg.loss.lambda2,
-                                      tau=cfg.loss.tau, alpha=cfg.loss.alpha, num_k=cfg.loss.num_k,
-                                      reg=cfg.loss.reg)["total"]
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
+            # The loop of `python -m mlrank.train`: the model with its own losses, the plain one with BCE.
+            if name == "model":
+                supervised.train_one_epoch(cfg, network, loader, optimizer, scheduler, ctx, epoch, steps)
+            else:
+                run_epoch(cfg, network, loader, optimizer, scheduler, ctx, epoch, steps,
+                          lambda batch: plain_losses(network, batch))
             accuracy, fixed = validation_numbers(network, val_loader)
             print(f"{name} epoch {epoch}: {time.perf_counter() - start:.0f} s, per-component accuracy "
                   f"{[round(a, 3) for a in accuracy.tolist()]}, Fixed-Acc {fixed:.3f}", flush=True)
