@@ -11,8 +11,9 @@ Decisions (the paper leaves these open):
 * phi is pre-norm (``norm_first=True``): its output is the input plus the attention and MLP
   updates, so the unit-norm CNN tokens reach L_CLS through the residual path and L_CLS reaches
   the backbone the same way. (At PyTorch's default initialisation those updates are not small:
-  about 3x (attention) and 1.7x (MLP) the unit token norm, so the tokens start mixed with their
-  neighbours' average; zero-initialising the updates did not change what the synthetic run learns.)
+  about 3x (attention) and 1.7x (MLP) the unit token norm, and the near-uniform attention mixes
+  every token with the average of all of them; zero-initialising the updates did not change what
+  the synthetic run learns.)
   A post-norm layer would end in a LayerNorm that re-centres every token before L_CLS sees it.
   Feed-forward width 4d and GELU, as in ViT.
 * The patch tokens get a learnable positional embedding at the encoder input, so that class tokens
