@@ -154,6 +154,7 @@ def build_model(cfg: Config) -> MultiLabelRankingModel:
         pretrained_file=model.pretrained_file,
         img_size=cfg.data.image_size,
         dropout=model.dropout,
+        normalize_patch_tokens=model.normalize_patch_tokens,
     )
 
 

@@ -81,6 +81,9 @@ class ModelConfig:
     out_stride: int = 8  # input pixels per token side: N = (image_size / out_stride)^2
     num_heads: int = 2
     dropout: float = 0.0
+    # Row-normalise the patch tokens U at the encoder input, as the paper (and the real-data
+    # configs) do; the synthetic run feeds them unnormalised: with it, it did not learn (README).
+    normalize_patch_tokens: bool = False
 
 
 @dataclass
@@ -102,7 +105,7 @@ class OptimConfig:
     lr: float = 2e-3
     backbone_lr_scale: float = 1.0  # the paper's 0.1 is for pretrained backbones
     weight_decay: float = 0.05
-    epochs: int = 8
+    epochs: int = 16
     warmup_epochs: int = 0
     grad_clip: float | None = None  # max gradient norm; None: no clipping
     scheduler: Literal["cosine", "constant"] = "cosine"

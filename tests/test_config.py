@@ -51,6 +51,7 @@ def test_every_shipped_config_loads_with_the_papers_settings():
         if name not in ("synthetic", "seeable_synthetic"):
             assert config.optim.lr == 1e-4 and config.optim.backbone_lr_scale == 0.1
             assert config.data.root is None and config.model.pretrained_file is None  # the user's paths
+            assert config.model.normalize_patch_tokens  # the paper's row-normalised U
     components = load_config("seqdeepfake_components_r50")
     assert (components.model.backbone, components.optim.epochs, components.loss.lambda2) == ("resnet50", 200, 1.0)
     swin = load_config("ffpp_swin")

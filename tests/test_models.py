@@ -127,11 +127,14 @@ def test_fused_logits_are_the_mean_of_branches_recomputed_independently():
     captured = capture_encoder_output(model)
     with torch.no_grad():
         model.class_bias.normal_()
+        model.patch_head[0].bias.normal_()
         out = model(images())
         num_tokens = out["tokens"].shape[1]
-        # Patch branch: the conv head on the returned tokens laid out as the h x w map.
-        token_map = out["tokens"].transpose(1, 2).reshape(2, 32, *out["grid"])
-        patch = model.patch_head(token_map)
+        # Patch branch: one logit per component and patch from the encoder's patch outputs
+        # (before normalisation), averaged over the patches.
+        weight = model.patch_head[0].weight.flatten(1)  # (L, d)
+        per_patch = captured["encoded"][:, :num_tokens] @ weight.T + model.patch_head[0].bias
+        patch = per_patch.mean(dim=1)
         # Class branch: each class token through its own linear, one class at a time.
         class_tokens = model.class_norm(captured["encoded"][:, num_tokens:])
         per_class = [
@@ -155,6 +158,46 @@ def test_tokens_are_the_normalised_encoder_outputs():
     torch.testing.assert_close(out["tokens"], F.normalize(encoded[:, :num_tokens], dim=-1))
 
 
+@pytest.mark.parametrize("normalize", [True, False])
+def test_encoder_input_is_the_projected_fpn_tokens_normalised_or_not(normalize):
+    # Created for the 64 x 64 grid, so that the positional embedding is added without resampling.
+    model = small_model(normalize_patch_tokens=normalize, img_size=IMAGE_SIZE).eval()
+    captured = {}
+    model.encoder.register_forward_hook(lambda module, args, out: captured.update(sequence=args[0]))
+    with torch.no_grad():
+        model.pos_embed.normal_()
+        model(images())
+        feature_map = model.token_projection(model.fpn(model.backbone(images())))
+    # Independently: the (d, h, w) map read position by position, row-major.
+    batch, dim, height, width = feature_map.shape
+    rows = torch.stack(
+        [feature_map[:, :, y, x] for y in range(height) for x in range(width)], dim=1
+    )
+    positions = torch.stack(
+        [model.pos_embed[0, :, y, x] for y in range(height) for x in range(width)]
+    )
+    expected = rows / rows.norm(dim=-1, keepdim=True) if normalize else rows
+    patch_inputs = captured["sequence"][:, : height * width]
+    torch.testing.assert_close(patch_inputs, expected + positions)
+    class_inputs = captured["sequence"][:, height * width :]
+    torch.testing.assert_close(class_inputs, model.class_tokens.expand(batch, -1, -1))
+    if not normalize:  # the CNN's norms reach the encoder, and they are not all 1
+        assert (rows.norm(dim=-1) - 1).abs().max() > 0.1
+
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_build_model_takes_the_model_section_of_the_config(normalize):
+    from mlrank.builders import build_model
+    from mlrank.config import load_config
+
+    overrides = ["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4",
+                 "model.dropout=0.1", f"model.normalize_patch_tokens={str(normalize).lower()}"]
+    model = build_model(load_config(overrides=overrides))
+    assert model.normalize_patch_tokens is normalize
+    assert model.class_tokens.shape == (1, 5, 32) and model.encoder.self_attn.num_heads == 4
+    assert model.encoder.dropout.p == 0.1
+
 # --- gradients ---------------------------------------------------------------------------------
 
 
@@ -173,7 +216,7 @@ def test_gradients_reach_backbone_class_tokens_and_heads(kind):
     first_backbone_weight = next(model.backbone.parameters())
     reached = (
         first_backbone_weight, model.fpn.smooth.weight, model.pos_embed, model.class_tokens,
-        model.class_weight, model.patch_head[0].weight, model.patch_head[-1].weight,
+        model.class_weight, model.patch_head[0].weight, model.patch_head[0].bias,
     )
     for parameter in reached:
         assert grad_norm(parameter) > 0 and torch.isfinite(parameter.grad).all()
@@ -316,6 +359,17 @@ def test_fpn_bad_arguments():
         FPN([8], [8, 16], 4, 8)
     with pytest.raises(ValueError, match="expected 2 feature maps, got 1"):
         FPN([8, 8], [8, 16], 4, 8)([torch.zeros(1, 8, 4, 4)])
+
+
+def test_fpn_and_token_projection_start_as_torchvision_fpn():
+    # kaiming_uniform_(a=1) draws from U(-b, b) with b = sqrt(3 / fan_in): std 1 / sqrt(fan_in).
+    model = MultiLabelRankingModel("resnet18", token_dim=128, num_heads=4, out_stride=8)
+    convs = [*model.fpn.laterals, model.fpn.smooth, model.token_projection]
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        assert conv.weight.abs().max() <= math.sqrt(3 / fan_in)
+        assert conv.weight.std().item() == pytest.approx(1 / math.sqrt(fan_in), rel=0.05)
+        assert (conv.bias == 0).all()
 
 
 # --- optimiser groups --------------------------------------------------------------------------

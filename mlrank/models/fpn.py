@@ -2,9 +2,14 @@
 
 Decisions: as in the original FPN and torchvision's ``FeaturePyramidNetwork``, laterals are 1x1
 convolutions with bias, the top-down path upsamples by nearest neighbour to the exact size of the
-finer map (odd sizes included), and there is no normalisation. Only the output level gets the 3x3
-smoothing convolution, since no other level is returned. Levels finer than ``out_stride`` are
-skipped: a top-down pathway never carries information down to them.
+finer map (odd sizes included), there is no normalisation, and every convolution starts as
+torchvision's does (``kaiming_uniform_(a=1)``, zero bias). PyTorch's default (a = sqrt(5), a random
+bias) shrinks the signal by sqrt(3) per convolution while the biases and the backbone's
+non-negative (post-ReLU) means add one vector shared by every position: measured on the synthetic
+faces with resnet10t, 97% of the tokens' energy at initialisation was that one vector (82% with
+this initialisation), so the tokens all started pointing the same way. Only the output level gets
+the 3x3 smoothing convolution, since no other level is returned. Levels finer than ``out_stride``
+are skipped: a top-down pathway never carries information down to them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def init_conv(conv: nn.Conv2d) -> None:
+    """torchvision's FPN initialisation: ``kaiming_uniform_(a=1)`` and a zero bias."""
+    nn.init.kaiming_uniform_(conv.weight, a=1)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
 
 
 class FPN(nn.Module):
@@ -49,6 +61,8 @@ class FPN(nn.Module):
             for channels in in_channels[self.first_used :]
         )
         self.smooth = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1)
+        for conv in [*self.laterals, self.smooth]:
+            init_conv(conv)
 
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         if len(levels) != self.num_levels:
