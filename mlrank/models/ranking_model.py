@@ -9,11 +9,11 @@
 Decisions (the paper leaves these open):
 
 * phi is pre-norm (``norm_first=True``): its output is the input plus the attention and MLP
-  updates, so the unit-norm CNN tokens reach L_CLS through the residual path and L_CLS reaches
-  the backbone the same way. (At PyTorch's default initialisation those updates are not small:
-  about 3x (attention) and 1.7x (MLP) the unit token norm, and the near-uniform attention mixes
-  every token with the average of all of them; zero-initialising the updates did not change what
-  the synthetic run learns.)
+  updates, so the CNN tokens reach L_CLS through the residual path and L_CLS reaches the
+  backbone the same way. (At PyTorch's default initialisation those updates are not small: with
+  normalised input about 3x (attention) and 1.7x (MLP) the unit token norm, and the near-uniform
+  attention mixes every token with the average of all of them; zero-initialising the updates did
+  not change what the synthetic run learns.)
   A post-norm layer would end in a LayerNorm that re-centres every token before L_CLS sees it.
   Feed-forward width 4d and GELU, as in ViT.
 * The patch tokens get a learnable positional embedding at the encoder input, so that class tokens
@@ -21,20 +21,23 @@ Decisions (the paper leaves these open):
   backbone's fixed input size, else of 224 x 224), bicubically resampled to other grids (as timm
   does for ViTs), and starts at zero so that the encoder at initialisation sees the tokens
   exactly as the CNN made them.
-* Class tokens start with norm ~1 (normal, std 1/sqrt(d)), the scale of the unit-norm patch tokens.
+* Class tokens start with norm ~1 (normal, std 1/sqrt(d)), the scale of the patch tokens.
 * ``tokens`` (what L_CLS consumes) are the encoder's patch outputs U~, l2-normalised as eq. 4
   needs. The patch branch convolves U~ itself, before that normalisation, into one logit map per
   component (a 1x1 convolution), and averages each map over the patches. Class tokens pass a
   final LayerNorm first, as a pre-norm transformer's output does before its head.
 * ``normalize_patch_tokens`` (default True, the paper's U) can be turned off to feed the encoder
-  the projected FPN tokens with their norms. The row normalisation discards how strongly each
-  patch responds, and on the built-in synthetic set (resnet10t from scratch, 64 x 64 images) no
-  model with it learnt the small components within 16 epochs: per-component accuracy stayed at
-  about 0.8, what knowing only the number of edits gives. Without it, with this patch branch
-  and torchvision's FPN initialisation (``fpn.py``), two seeds broke that plateau by epoch 8-9
-  (README, Results). An earlier patch branch (3x3 conv to d channels, BN, ReLU, average pool,
-  linear, on the normalised U~) did not learn in any configuration tried. The real-data configs
-  keep the paper's normalisation.
+  the projected FPN tokens as they are. On the built-in synthetic set (resnet10t from scratch,
+  64 x 64 images) none of the variants tried with the normalisation learnt the small components
+  in runs of 5 to 16 epochs: per-component accuracy stayed at about 0.8, what knowing only the
+  number of edits gives.
+  Without it, with this patch branch and torchvision's FPN initialisation (``fpn.py``), three
+  runs broke that plateau by epoch 8-9 (README, Results). Scale is not the reason: at
+  initialisation the unnormalised tokens have norms 0.26-1.22 (mean 0.74), and normalised rows
+  scaled up by sqrt(d) learnt more slowly still (one seed of two had begun after 10 epochs). The
+  likely reason is that the normalisation discards how strongly each patch responds. An earlier
+  patch branch (3x3 conv to d channels, BN, ReLU, average pool, linear, on the normalised U~)
+  did not learn in any configuration tried. The real-data configs keep the paper's normalisation.
 * ``dropout`` is the encoder layer's dropout (attention and MLP).
 * Binary detection is ``num_classes=1``: the same model with one logit per branch.
 """
