@@ -117,8 +117,11 @@ def test_positional_embedding_resampled_to_other_grids():
 
 
 def capture_encoder_output(model):
+    """Fills a dict with the encoder's input ("sequence") and output ("encoded") at each forward."""
     captured = {}
-    model.encoder.register_forward_hook(lambda module, args, out: captured.update(encoded=out))
+    model.encoder.register_forward_hook(
+        lambda module, args, out: captured.update(sequence=args[0], encoded=out)
+    )
     return captured
 
 
@@ -162,8 +165,7 @@ def test_tokens_are_the_normalised_encoder_outputs():
 def test_encoder_input_is_the_projected_fpn_tokens_normalised_or_not(normalize):
     # Created for the 64 x 64 grid, so that the positional embedding is added without resampling.
     model = small_model(normalize_patch_tokens=normalize, img_size=IMAGE_SIZE).eval()
-    captured = {}
-    model.encoder.register_forward_hook(lambda module, args, out: captured.update(sequence=args[0]))
+    captured = capture_encoder_output(model)
     with torch.no_grad():
         model.pos_embed.normal_()
         model(images())
@@ -185,7 +187,6 @@ def test_encoder_input_is_the_projected_fpn_tokens_normalised_or_not(normalize):
         assert (rows.norm(dim=-1) - 1).abs().max() > 0.1
 
 
-
 @pytest.mark.parametrize("normalize", [True, False])
 def test_build_model_takes_the_model_section_of_the_config(normalize):
     from mlrank.builders import build_model
@@ -197,6 +198,7 @@ def test_build_model_takes_the_model_section_of_the_config(normalize):
     assert model.normalize_patch_tokens is normalize
     assert model.class_tokens.shape == (1, 5, 32) and model.encoder.self_attn.num_heads == 4
     assert model.encoder.dropout.p == 0.1
+
 
 # --- gradients ---------------------------------------------------------------------------------
 

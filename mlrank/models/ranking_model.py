@@ -28,16 +28,16 @@ Decisions (the paper leaves these open):
   final LayerNorm first, as a pre-norm transformer's output does before its head.
 * ``normalize_patch_tokens`` (default True, the paper's U) can be turned off to feed the encoder
   the projected FPN tokens as they are. On the built-in synthetic set (resnet10t from scratch,
-  64 x 64 images) none of the variants tried with the normalisation learnt the small components
-  in runs of 5 to 16 epochs: per-component accuracy stayed at about 0.8, what knowing only the
-  number of edits gives.
-  Without it, with this patch branch and torchvision's FPN initialisation (``fpn.py``), three
-  runs broke that plateau by epoch 8-9 (README, Results). Scale is not the reason: at
-  initialisation the unnormalised tokens have norms 0.26-1.22 (mean 0.74), and normalised rows
-  scaled up by sqrt(d) learnt more slowly still (one seed of two had begun after 10 epochs). The
-  likely reason is that the normalisation discards how strongly each patch responds. An earlier
-  patch branch (3x3 conv to d channels, BN, ReLU, average pool, linear, on the normalised U~)
-  did not learn in any configuration tried. The real-data configs keep the paper's normalisation.
+  64x64 images) none of the variants tried with the normalisation learnt the small components in
+  runs of 5 to 16 epochs: per-component accuracy stayed at about 0.8, what knowing only the number
+  of edits gives. Without it, with this patch branch and torchvision's FPN initialisation
+  (``fpn.py``), three runs broke that plateau by epoch 8-9 (README, Results). Scale is not the
+  reason: at initialisation the unnormalised tokens have norms 0.26-1.22 (mean 0.74), and
+  normalised rows scaled up by sqrt(d) learnt more slowly still (one seed of two had begun after
+  10 epochs). The likely reason is that the normalisation discards how strongly each patch
+  responds. An earlier patch branch (3x3 conv to d channels, BN, ReLU, average pool, linear, on
+  the normalised U~) did not learn in any configuration tried. The real-data configs keep the
+  paper's normalisation.
 * ``dropout`` is the encoder layer's dropout (attention and MLP).
 * Binary detection is ``num_classes=1``: the same model with one logit per branch.
 """
