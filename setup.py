@@ -1,10 +1,12 @@
 """Builds mlrank and its extension mlrank._C.
 
-CPU kernels are always built. CUDA sources (csrc/**/*.cu) are added when CUDA is
-usable (torch sees a GPU and a toolkit is found) or when FORCE_CUDA=1; with no
-visible GPU set TORCH_CUDA_ARCH_LIST yourself or get a default. MAX_JOBS limits
-ninja's parallel compile jobs. Build with `pip install --no-build-isolation .`
-so that the installed torch is the one compiled against.
+The CPU kernels and the device-generic ATen implementation are always built. The
+CUDA kernels (csrc/**/cuda/: the .cu kernels and their ATen glue) are added when
+CUDA is usable (torch sees a GPU and a toolkit is found) or when FORCE_CUDA=1;
+with no visible GPU set TORCH_CUDA_ARCH_LIST yourself or get a default. FORCE_CUDA=0
+builds without them even on a GPU machine. MAX_JOBS limits ninja's parallel compile
+jobs. Build with `pip install --no-build-isolation .` so that the installed torch is
+the one compiled against.
 """
 
 import glob
@@ -21,19 +23,25 @@ def _sources(pattern: str) -> list[str]:
     return sorted(glob.glob(os.path.join("csrc", "**", pattern), recursive=True))
 
 
+def _is_cuda_source(path: str) -> bool:
+    return path.endswith(".cu") or f"{os.sep}cuda{os.sep}" in path
+
+
 def _want_cuda(cuda_sources: list[str]) -> bool:
     if not cuda_sources:
         return False
-    if os.environ.get("FORCE_CUDA", "0") == "1":
-        return True
+    force = os.environ.get("FORCE_CUDA", "")
+    if force in ("0", "1"):
+        return force == "1"
     import torch
 
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
 def _extension():
-    cpp_sources = _sources("*.cpp")
-    cuda_sources = _sources("*.cu")
+    sources = _sources("*.cpp") + _sources("*.cu")
+    cpp_sources = [path for path in sources if not _is_cuda_source(path)]
+    cuda_sources = [path for path in sources if _is_cuda_source(path)]
     cxx_flags = ["-O3"]
     link_flags = []
     if sys.platform.startswith("linux"):

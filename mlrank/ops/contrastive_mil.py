@@ -1,17 +1,38 @@
-"""The contrastive-MIL op: C++ kernels behind the dispatcher, autograd and fake kernels here."""
+"""The contrastive-MIL op (docs/method.md section 3): kernels behind the dispatcher, autograd here.
+
+One contract, two registered implementations:
+
+- ``"kernels"``: ``torch.ops.mlrank.contrastive_mil_forward`` / ``_backward``, hand-written C++ on
+  the CPU and hand-written CUDA kernels on GPUs in builds that compiled them.
+- ``"aten"``: ``torch.ops.mlrank.contrastive_mil_forward_aten`` / ``_backward_aten``, the same
+  contract from ATen operations only, on any device torch supports. Builds without CUDA kernels also
+  register it as the CUDA backend of the kernels' names.
+
+``impl="auto"`` takes the CPU kernels on the CPU and the ATen implementation elsewhere; on CUDA it
+takes the CUDA kernels only when asked (``MLRANK_CUDA_KERNELS=1`` in the environment), until they
+have passed the CUDA tests on real hardware (README, "GPU").
+"""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
 import mlrank._C  # noqa: F401  (loading the library registers torch.ops.mlrank.*)
 from mlrank.ops.validation import check_inputs, compute_dtype
 
-_forward = torch.ops.mlrank.contrastive_mil_forward
-_backward = torch.ops.mlrank.contrastive_mil_backward
+IMPLEMENTATIONS = ("auto", "kernels", "aten")
+
+#: Whether ``impl="auto"`` may take the CUDA kernels (read once, at import).
+CUDA_KERNELS_OPT_IN = os.environ.get("MLRANK_CUDA_KERNELS", "0") == "1"
+
+_OPS = {
+    "kernels": (torch.ops.mlrank.contrastive_mil_forward, torch.ops.mlrank.contrastive_mil_backward),
+    "aten": (torch.ops.mlrank.contrastive_mil_forward_aten, torch.ops.mlrank.contrastive_mil_backward_aten),
+}
 
 
-@torch.library.register_fake("mlrank::contrastive_mil_forward")
 def _forward_fake(tokens, tau, num_k):
     batch = tokens.shape[0]
     per_image = tokens.new_empty((batch,))
@@ -19,7 +40,6 @@ def _forward_fake(tokens, tau, num_k):
     return per_image, index, per_image.clone(), per_image.clone(), index.clone()
 
 
-@torch.library.register_fake("mlrank::contrastive_mil_backward")
 def _backward_fake(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, tau):
     return torch.empty_like(tokens)
 
@@ -33,42 +53,115 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(tokens, prob, k_star, kth_value, kth_position)
 
 
-def _backward_formula(ctx, grad_prob, grad_k_star, grad_u_mean, grad_kth_value, grad_kth_position):
-    tokens, prob, k_star, kth_value, kth_position = ctx.saved_tensors
-    if not ctx.needs_input_grad[0]:
-        return None, None, None
-    grad_tokens = _backward(
-        grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, ctx.tau
+def _make_backward_formula(backward_op):
+    def backward_formula(ctx, grad_prob, grad_k_star, grad_u_mean, grad_kth_value, grad_kth_position):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        tokens, prob, k_star, kth_value, kth_position = ctx.saved_tensors
+        args = (grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, ctx.tau)
+        # Grad mode is on here only under create_graph=True: then the gradient itself must be
+        # differentiable (a gradient penalty), which the fused backward op is not.
+        backward = differentiable_backward if torch.is_grad_enabled() else backward_op
+        return backward(*args), None, None
+
+    return backward_formula
+
+
+for _forward, _backward in _OPS.values():
+    torch.library.register_fake(_forward.default)(_forward_fake)
+    torch.library.register_fake(_backward.default)(_backward_fake)
+    torch.library.register_autograd(
+        _forward.default, _make_backward_formula(_backward), setup_context=_setup_context
     )
-    return grad_tokens, None, None
 
 
-torch.library.register_autograd(
-    "mlrank::contrastive_mil_forward", _backward_formula, setup_context=_setup_context
-)
+def differentiable_backward(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, tau):
+    """d(grad_prob . P + grad_u_mean . u_mean) / d tokens from differentiable torch operations.
+
+    The same value as the backward ops, for second-order gradients. Given the forward's split of
+    the triangle into the k* smallest values and the rest (piecewise constant in the tokens), P is
+    recomputed from S as tanh(Delta / 2 tau) so that autograd sees how the weights (1 - P^2) / 2 tau
+    move with the tokens. Materialises S and the weights: meant for gradient penalties, not speed.
+    """
+    del prob  # recomputed below, differentiably
+    num_tokens = tokens.shape[1]
+    n = num_tokens * (num_tokens - 1) // 2
+    similarity = tokens @ tokens.transpose(-1, -2)
+    with torch.no_grad():
+        row = torch.arange(num_tokens, device=tokens.device).unsqueeze(1)
+        col = torch.arange(num_tokens, device=tokens.device).unsqueeze(0)
+        position = row * num_tokens - row * (row + 1) // 2 + (col - row - 1)
+        kth = kth_value.to(similarity.dtype).view(-1, 1, 1)
+        in_low = (similarity < kth) | ((similarity == kth) & (position <= kth_position.view(-1, 1, 1)))
+        upper = (col > row).expand_as(similarity)
+        positive = upper & (similarity > 0)
+        low_mask = (positive & in_low).to(similarity.dtype)
+        high_mask = (positive & ~in_low).to(similarity.dtype)
+    k = k_star.to(similarity.dtype).view(-1, 1, 1)
+    rectified = similarity * (upper & (similarity > 0))
+    low_sum = (rectified * low_mask).sum((-1, -2), keepdim=True)
+    high_sum = (rectified * high_mask).sum((-1, -2), keepdim=True)
+    recomputed_prob = torch.tanh((high_sum / (n - k) - low_sum / k) / (2 * tau))
+    scale = grad_prob.view(-1, 1, 1) * (1 - recomputed_prob**2) / (2 * tau)
+    mean_weight = grad_u_mean.view(-1, 1, 1) / n
+    weights = low_mask * (mean_weight - scale / k) + high_mask * (mean_weight + scale / (n - k))
+    return (weights + weights.transpose(-1, -2)) @ tokens
 
 
 def compiled_with_cuda() -> bool:
-    """Whether this build of mlrank._C holds the CUDA kernels."""
+    """Whether this build of mlrank._C holds the hand-written CUDA kernels."""
     return bool(torch.ops.mlrank.compiled_with_cuda())
 
 
+def select_implementation(device: torch.device, impl: str = "auto") -> str:
+    """The implementation (``"kernels"`` or ``"aten"``) that ``impl`` means on ``device``.
+
+    Raises:
+        ValueError: ``impl`` is not one of :data:`IMPLEMENTATIONS`.
+        RuntimeError: ``impl="kernels"`` where no hand-written kernels exist for the device.
+    """
+    if not isinstance(impl, str) or impl not in IMPLEMENTATIONS:
+        raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    if impl == "aten":
+        return "aten"
+    if device.type == "cpu":
+        return "kernels"
+    if device.type == "cuda":
+        if compiled_with_cuda() and (impl == "kernels" or CUDA_KERNELS_OPT_IN):
+            return "kernels"
+        if impl == "kernels":
+            raise RuntimeError(
+                "impl='kernels' asks for mlrank's CUDA kernels, but this build of mlrank has none: "
+                "reinstall it where a CUDA toolkit is found (or with FORCE_CUDA=1 and CUDA_HOME set), "
+                "or use impl='aten' / 'auto', which run on any GPU"
+            )
+        return "aten"
+    if impl == "kernels":
+        raise RuntimeError(
+            f"mlrank has no hand-written kernels for {device.type} tensors; use impl='aten' or 'auto'"
+        )
+    return "aten"
+
+
 def contrastive_mil(
-    tokens: torch.Tensor, tau: float = 0.2, num_k: int | None = None
+    tokens: torch.Tensor, tau: float = 0.2, num_k: int | None = None, impl: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Contrastive multiple-instance score of each image (method.md section 3, eqs. 4-9).
+    """Contrastive multiple-instance score of each image (docs/method.md section 3, eqs. 4-9).
 
     Args:
         tokens: (B, N, d) patch tokens, N >= 3, used as given: normalise the rows
             yourself if S should lie in [0, 1]. float32 and float64 are computed in
             their own precision; float16 and bfloat16 are computed in float32 and
             the outputs returned in the input dtype.
-        tau: temperature, > 0.
+        tau: temperature, > 0: a number, or a one-element tensor that does not require grad.
         num_k: None maximises over every k in 1..n-1 (n = N(N-1)/2); an int uses
             the paper's num_k evenly spaced k (100 in the paper).
+        impl: ``"auto"`` (the best validated implementation for the tensors' device),
+            ``"kernels"`` (the hand-written C++ or CUDA kernels) or ``"aten"`` (ATen
+            operations only, any device).
 
     Returns:
-        prob: (B,) P(x) = max_k P(x;k), differentiable.
+        prob: (B,) P(x) = max_k P(x;k), differentiable (twice, through a slower path).
         k_star: (B,) int64, the maximising k (size of the low group), smallest on
             exact ties; not differentiable.
         u_mean: (B,) mean of the n rectified similarities, differentiable
@@ -76,15 +169,12 @@ def contrastive_mil(
 
     Raises:
         TypeError: tokens is not a floating-point tensor, or tau / num_k has the wrong type.
-        ValueError: tokens is not 3-D, N < 3, tokens hold NaN or Inf, tau <= 0,
-            num_k < 1, or tensors on different devices.
+        ValueError: tokens is not 3-D, N < 3, tokens hold NaN or Inf, tau <= 0 or requires
+            grad, num_k < 1, tensors on different devices, or an unknown ``impl``.
+        RuntimeError: ``impl="kernels"`` where this build has no kernels for the device.
     """
-    tau = check_inputs(tokens, tau, num_k)
-    if tokens.is_cuda and not compiled_with_cuda():
-        raise RuntimeError(
-            "mlrank was built without CUDA support; reinstall it with FORCE_CUDA=1 "
-            "(and a CUDA toolkit) to run contrastive_mil on GPU tensors"
-        )
+    tau, num_k = check_inputs(tokens, tau, num_k)
+    forward = _OPS[select_implementation(tokens.device, impl)][0]
     out_dtype = tokens.dtype
-    prob, k_star, u_mean, _, _ = _forward(tokens.to(compute_dtype(out_dtype)), tau, num_k)
+    prob, k_star, u_mean, _, _ = forward(tokens.to(compute_dtype(out_dtype)), tau, num_k)
     return prob.to(out_dtype), k_star, u_mean.to(out_dtype)

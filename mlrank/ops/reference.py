@@ -1,6 +1,6 @@
 """Pure-PyTorch contrastive MIL: the specification of the op.
 
-This is the implementation a user would write from the paper (method.md section 3):
+This is the implementation a user would write from the paper (docs/method.md section 3):
 materialise the similarity matrix, gather its strict upper triangle, sort it
 stably, take cumulative sums and maximise over k. The C++ kernels must agree with
 it on k*, on the values to float tolerance and on the gradients, including ties.
@@ -36,7 +36,7 @@ def contrastive_mil(
     tokens: torch.Tensor, tau: float = 0.2, num_k: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reference ``(prob, k_star, u_mean)``; same contract as :func:`mlrank.ops.contrastive_mil`."""
-    tau = check_inputs(tokens, tau, num_k)
+    tau, num_k = check_inputs(tokens, tau, num_k)
     out_dtype = tokens.dtype
     x = tokens.to(compute_dtype(tokens.dtype))
     num_tokens = x.shape[1]

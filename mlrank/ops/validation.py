@@ -15,12 +15,15 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-def check_inputs(tokens: object, tau: object, num_k: object) -> float:
-    """Validate the op's arguments; return ``tau`` as a Python float.
+def check_inputs(tokens: object, tau: object, num_k: object) -> tuple[float, int | None]:
+    """Validate the op's arguments; return ``tau`` as a Python float and ``num_k``.
 
+    ``num_k`` comes back as None (every k) when it asks for at least n - 1 = every
+    k, so that any Python int is accepted and none overflows the kernels' int64.
     Raises TypeError for a wrong type or dtype and ValueError for a wrong shape,
-    a non-positive tau, num_k < 1 or mismatched devices. NaN and Inf are caught
-    later, and for free, on the diagonal of S (see :func:`check_finite_diagonal`).
+    a non-positive tau, a tau that requires grad (it is a constant of the op),
+    num_k < 1 or mismatched devices. NaN and Inf are caught later, and for free,
+    on the diagonal of S (see :func:`check_finite_diagonal`).
     """
     if not isinstance(tokens, torch.Tensor):
         raise TypeError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
@@ -44,6 +47,11 @@ def check_inputs(tokens: object, tau: object, num_k: object) -> float:
     if isinstance(tau, torch.Tensor):
         if tau.numel() != 1:
             raise ValueError(f"tau must be a scalar, got a tensor of shape {tuple(tau.shape)}")
+        if tau.requires_grad:
+            raise ValueError(
+                "tau is a tensor that requires grad, but contrastive_mil treats tau as a constant "
+                "and returns no gradient for it: pass a float or tau.detach()"
+            )
         if tau.device != tokens.device:
             raise ValueError(
                 f"tau and tokens must be on the same device, got tau on {tau.device} "
@@ -61,8 +69,13 @@ def check_inputs(tokens: object, tau: object, num_k: object) -> float:
             raise TypeError(f"num_k must be an int or None, got {type(num_k).__name__}")
         if num_k < 1:
             raise ValueError(f"num_k must be >= 1 (or None for every k), got {num_k}")
+        num_tokens = tokens.shape[1]
+        if num_k >= num_tokens * (num_tokens - 1) // 2 - 1:
+            num_k = None
+        else:
+            num_k = int(num_k)
 
-    return tau
+    return tau, num_k
 
 
 NON_FINITE_MESSAGE = (

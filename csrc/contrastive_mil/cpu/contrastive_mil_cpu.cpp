@@ -6,13 +6,13 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/isfinite.h>
 #include <torch/library.h>
 
 #include <cmath>
 #include <optional>
 #include <tuple>
 
+#include "../op_common.h"
 #include "mil_kernels.h"
 
 namespace mlrank {
@@ -23,47 +23,15 @@ using at::Tensor;
 // Square tiles of the backward's weight matrix; 64 x 64 floats keep a tile and
 // its mirror in L1/L2 while still giving enough work items to share threads.
 constexpr int64_t kWeightTile = 64;
-constexpr int64_t kMaxTokens = 65536;
-
-void check_tokens(const Tensor& tokens) {
-  TORCH_CHECK_TYPE(tokens.scalar_type() == at::kFloat || tokens.scalar_type() == at::kDouble,
-                   "mlrank.contrastive_mil: tokens must be float32 or float64 here, got ",
-                   tokens.scalar_type());
-  TORCH_CHECK_VALUE(tokens.dim() == 3, "mlrank.contrastive_mil: tokens must be 3-D (B, N, d), got ",
-                    tokens.sizes());
-  TORCH_CHECK_VALUE(tokens.size(1) >= 3, "mlrank.contrastive_mil: need N >= 3 tokens, got ",
-                    tokens.sizes());
-  // The sort counts with 32-bit integers: n = N(N-1)/2 must stay below 2^32.
-  TORCH_CHECK_VALUE(tokens.size(1) <= kMaxTokens, "mlrank.contrastive_mil: at most ", kMaxTokens,
-                    " tokens per image are supported, got ", tokens.sizes());
-}
-
-// S = tokens @ tokens^T, the same product as the reference's, so the forward sorts
-// exactly the reference's values and the backward's recomputation matches the forward.
-Tensor similarity_of(const Tensor& tokens) {
-  return at::bmm(tokens, tokens.transpose(1, 2)).contiguous();
-}
-
-void check_same_device(const Tensor& tokens, const Tensor& other, const char* name) {
-  TORCH_CHECK_VALUE(other.device() == tokens.device(), "mlrank.contrastive_mil: ", name,
-                    " is on ", other.device(), " but tokens are on ", tokens.device());
-}
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
     const Tensor& tokens, double tau, std::optional<int64_t> num_k) {
-  check_tokens(tokens);
-  TORCH_CHECK_VALUE(tau > 0, "mlrank.contrastive_mil: tau must be > 0, got ", tau);
-  TORCH_CHECK_VALUE(!num_k.has_value() || *num_k >= 1,
-                    "mlrank.contrastive_mil: num_k must be >= 1, got ", num_k.value_or(0));
+  check_forward_arguments(tokens, tau, num_k);
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
   const cpu::MilPlan plan = cpu::make_plan(N, num_k.value_or(0));
 
-  const Tensor similarity = similarity_of(tokens);
-  // S[i][i] = |token_i|^2 is finite exactly when token i is (barring overflow,
-  // which would spoil S anyway): a B x N look instead of a pass over the tokens.
-  TORCH_CHECK_VALUE(similarity.diagonal(0, 1, 2).isfinite().all().item<bool>(),
-                    "mlrank.contrastive_mil: tokens contain NaN or Inf (or values so large "
-                    "that tokens @ tokens^T overflows)");
+  const Tensor similarity = similarity_of(tokens).contiguous();
+  check_finite(diagonal_is_finite(similarity));
   const auto long_options = tokens.options().dtype(at::kLong);
   Tensor prob = at::empty({batch}, tokens.options());
   Tensor k_star = at::empty({batch}, long_options);
@@ -96,16 +64,8 @@ Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_
                                     const Tensor& tokens, const Tensor& prob,
                                     const Tensor& k_star, const Tensor& kth_value,
                                     const Tensor& kth_position, double tau) {
-  check_tokens(tokens);
+  check_backward_arguments(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position);
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
-  const std::pair<const Tensor*, const char*> per_image[] = {
-      {&grad_prob, "grad_prob"}, {&grad_u_mean, "grad_u_mean"}, {&prob, "prob"},
-      {&k_star, "k_star"},       {&kth_value, "kth_value"},     {&kth_position, "kth_position"}};
-  for (const auto& [t, name] : per_image) {
-    check_same_device(tokens, *t, name);
-    TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == batch, "mlrank.contrastive_mil: ", name,
-                      " must have shape (", batch, "), got ", t->sizes());
-  }
   const auto as_double = [](const Tensor& t) { return t.to(at::kDouble).contiguous(); };
   const Tensor g_prob = as_double(grad_prob), g_mean = as_double(grad_u_mean), p = as_double(prob);
   const Tensor k = k_star.to(at::kLong).contiguous(), position = kth_position.to(at::kLong).contiguous();
@@ -115,7 +75,7 @@ Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_
   // the values the forward sorted. The weights overwrite S in place: each
   // upper-triangle value is read just before its own slot is written, and the
   // mirror writes land in the lower triangle and the diagonal, which are never read.
-  Tensor weights = similarity_of(tokens);
+  Tensor weights = similarity_of(tokens).contiguous();
   const int64_t tiles = (N + kWeightTile - 1) / kWeightTile;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cpu", [&] {

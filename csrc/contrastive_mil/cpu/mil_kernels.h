@@ -10,22 +10,17 @@
 #include <memory>
 #include <vector>
 
+#include "../candidate_ks.h"
+
 namespace mlrank {
 namespace cpu {
-
-// The k over which P(x;k) is maximised, for a triangle of n values: every k in
-// 1..n-1 when num_k <= 0 ("all"), otherwise the deduplicated
-// k_j = round_half_even(1 + j (n - 2) / (num_k - 1)), j = 0..num_k-1, computed
-// in exact integer arithmetic (num_k == 1 gives k = 1; num_k >= n - 1 gives all).
-// An empty result means "all k" so that the common case allocates nothing.
-std::vector<int64_t> candidate_ks(int64_t n, int64_t num_k);
 
 // What every image of one call shares: the triangle size, the candidate k and,
 // when every k is a candidate, a table of reciprocals 1/i (cached between calls
 // with the same n) that lets the argmax skip most divisions.
 struct MilPlan {
   int64_t n = 0;
-  std::vector<int64_t> ks;  // ascending; empty means every k in 1..n-1
+  std::vector<int64_t> ks;  // candidate_ks(): ascending; empty means every k in 1..n-1
   std::shared_ptr<const std::vector<double>> reciprocals;
 };
 MilPlan make_plan(int64_t N, int64_t num_k);

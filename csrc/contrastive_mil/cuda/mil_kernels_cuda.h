@@ -1,0 +1,73 @@
+// CUDA kernels of the contrastive-MIL ops, in plain CUDA and CUB.
+//
+// Nothing here includes a torch header: the ATen glue in contrastive_mil_cuda.cpp
+// owns tensors, streams, allocation and dtype dispatch, and hands these launchers
+// raw device pointers for a group of images. Keeping torch out of the .cu file
+// keeps nvcc quick and away from the headers torch pulls in.
+//
+// Forward, per group of images (docs/method.md section 3):
+//   extract_triangle: the strict upper triangle of S, rectified, as sort keys with
+//     their row-major triangle positions;
+//   sort_triangles: every image's values ascending, equal values in triangle order
+//     (a stable radix sort on the float bits; float32 sorts all images at once
+//     with the image index above the value's bits);
+//   score_images: float64 prefix sums over chunks of the sorted values, Delta(k)
+//     at every candidate k, the first maximum, and the per-image outputs.
+// Backward: backward_weights turns the recomputed S into G + G^T in place.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mlrank {
+namespace cuda {
+
+// One sort key per triangle value: float32 puts the image's index (within the
+// group) in the high 32 bits and the value's bits in the low 32; float64 uses the
+// value's bits. Values <= 0 rectify to +0.0, key bits 0.
+using SortKey = uint64_t;
+
+template <typename scalar_t>
+cudaError_t extract_triangle(const scalar_t* similarity, int64_t images, int64_t N,
+                             SortKey* keys, int32_t* positions, cudaStream_t stream);
+
+// Bytes of CUB temporary storage that sort_triangles needs.
+template <typename scalar_t>
+cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes);
+
+// Sorts each image's n keys (with their positions) ascending, stably. The result
+// lands in the first or the alternate buffers: *in_alternate says which.
+// segment_offsets (images + 1 values: 0, n, 2n, ...) is read by float64 only.
+template <typename scalar_t>
+cudaError_t sort_triangles(SortKey* keys, SortKey* keys_alternate, int32_t* positions,
+                           int32_t* positions_alternate, const int32_t* segment_offsets,
+                           int64_t images, int64_t n, void* temp, size_t temp_bytes,
+                           bool* in_alternate, cudaStream_t stream);
+
+// Bytes of scratch that score_images needs.
+size_t score_scratch_bytes(int64_t images, int64_t n);
+
+// From sorted keys and positions: prob = tanh(Delta(k*) / 2 tau), k* (the first
+// maximum over the candidate ks: every k in 1..n-1 when num_ks == 0, else the
+// ascending device array ks), u_mean, the k*-th value and its triangle position.
+template <typename scalar_t>
+cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_positions,
+                         int64_t images, int64_t n, const int64_t* ks, int64_t num_ks, double tau,
+                         void* scratch, scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
+                         scalar_t* kth_value, int64_t* kth_position, cudaStream_t stream);
+
+// Overwrites each image's S (row-major N x N, recomputed as in the forward) with the
+// symmetric weights M = G + G^T of the backward, so that d loss / d tokens = M @ tokens:
+// for i < j with s = S[i][j] > 0, G[i][j] = low or high weight by the tie rule
+// (s < kth_value, or s == kth_value at a triangle position <= kth_position, is low).
+template <typename scalar_t>
+cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
+                             const scalar_t* grad_prob, const scalar_t* grad_u_mean,
+                             const scalar_t* prob, const int64_t* k_star,
+                             const scalar_t* kth_value, const int64_t* kth_position, double tau,
+                             cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace mlrank
