@@ -1,0 +1,422 @@
+#include <cub/block/block_load.cuh>
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <limits>
+
+#include "mil_kernels_cuda.h"
+
+namespace mlrank {
+namespace cuda {
+
+namespace {
+
+// --- keys ---------------------------------------------------------------------------------------
+
+// Non-negative IEEE floats order like their bits read as unsigned integers.
+// Everything <= 0 (-0.0 too, and NaN, which the glue rejects anyway) becomes
+// +0.0, so that equal rectified values have equal keys.
+__device__ __forceinline__ SortKey sort_key(float value, int64_t image) {
+  const uint32_t bits = value > 0.0f ? __float_as_uint(value) : 0u;
+  return (SortKey(image) << 32) | bits;
+}
+
+__device__ __forceinline__ SortKey sort_key(double value, int64_t /*image*/) {
+  return value > 0.0 ? SortKey(__double_as_longlong(value)) : SortKey(0);
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ scalar_t value_of(SortKey key);
+
+template <>
+__device__ __forceinline__ float value_of<float>(SortKey key) {
+  return __uint_as_float(uint32_t(key));  // the low 32 bits; the image index is above them
+}
+
+template <>
+__device__ __forceinline__ double value_of<double>(SortKey key) {
+  return __longlong_as_double(static_cast<long long>(key));
+}
+
+// Row-major index of (i, j), i < j, in the strict upper triangle of N x N.
+__device__ __forceinline__ int64_t triangle_index(int64_t i, int64_t j, int64_t N) {
+  return i * N - i * (i + 1) / 2 + (j - i - 1);
+}
+
+int bits_for(int64_t count) {
+  int bits = 0;
+  while ((int64_t(1) << bits) < count) ++bits;
+  return bits;
+}
+
+// --- rectify and compact the triangle ----------------------------------------------------------
+
+constexpr int kExtractThreads = 256;
+
+// Block (x, i, image) handles up to kExtractThreads columns j > i of row i: reads
+// and writes are both contiguous along the row.
+template <typename scalar_t>
+__global__ void extract_triangle_kernel(const scalar_t* __restrict__ similarity, int64_t N,
+                                        int64_t n, SortKey* __restrict__ keys,
+                                        int32_t* __restrict__ positions) {
+  const int64_t image = blockIdx.z, i = blockIdx.y;
+  const int64_t j = i + 1 + int64_t(blockIdx.x) * kExtractThreads + threadIdx.x;
+  if (j >= N) return;
+  const int64_t t = triangle_index(i, j, N);
+  keys[image * n + t] = sort_key(similarity[(image * N + i) * N + j], image);
+  positions[image * n + t] = int32_t(t);
+}
+
+// --- prefix sums and the maximum over k ----------------------------------------------------------
+
+// Each block scores one chunk of one image's sorted values, each thread a run
+// of kItems consecutive ones (the order the prefix sums are taken in).
+constexpr int kScoreThreads = 256;
+constexpr int kItems = 8;
+constexpr int64_t kChunk = int64_t(kScoreThreads) * kItems;
+
+// The best (Delta, k) so far: the larger Delta, and the smaller k on exact ties.
+struct Best {
+  double delta;
+  int64_t k;
+};
+
+struct TakeBest {
+  __device__ __forceinline__ Best operator()(const Best& a, const Best& b) const {
+    return (a.delta > b.delta || (a.delta == b.delta && a.k < b.k)) ? a : b;
+  }
+};
+
+__device__ __forceinline__ Best no_best() {
+  return {-std::numeric_limits<double>::infinity(), std::numeric_limits<int64_t>::max()};
+}
+
+int64_t chunks_of(int64_t n) { return (n + kChunk - 1) / kChunk; }
+
+// The scratch of score_images, carved out of one buffer.
+struct ScoreScratch {
+  double* chunk_sums;     // images x chunks
+  double* chunk_offsets;  // images x chunks: the sum of the chunks before
+  double* totals;         // images
+  Best* chunk_best;       // images x chunks
+
+  ScoreScratch(void* base, int64_t images, int64_t chunks) {
+    chunk_best = static_cast<Best*>(base);
+    chunk_sums = reinterpret_cast<double*>(chunk_best + images * chunks);
+    chunk_offsets = chunk_sums + images * chunks;
+    totals = chunk_offsets + images * chunks;
+  }
+  static size_t bytes(int64_t images, int64_t chunks) {
+    return size_t(images * chunks) * (sizeof(Best) + 2 * sizeof(double)) +
+           size_t(images) * sizeof(double);
+  }
+};
+
+using ChunkLoad = cub::BlockLoad<SortKey, kScoreThreads, kItems, cub::BLOCK_LOAD_WARP_TRANSPOSE>;
+
+template <typename scalar_t>
+__device__ __forceinline__ void load_chunk_values(const SortKey* image_keys, int64_t n,
+                                                  int64_t begin,
+                                                  typename ChunkLoad::TempStorage& storage,
+                                                  double (&values)[kItems]) {
+  SortKey keys[kItems];
+  const int valid = int(n - begin < kChunk ? n - begin : kChunk);
+  ChunkLoad(storage).Load(image_keys + begin, keys, valid, SortKey(0));  // key 0 is +0.0
+  for (int item = 0; item < kItems; ++item) values[item] = double(value_of<scalar_t>(keys[item]));
+}
+
+template <typename scalar_t>
+__global__ void chunk_sums_kernel(const SortKey* __restrict__ keys, int64_t n, int64_t chunks,
+                                  double* __restrict__ chunk_sums) {
+  using BlockReduce = cub::BlockReduce<double, kScoreThreads>;
+  __shared__ union {
+    typename ChunkLoad::TempStorage load;
+    typename BlockReduce::TempStorage reduce;
+  } storage;
+  const int64_t image = blockIdx.y, chunk = blockIdx.x;
+  double values[kItems];
+  load_chunk_values<scalar_t>(keys + image * n, n, chunk * kChunk, storage.load, values);
+  double sum = 0.0;
+  for (int item = 0; item < kItems; ++item) sum += values[item];
+  __syncthreads();  // the union's load storage is reused
+  const double chunk_sum = BlockReduce(storage.reduce).Sum(sum);
+  if (threadIdx.x == 0) chunk_sums[image * chunks + chunk] = chunk_sum;
+}
+
+// One block per image: the exclusive scan of its chunk sums, and its total.
+__global__ void chunk_offsets_kernel(const double* __restrict__ chunk_sums, int64_t chunks,
+                                     double* __restrict__ chunk_offsets,
+                                     double* __restrict__ totals) {
+  using BlockScan = cub::BlockScan<double, kScoreThreads>;
+  __shared__ typename BlockScan::TempStorage storage;
+  const int64_t image = blockIdx.x;
+  double carry = 0.0;
+  for (int64_t base = 0; base < chunks; base += kScoreThreads) {
+    const int64_t chunk = base + threadIdx.x;
+    const double sum = chunk < chunks ? chunk_sums[image * chunks + chunk] : 0.0;
+    double before, aggregate;
+    BlockScan(storage).ExclusiveSum(sum, before, aggregate);
+    if (chunk < chunks) chunk_offsets[image * chunks + chunk] = carry + before;
+    carry += aggregate;
+    __syncthreads();  // storage is reused by the next round
+  }
+  if (threadIdx.x == 0) totals[image] = carry;
+}
+
+// Whether k is one of the num_ks ascending candidates (every k when num_ks == 0).
+__device__ __forceinline__ bool is_candidate(int64_t k, const int64_t* ks, int64_t num_ks) {
+  if (num_ks == 0) return true;
+  int64_t low = 0, high = num_ks;
+  while (low < high) {
+    const int64_t middle = (low + high) / 2;
+    if (ks[middle] < k)
+      low = middle + 1;
+    else
+      high = middle;
+  }
+  return low < num_ks && ks[low] == k;
+}
+
+// Delta(k) = (total - S(k)) / (n - k) - S(k) / k at every candidate k of the chunk,
+// S(k) being the sum of the k smallest values, and the chunk's best.
+template <typename scalar_t>
+__global__ void chunk_argmax_kernel(const SortKey* __restrict__ keys, int64_t n, int64_t chunks,
+                                    const double* __restrict__ chunk_offsets,
+                                    const double* __restrict__ totals,
+                                    const int64_t* __restrict__ ks, int64_t num_ks,
+                                    Best* __restrict__ chunk_best) {
+  using BlockScan = cub::BlockScan<double, kScoreThreads>;
+  using BlockReduce = cub::BlockReduce<Best, kScoreThreads>;
+  __shared__ union {
+    typename ChunkLoad::TempStorage load;
+    typename BlockScan::TempStorage scan;
+    typename BlockReduce::TempStorage reduce;
+  } storage;
+  const int64_t image = blockIdx.y, chunk = blockIdx.x;
+  const int64_t first = chunk * kChunk + int64_t(threadIdx.x) * kItems;  // index of values[0]
+  double values[kItems];
+  load_chunk_values<scalar_t>(keys + image * n, n, chunk * kChunk, storage.load, values);
+  double run_sum = 0.0;
+  for (int item = 0; item < kItems; ++item) run_sum += values[item];
+  __syncthreads();
+  double before;
+  BlockScan(storage.scan).ExclusiveSum(run_sum, before);
+  __syncthreads();
+
+  const double total = totals[image];
+  double low_sum = chunk_offsets[image * chunks + chunk] + before;
+  Best best = no_best();
+  for (int item = 0; item < kItems; ++item) {
+    low_sum += values[item];
+    const int64_t k = first + item + 1;  // the low group holds values[0..item]
+    if (k < n && is_candidate(k, ks, num_ks)) {
+      const double delta = (total - low_sum) / double(n - k) - low_sum / double(k);
+      if (delta > best.delta) best = {delta, k};  // strict: the smallest k within the run
+    }
+  }
+  const Best chunk_result = BlockReduce(storage.reduce).Reduce(best, TakeBest());
+  if (threadIdx.x == 0) chunk_best[image * chunks + chunk] = chunk_result;
+}
+
+// One block per image: the best over its chunks, and the outputs.
+template <typename scalar_t>
+__global__ void finish_kernel(const Best* __restrict__ chunk_best, int64_t chunks,
+                              const double* __restrict__ totals,
+                              const SortKey* __restrict__ sorted_keys,
+                              const int32_t* __restrict__ sorted_positions, int64_t n, double tau,
+                              scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
+                              scalar_t* kth_value, int64_t* kth_position) {
+  using BlockReduce = cub::BlockReduce<Best, kScoreThreads>;
+  __shared__ typename BlockReduce::TempStorage storage;
+  const int64_t image = blockIdx.x;
+  Best best = no_best();
+  for (int64_t chunk = threadIdx.x; chunk < chunks; chunk += kScoreThreads)
+    best = TakeBest()(best, chunk_best[image * chunks + chunk]);
+  best = BlockReduce(storage).Reduce(best, TakeBest());
+  if (threadIdx.x != 0) return;
+  // k = 1 (the first candidate) always has a finite Delta, so best.k is a real k.
+  const int64_t kth = image * n + best.k - 1;
+  prob[image] = scalar_t(tanh(best.delta / (2.0 * tau)));
+  k_star[image] = best.k;
+  u_mean[image] = scalar_t(totals[image] / double(n));
+  kth_value[image] = value_of<scalar_t>(sorted_keys[kth]);
+  kth_position[image] = sorted_positions[kth];
+}
+
+// --- backward ---------------------------------------------------------------------------------
+
+constexpr int kTile = 32;
+constexpr int kTileRows = 8;
+
+// Block (tile_col, tile_row, image) with tile_row <= tile_col weighs the strict
+// upper values of its tile and writes the tile and its mirror. Every S value it
+// reads lies in its own tile's upper part and is read before any thread writes
+// (the barrier); the mirror lands in the lower triangle, which no block reads.
+template <typename scalar_t>
+__global__ void backward_weights_kernel(scalar_t* similarity, int64_t N,
+                                        const scalar_t* __restrict__ grad_prob,
+                                        const scalar_t* __restrict__ grad_u_mean,
+                                        const scalar_t* __restrict__ prob,
+                                        const int64_t* __restrict__ k_star,
+                                        const scalar_t* __restrict__ kth_value,
+                                        const int64_t* __restrict__ kth_position, double tau) {
+  const int64_t tile_row = blockIdx.y, tile_col = blockIdx.x, image = blockIdx.z;
+  if (tile_row > tile_col) return;
+  __shared__ scalar_t tile[kTile][kTile + 1];
+
+  // The per-image weights in double, rounded once, as the CPU kernels do:
+  // dP/dDelta = (1 - P^2) / (2 tau); dDelta/du_i = -1/k* (low group) or 1/(n - k*).
+  const int64_t n = N * (N - 1) / 2;
+  const double p = double(prob[image]), k = double(k_star[image]);
+  const double scale = double(grad_prob[image]) * (1.0 - p * p) / (2.0 * tau);
+  const double mean_weight = double(grad_u_mean[image]) / double(n);
+  const scalar_t low = scalar_t(-scale / k + mean_weight);
+  const scalar_t high = scalar_t(scale / (double(n) - k) + mean_weight);
+  const scalar_t kth = kth_value[image];
+  const int64_t kth_at = kth_position[image];
+
+  scalar_t* matrix = similarity + image * N * N;
+  const int64_t row0 = tile_row * kTile, col0 = tile_col * kTile;
+  for (int r = threadIdx.y; r < kTile; r += kTileRows) {
+    const int64_t i = row0 + r, j = col0 + threadIdx.x;
+    scalar_t weight = scalar_t(0);
+    if (i < j && j < N) {
+      const scalar_t value = matrix[i * N + j];
+      const bool in_low = value < kth || (value == kth && triangle_index(i, j, N) <= kth_at);
+      weight = value > scalar_t(0) ? (in_low ? low : high) : scalar_t(0);
+    }
+    tile[r][threadIdx.x] = weight;
+  }
+  __syncthreads();
+  for (int r = threadIdx.y; r < kTile; r += kTileRows) {
+    const int64_t i = row0 + r, j = col0 + threadIdx.x;
+    if (tile_row == tile_col) {
+      // The diagonal tile holds both halves: the lower one mirrors the upper one.
+      if (i < N && j < N) matrix[i * N + j] = i < j ? tile[r][threadIdx.x] : tile[threadIdx.x][r];
+    } else {
+      if (i < N && j < N) matrix[i * N + j] = tile[r][threadIdx.x];
+      const int64_t mirror_i = col0 + r, mirror_j = row0 + threadIdx.x;
+      if (mirror_i < N && mirror_j < N) matrix[mirror_i * N + mirror_j] = tile[threadIdx.x][r];
+    }
+  }
+}
+
+}  // namespace
+
+// --- launchers ---------------------------------------------------------------------------------
+
+template <typename scalar_t>
+cudaError_t extract_triangle(const scalar_t* similarity, int64_t images, int64_t N,
+                             SortKey* keys, int32_t* positions, cudaStream_t stream) {
+  const int64_t n = N * (N - 1) / 2;
+  const dim3 grid(unsigned((N - 1 + kExtractThreads - 1) / kExtractThreads), unsigned(N - 1),
+                  unsigned(images));
+  extract_triangle_kernel<scalar_t>
+      <<<grid, kExtractThreads, 0, stream>>>(similarity, N, n, keys, positions);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes) {
+  cub::DoubleBuffer<SortKey> keys(nullptr, nullptr);
+  cub::DoubleBuffer<int32_t> positions(nullptr, nullptr);
+  const int count = int(images * n);
+  if constexpr (sizeof(scalar_t) == 4) {
+    return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, keys, positions, count, 0,
+                                           32 + bits_for(images));
+  } else {
+    const int32_t* offsets = nullptr;
+    return cub::DeviceSegmentedRadixSort::SortPairs(nullptr, *bytes, keys, positions, count,
+                                                    int(images), offsets, offsets + 1, 0, 63);
+  }
+}
+
+template <typename scalar_t>
+cudaError_t sort_triangles(SortKey* keys, SortKey* keys_alternate, int32_t* positions,
+                           int32_t* positions_alternate, const int32_t* segment_offsets,
+                           int64_t images, int64_t n, void* temp, size_t temp_bytes,
+                           bool* in_alternate, cudaStream_t stream) {
+  cub::DoubleBuffer<SortKey> key_buffers(keys, keys_alternate);
+  cub::DoubleBuffer<int32_t> position_buffers(positions, positions_alternate);
+  const int count = int(images * n);
+  cudaError_t status;
+  if constexpr (sizeof(scalar_t) == 4) {
+    // One sort for the whole group: the image index above the value's 32 bits
+    // keeps images apart and every pass uses the whole GPU (few, large segments
+    // would get one thread block each from a segmented sort).
+    status = cub::DeviceRadixSort::SortPairs(temp, temp_bytes, key_buffers, position_buffers,
+                                             count, 0, 32 + bits_for(images), stream);
+  } else {
+    // Rectified float64 bits use 63 bits; no room for the image above them.
+    status = cub::DeviceSegmentedRadixSort::SortPairs(
+        temp, temp_bytes, key_buffers, position_buffers, count, int(images), segment_offsets,
+        segment_offsets + 1, 0, 63, stream);
+  }
+  *in_alternate = key_buffers.Current() == keys_alternate;
+  return status;
+}
+
+size_t score_scratch_bytes(int64_t images, int64_t n) {
+  return ScoreScratch::bytes(images, chunks_of(n));
+}
+
+template <typename scalar_t>
+cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_positions,
+                         int64_t images, int64_t n, const int64_t* ks, int64_t num_ks, double tau,
+                         void* scratch, scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
+                         scalar_t* kth_value, int64_t* kth_position, cudaStream_t stream) {
+  const int64_t chunks = chunks_of(n);
+  ScoreScratch s(scratch, images, chunks);
+  const dim3 chunk_grid{unsigned(chunks), unsigned(images)};
+  chunk_sums_kernel<scalar_t><<<chunk_grid, kScoreThreads, 0, stream>>>(sorted_keys, n, chunks,
+                                                                       s.chunk_sums);
+  chunk_offsets_kernel<<<unsigned(images), kScoreThreads, 0, stream>>>(s.chunk_sums, chunks,
+                                                                        s.chunk_offsets, s.totals);
+  chunk_argmax_kernel<scalar_t><<<chunk_grid, kScoreThreads, 0, stream>>>(
+      sorted_keys, n, chunks, s.chunk_offsets, s.totals, ks, num_ks, s.chunk_best);
+  finish_kernel<scalar_t><<<unsigned(images), kScoreThreads, 0, stream>>>(
+      s.chunk_best, chunks, s.totals, sorted_keys, sorted_positions, n, tau, prob, k_star, u_mean,
+      kth_value, kth_position);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
+                             const scalar_t* grad_prob, const scalar_t* grad_u_mean,
+                             const scalar_t* prob, const int64_t* k_star,
+                             const scalar_t* kth_value, const int64_t* kth_position, double tau,
+                             cudaStream_t stream) {
+  const unsigned tiles = unsigned((N + kTile - 1) / kTile);
+  const dim3 grid(tiles, tiles, unsigned(images));
+  const dim3 block(kTile, kTileRows);
+  backward_weights_kernel<scalar_t><<<grid, block, 0, stream>>>(
+      similarity, N, grad_prob, grad_u_mean, prob, k_star, kth_value, kth_position, tau);
+  return cudaGetLastError();
+}
+
+#define MLRANK_INSTANTIATE(scalar_t)                                                              \
+  template cudaError_t extract_triangle<scalar_t>(const scalar_t*, int64_t, int64_t, SortKey*,    \
+                                                  int32_t*, cudaStream_t);                        \
+  template cudaError_t sort_temp_bytes<scalar_t>(int64_t, int64_t, size_t*);                      \
+  template cudaError_t sort_triangles<scalar_t>(SortKey*, SortKey*, int32_t*, int32_t*,           \
+                                                const int32_t*, int64_t, int64_t, void*, size_t, \
+                                                bool*, cudaStream_t);                             \
+  template cudaError_t score_images<scalar_t>(const SortKey*, const int32_t*, int64_t, int64_t,   \
+                                              const int64_t*, int64_t, double, void*, scalar_t*, \
+                                              int64_t*, scalar_t*, scalar_t*, int64_t*,          \
+                                              cudaStream_t);                                      \
+  template cudaError_t backward_weights<scalar_t>(scalar_t*, int64_t, int64_t, const scalar_t*,   \
+                                                  const scalar_t*, const scalar_t*,              \
+                                                  const int64_t*, const scalar_t*,               \
+                                                  const int64_t*, double, cudaStream_t);
+
+MLRANK_INSTANTIATE(float)
+MLRANK_INSTANTIATE(double)
+#undef MLRANK_INSTANTIATE
+
+}  // namespace cuda
+}  // namespace mlrank
