@@ -1,5 +1,8 @@
-"""The C++ contrastive-MIL op against its pure-PyTorch reference and hand-worked cases."""
+"""The contrastive-MIL op on the CPU, both implementations (the C++ kernels and the
+device-generic ATen one), against its pure-PyTorch reference and hand-worked cases."""
 
+import functools
+import importlib
 import math
 
 import pytest
@@ -9,7 +12,11 @@ from mlrank.ops import contrastive_mil
 from mlrank.ops import reference
 from mlrank.ops.reference import candidate_ks
 
-IMPLEMENTATIONS = {"op": contrastive_mil, "reference": reference.contrastive_mil}
+OP_IMPLS = ["kernels", "aten"]
+IMPLEMENTATIONS = {
+    **{impl: functools.partial(contrastive_mil, impl=impl) for impl in OP_IMPLS},
+    "reference": reference.contrastive_mil,
+}
 
 
 def unit_tokens(batch, num_tokens, dim, dtype=torch.float64, seed=0):
@@ -26,11 +33,11 @@ def run_with_grad(fn, tokens, weights, **kwargs):
     return prob.detach(), k_star, u_mean.detach(), leaf.grad
 
 
-def assert_matches_reference(tokens, rtol=1e-10, atol=1e-12, grad_atol=None, **kwargs):
+def assert_matches_reference(tokens, rtol=1e-10, atol=1e-12, grad_atol=None, impl="kernels", **kwargs):
     batch = tokens.shape[0]
     generator = torch.Generator().manual_seed(1)
     weights = torch.randn(2, batch, generator=generator, dtype=tokens.dtype)
-    prob, k_star, u_mean, grad = run_with_grad(contrastive_mil, tokens, weights, **kwargs)
+    prob, k_star, u_mean, grad = run_with_grad(IMPLEMENTATIONS[impl], tokens, weights, **kwargs)
     prob_r, k_star_r, u_mean_r, grad_r = run_with_grad(
         reference.contrastive_mil, tokens, weights, **kwargs
     )
@@ -41,31 +48,37 @@ def assert_matches_reference(tokens, rtol=1e-10, atol=1e-12, grad_atol=None, **k
     torch.testing.assert_close(grad, grad_r, rtol=rtol, atol=grad_atol or atol)
 
 
+@pytest.fixture(params=OP_IMPLS)
+def impl(request):
+    """Each implementation of the op that runs on the CPU."""
+    return request.param
+
+
 # --- agreement with the reference --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "shape", [(1, 3, 4), (2, 3, 2), (1, 7, 5), (4, 40, 16), (3, 65, 8), (2, 150, 32)]
 )
-def test_random_float64(shape):
-    assert_matches_reference(unit_tokens(*shape))
+def test_random_float64(shape, impl):
+    assert_matches_reference(unit_tokens(*shape), impl=impl)
 
 
-def test_large_n_float64():
+def test_large_n_float64(impl):
     # N = 576: n = 165,600 values per image, as at the paper's resolution.
-    assert_matches_reference(unit_tokens(1, 576, 32, seed=3))
+    assert_matches_reference(unit_tokens(1, 576, 32, seed=3), impl=impl)
 
 
-def test_random_float32_same_k_star():
+def test_random_float32_same_k_star(impl):
     # S comes from the same matrix product and prefix sums are float64 in both,
     # so even in float32 the op finds exactly the reference's k*.
     assert_matches_reference(
-        unit_tokens(4, 100, 24, dtype=torch.float32, seed=5), rtol=1e-5, atol=1e-6
+        unit_tokens(4, 100, 24, dtype=torch.float32, seed=5), rtol=1e-5, atol=1e-6, impl=impl,
     )
 
 
 @pytest.mark.parametrize("tiny_value", [False, True])
-def test_float32_large_n_with_and_without_tiny_values(tiny_value):
+def test_float32_large_n_with_and_without_tiny_values(tiny_value, impl):
     # The float64 prefix sums of float32 values are exact unless a tiny value sits
     # among large ones (1e-20 here); then only adding in the reference's order
     # gives the reference's k*.
@@ -74,7 +87,7 @@ def test_float32_large_n_with_and_without_tiny_values(tiny_value):
     tokens = torch.nn.functional.normalize(tokens, dim=-1)
     if tiny_value:
         tokens[:, 1] = 1e-20 * tokens[:, 0]
-    assert_matches_reference(tokens, rtol=1e-5, atol=1e-6)
+    assert_matches_reference(tokens, rtol=1e-5, atol=1e-6, impl=impl)
 
 
 def clustered_tokens(batch, num_tokens, dim, dtype, seed, repeat=False):
@@ -95,7 +108,7 @@ def clustered_tokens(batch, num_tokens, dim, dtype, seed, repeat=False):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("repeat", [False, True])
-def test_large_n_with_k_star_inside_the_order(dtype, repeat):
+def test_large_n_with_k_star_inside_the_order(dtype, repeat, impl):
     # Thousands of positive values: the kernel bounds Delta over value buckets
     # and sorts only the buckets near the maximum (or sorts all, when it cannot
     # prove the reference's k*); either way k* and the gradients must match.
@@ -104,21 +117,21 @@ def test_large_n_with_k_star_inside_the_order(dtype, repeat):
     n = 144 * 143 // 2
     assert ((k_star > n // 10) & (k_star < n - 1)).all()  # the case this test is for
     tolerance = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
-    assert_matches_reference(tokens, **tolerance)
+    assert_matches_reference(tokens, **tolerance, impl=impl)
 
 
-def test_unnormalised_and_non_contiguous_tokens():
+def test_unnormalised_and_non_contiguous_tokens(impl):
     tokens = 3 * unit_tokens(2, 12, 30, seed=7).transpose(1, 2)  # (2, 30, 12), strided
     assert not tokens.is_contiguous()
-    assert_matches_reference(tokens)
+    assert_matches_reference(tokens, impl=impl)
 
 
 @pytest.mark.parametrize("num_k", [1, 2, 3, 7, 100, 776, 777, 2000])
-def test_sampled_k(num_k):
+def test_sampled_k(num_k, impl):
     # N = 40: n = 780, so num_k >= 779 means every k.
     tokens = unit_tokens(3, 40, 8, seed=num_k)
-    assert_matches_reference(tokens, num_k=num_k)
-    _, k_star, _ = contrastive_mil(tokens, num_k=num_k)
+    assert_matches_reference(tokens, num_k=num_k, impl=impl)
+    _, k_star, _ = contrastive_mil(tokens, num_k=num_k, impl=impl)
     assert set(k_star.tolist()) <= set(candidate_ks(780, num_k))
 
 
@@ -133,10 +146,10 @@ def test_gradient_through_u_mean_alone():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
 
 
-def test_every_k_is_the_default():
+def test_every_k_is_the_default(impl):
     tokens = unit_tokens(2, 20, 6, seed=11)
-    every = contrastive_mil(tokens, num_k=189)  # n = 190: n - 1 candidates = all
-    default = contrastive_mil(tokens)
+    every = contrastive_mil(tokens, num_k=189, impl=impl)  # n = 190: n - 1 candidates = all
+    default = contrastive_mil(tokens, impl=impl)
     for a, b in zip(every, default):
         assert torch.equal(a, b)
 
@@ -146,7 +159,7 @@ def test_every_k_is_the_default():
 
 @pytest.mark.parametrize("num_k", [None, 3, 5, 100])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_ties_from_repeated_tokens(num_k, seed):
+def test_ties_from_repeated_tokens(num_k, seed, impl):
     # Few distinct tokens: S takes a handful of values, each repeated many times,
     # so k* often falls inside a block of equal values and the tie rule decides
     # which of them form the low group.
@@ -155,28 +168,28 @@ def test_ties_from_repeated_tokens(num_k, seed):
         torch.randn(4, 5, generator=generator, dtype=torch.float64), dim=-1
     )
     picks = torch.randint(0, 4, (2, 70), generator=generator)
-    assert_matches_reference(distinct[picks], num_k=num_k)
+    assert_matches_reference(distinct[picks], num_k=num_k, impl=impl)
 
 
 @pytest.mark.parametrize("num_k", [None, 4])
-def test_ties_from_rectified_zeros(num_k):
+def test_ties_from_rectified_zeros(num_k, impl):
     # Tokens in two orthogonal subspaces, with mixed signs: most of S is exactly
     # zero or negative, so the rectification makes a large block of zeros.
     tokens = unit_tokens(3, 80, 6, seed=4)
     tokens[:, :40, 3:] = 0
     tokens[:, 40:, :3] = 0
     tokens = torch.nn.functional.normalize(tokens, dim=-1)
-    assert_matches_reference(tokens, num_k=num_k)
+    assert_matches_reference(tokens, num_k=num_k, impl=impl)
 
 
-def test_all_values_equal_and_all_zero():
+def test_all_values_equal_and_all_zero(impl):
     same = torch.zeros(1, 9, 3, dtype=torch.float64)
     same[..., 0] = 1  # every pair has similarity exactly 1
     orthogonal = torch.eye(9, dtype=torch.float64).unsqueeze(0)  # every pair exactly 0
     for tokens in (same, orthogonal):
-        prob, k_star, _ = contrastive_mil(tokens)
+        prob, k_star, _ = contrastive_mil(tokens, impl=impl)
         assert k_star.item() == 1 and prob.item() == 0.0  # Delta(k) = 0 for every k
-        assert_matches_reference(tokens)
+        assert_matches_reference(tokens, impl=impl)
 
 
 # --- worked by hand ------------------------------------------------------------------------------
@@ -246,13 +259,13 @@ def test_candidate_ks_by_hand():
     assert candidate_ks(6, 4) == [1, 2, 4, 5]
 
 
-def test_half_even_rounding_reaches_the_kernel():
+def test_half_even_rounding_reaches_the_kernel(impl):
     # N = 6, n = 15, num_k = 3: the candidates are {1, 7, 14}; a k* of 8 would
     # mean the kernel rounded 6.5 up instead of to even.
     seen = set()
     for seed in range(30):
         tokens = unit_tokens(1, 6, 3, seed=seed)
-        _, k_star, _ = contrastive_mil(tokens, num_k=3)
+        _, k_star, _ = contrastive_mil(tokens, num_k=3, impl=impl)
         _, k_star_r, _ = reference.contrastive_mil(tokens, num_k=3)
         assert k_star.item() in (1, 7, 14)
         assert k_star.item() == k_star_r.item()
@@ -284,16 +297,16 @@ def test_gradcheck(name, num_k):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_is_computed_in_float32(dtype):
+def test_low_precision_is_computed_in_float32(dtype, impl):
     tokens = unit_tokens(2, 30, 8, dtype=torch.float32, seed=9).to(dtype)
     leaf = tokens.clone().requires_grad_()
-    prob, k_star, u_mean = contrastive_mil(leaf)
+    prob, k_star, u_mean = contrastive_mil(leaf, impl=impl)
     assert prob.dtype == dtype and u_mean.dtype == dtype and k_star.dtype == torch.int64
     (prob.float().sum() + u_mean.float().sum()).backward()
     assert leaf.grad.dtype == dtype
 
     upcast = tokens.float().requires_grad_()
-    prob32, k_star32, u_mean32 = contrastive_mil(upcast)
+    prob32, k_star32, u_mean32 = contrastive_mil(upcast, impl=impl)
     (prob32.sum() + u_mean32.sum()).backward()
     assert torch.equal(k_star, k_star32)
     assert torch.equal(prob, prob32.to(dtype)) and torch.equal(u_mean, u_mean32.to(dtype))
@@ -316,10 +329,10 @@ def saved_tensors(fn, tokens):
     return leaf, saved
 
 
-def test_backward_saves_only_tokens_and_per_image_scalars():
+def test_backward_saves_only_tokens_and_per_image_scalars(impl):
     batch, num_tokens = 4, 50
     tokens = unit_tokens(batch, num_tokens, 16, dtype=torch.float32)
-    leaf, saved = saved_tensors(contrastive_mil, tokens)
+    leaf, saved = saved_tensors(IMPLEMENTATIONS[impl], tokens)
     big = [t for t in saved if t.numel() > batch]
     assert len(big) == 1 and big[0].data_ptr() == leaf.data_ptr()  # the input itself
     assert all(t.numel() <= batch for t in saved if t is not big[0])
@@ -359,6 +372,7 @@ BAD_INPUTS = [
     (lambda: unit_tokens(1, 4, 3), {"num_k": 0}, ValueError, "num_k"),
     (lambda: unit_tokens(1, 4, 3), {"num_k": -3}, ValueError, "num_k"),
     (lambda: unit_tokens(1, 4, 3), {"num_k": 2.5}, TypeError, "num_k"),
+    (lambda: unit_tokens(1, 4, 3), {"tau": torch.tensor(0.2, requires_grad=True)}, ValueError, "requires grad"),
     (
         lambda: unit_tokens(1, 4, 3),
         {"tau": torch.tensor(0.2, device="meta")},
@@ -375,57 +389,169 @@ def test_bad_input(name, make_tokens, kwargs, error, message):
         IMPLEMENTATIONS[name](make_tokens(), **kwargs)
 
 
-def test_scalar_tensor_tau_is_accepted():
+def test_scalar_tensor_tau_is_accepted(impl):
     tokens = unit_tokens(2, 6, 3)
-    for a, b in zip(contrastive_mil(tokens, tau=torch.tensor(0.3, dtype=torch.float64)), contrastive_mil(tokens, tau=0.3)):
+    for a, b in zip(contrastive_mil(tokens, tau=torch.tensor(0.3, dtype=torch.float64), impl=impl), contrastive_mil(tokens, tau=0.3, impl=impl)):
         assert torch.equal(a, b)
 
 
-def test_raw_op_checks_its_arguments():
-    forward = torch.ops.mlrank.contrastive_mil_forward
+def test_num_k_beyond_int64_means_every_k(impl):
+    # Any num_k >= n - 1 asks for every k, however large: no overflow on the way to C++.
+    tokens = unit_tokens(2, 10, 4)
+    for huge in (2**63, 10**30):
+        for a, b in zip(contrastive_mil(tokens, num_k=huge, impl=impl), contrastive_mil(tokens, impl=impl)):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("suffix", ["", "_aten"])
+def test_raw_op_checks_its_arguments(suffix):
+    forward = getattr(torch.ops.mlrank, "contrastive_mil_forward" + suffix)
+    backward = getattr(torch.ops.mlrank, "contrastive_mil_backward" + suffix)
     with pytest.raises(ValueError, match="N >= 3"):
         forward(torch.ones(1, 2, 3), 0.2, None)
     with pytest.raises(ValueError, match="tau"):
         forward(torch.ones(1, 4, 3), 0.0, None)
+    with pytest.raises(ValueError, match="num_k"):
+        forward(torch.ones(1, 4, 3), 0.2, 0)
     with pytest.raises(TypeError, match="float32 or float64"):
         forward(torch.ones(1, 4, 3, dtype=torch.float16), 0.2, None)
+    tokens = unit_tokens(2, 5, 3)
+    per_image = torch.zeros(2, dtype=torch.float64)
+    index = torch.ones(2, dtype=torch.long)
+    with pytest.raises(ValueError, match="kth_position must have shape"):
+        backward(per_image, per_image, tokens, per_image, index, per_image, index[:1], 0.2)
+
+
+# --- second-order gradients (a gradient penalty) -------------------------------------------------
+
+
+@pytest.mark.parametrize("num_k", [None, 6])
+def test_second_order_gradients_match_the_reference(impl, num_k):
+    # d/dx |dP/dx|^2 through the op's backward: the fused backward op is not differentiable,
+    # so under create_graph the op takes a differentiable path, which must agree with autograd
+    # through the reference (a.e.: the split into low and high groups is piecewise constant).
+    tokens = clustered_tokens(2, 30, 6, torch.float64, seed=4)
+    results = []
+    for fn in (IMPLEMENTATIONS[impl], reference.contrastive_mil):
+        leaf = tokens.clone().requires_grad_()
+        prob, _, u_mean = fn(leaf, tau=0.2, num_k=num_k)
+        (grad,) = torch.autograd.grad((prob + 0.3 * u_mean).sum(), leaf, create_graph=True)
+        penalty = grad.pow(2).sum()
+        penalty.backward()
+        results.append((grad.detach(), penalty.detach(), leaf.grad))
+    (grad, penalty, second), (grad_r, penalty_r, second_r) = results
+    torch.testing.assert_close(grad, grad_r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(penalty, penalty_r, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(second, second_r, rtol=1e-9, atol=1e-11)
+    assert second.abs().max() > 1e-3  # a real second-order term, not zeros
+
+
+def test_second_order_gradcheck(impl):
+    generator = torch.Generator().manual_seed(5)
+    tokens = torch.rand(2, 6, 4, generator=generator, dtype=torch.float64) + 0.1
+    tokens = torch.nn.functional.normalize(tokens, dim=-1).requires_grad_()
+
+    def differentiable_outputs(x):
+        prob, _, u_mean = contrastive_mil(x, tau=0.2, impl=impl)
+        return prob, u_mean
+
+    assert torch.autograd.gradgradcheck(differentiable_outputs, (tokens,), eps=1e-6, atol=1e-6)
+
+
+# --- choosing an implementation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("impl_name", ["fast", "", "ATen", None, 1])
+def test_unknown_impl_is_a_value_error(impl_name):
+    with pytest.raises(ValueError, match="impl must be one of"):
+        contrastive_mil(unit_tokens(1, 5, 3), impl=impl_name)
+
+
+def test_impl_selection_per_device(monkeypatch):
+    # The rule itself needs no GPU: which implementation each request means on each device.
+    module = importlib.import_module("mlrank.ops.contrastive_mil")  # the module, not the function
+
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda", 0), torch.device("mps")
+    assert module.select_implementation(cpu, "auto") == "kernels"
+    assert module.select_implementation(cpu, "aten") == "aten"
+    assert module.select_implementation(mps, "auto") == "aten"
+    with pytest.raises(RuntimeError, match="no hand-written kernels for mps"):
+        module.select_implementation(mps, "kernels")
+    for built, opted_in, auto, kernels in [
+        (False, False, "aten", None),
+        (False, True, "aten", None),
+        (True, False, "aten", "kernels"),  # not validated on hardware yet: opt in
+        (True, True, "kernels", "kernels"),
+    ]:
+        monkeypatch.setattr(module, "compiled_with_cuda", lambda built=built: built)
+        monkeypatch.setattr(module, "CUDA_KERNELS_OPT_IN", opted_in)
+        assert module.select_implementation(cuda, "auto") == auto
+        assert module.select_implementation(cuda, "aten") == "aten"
+        if kernels is None:
+            with pytest.raises(RuntimeError, match="this build of mlrank has none"):
+                module.select_implementation(cuda, "kernels")
+        else:
+            assert module.select_implementation(cuda, "kernels") == kernels
+
+
+def test_every_build_has_a_cuda_kernel_for_the_op():
+    # With or without CUDA kernels, CUDA tensors reach a working kernel (the ATen one when
+    # none were built), so a plain install trains on a GPU machine without a CUDA toolkit.
+    for name in ("contrastive_mil_forward", "contrastive_mil_backward"):
+        for suffix in ("", "_aten"):
+            for key in ("CPU", "CUDA"):
+                assert torch._C._dispatch_has_computed_kernel_for_dispatch_key(f"mlrank::{name}{suffix}", key)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_tensor_on_cpu_only_build_is_a_clear_error():
+def test_kernels_impl_on_a_build_without_cuda_kernels_is_a_clear_error():
     from mlrank.ops import compiled_with_cuda
 
     if compiled_with_cuda():
         pytest.skip("this build has CUDA kernels")
-    with pytest.raises(RuntimeError, match="without CUDA support"):
-        contrastive_mil(unit_tokens(1, 5, 3).cuda())
+    with pytest.raises(RuntimeError, match="this build of mlrank has none"):
+        contrastive_mil(unit_tokens(1, 5, 3).cuda(), impl="kernels")
 
 
 # --- dispatcher integration -------------------------------------------------------------------
 
 
+OP_SUFFIX = {"kernels": "", "aten": "_aten"}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("num_k", [None, 5])
-def test_opcheck(dtype, num_k):
+def test_opcheck(dtype, num_k, impl):
+    forward = getattr(torch.ops.mlrank, "contrastive_mil_forward" + OP_SUFFIX[impl])
     tokens = unit_tokens(3, 12, 5, dtype=dtype).requires_grad_()
-    torch.library.opcheck(torch.ops.mlrank.contrastive_mil_forward.default, (tokens, 0.2, num_k))
+    torch.library.opcheck(forward.default, (tokens, 0.2, num_k))
 
 
-def test_opcheck_backward_op():
+def test_opcheck_backward_op(impl):
+    forward = getattr(torch.ops.mlrank, "contrastive_mil_forward" + OP_SUFFIX[impl])
+    backward = getattr(torch.ops.mlrank, "contrastive_mil_backward" + OP_SUFFIX[impl])
     tokens = unit_tokens(3, 12, 5)
-    prob, k_star, u_mean, kth_value, kth_position = torch.ops.mlrank.contrastive_mil_forward(
-        tokens, 0.2, None
-    )
+    prob, k_star, u_mean, kth_value, kth_position = forward(tokens, 0.2, None)
     grads = torch.randn(2, 3, dtype=torch.float64)
     args = (grads[0], grads[1], tokens, prob, k_star, kth_value, kth_position, 0.2)
-    torch.library.opcheck(torch.ops.mlrank.contrastive_mil_backward.default, args)
+    torch.library.opcheck(backward.default, args)
 
 
-def test_torch_compile_traces_the_op():
+def test_kernels_and_aten_agree_bit_for_bit_on_the_cpu():
+    # Same S, same k* and tie rule, and the same order of operations in the weights.
+    tokens = clustered_tokens(3, 60, 12, torch.float32, seed=8)
+    weights = torch.randn(2, 3, generator=torch.Generator().manual_seed(2))
+    kernels = run_with_grad(IMPLEMENTATIONS["kernels"], tokens, weights)
+    aten = run_with_grad(IMPLEMENTATIONS["aten"], tokens, weights)
+    assert torch.equal(kernels[1], aten[1]) and torch.equal(kernels[0], aten[0])
+    assert torch.equal(kernels[3], aten[3])
+
+
+def test_torch_compile_traces_the_op(impl):
     torch._dynamo.reset()
 
     def loss(tokens):
-        prob, _, u_mean = contrastive_mil(tokens, tau=0.2)
+        prob, _, u_mean = contrastive_mil(tokens, tau=0.2, impl=impl)
         return (prob - 0.5 * u_mean).sum()
 
     compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)

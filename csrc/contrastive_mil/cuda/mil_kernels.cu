@@ -58,16 +58,18 @@ int bits_for(int64_t count) {
 constexpr int kExtractThreads = 256;
 
 // Block (x, i, image) handles up to kExtractThreads columns j > i of row i: reads
-// and writes are both contiguous along the row.
+// and writes are both contiguous along the row. Images are sorted in groups of
+// images_per_group, so a float32 key carries the image's index within its group.
 template <typename scalar_t>
 __global__ void extract_triangle_kernel(const scalar_t* __restrict__ similarity, int64_t N,
-                                        int64_t n, SortKey* __restrict__ keys,
+                                        int64_t n, int64_t first_image, int64_t images_per_group,
+                                        SortKey* __restrict__ keys,
                                         int32_t* __restrict__ positions) {
-  const int64_t image = blockIdx.z, i = blockIdx.y;
+  const int64_t image = first_image + blockIdx.z, i = blockIdx.y;
   const int64_t j = i + 1 + int64_t(blockIdx.x) * kExtractThreads + threadIdx.x;
   if (j >= N) return;
   const int64_t t = triangle_index(i, j, N);
-  keys[image * n + t] = sort_key(similarity[(image * N + i) * N + j], image);
+  keys[image * n + t] = sort_key(similarity[(image * N + i) * N + j], image % images_per_group);
   positions[image * n + t] = int32_t(t);
 }
 
@@ -311,12 +313,16 @@ __global__ void backward_weights_kernel(scalar_t* similarity, int64_t N,
 
 template <typename scalar_t>
 cudaError_t extract_triangle(const scalar_t* similarity, int64_t images, int64_t N,
-                             SortKey* keys, int32_t* positions, cudaStream_t stream) {
+                             int64_t images_per_group, SortKey* keys, int32_t* positions,
+                             cudaStream_t stream) {
   const int64_t n = N * (N - 1) / 2;
-  const dim3 grid(unsigned((N - 1 + kExtractThreads - 1) / kExtractThreads), unsigned(N - 1),
-                  unsigned(images));
-  extract_triangle_kernel<scalar_t>
-      <<<grid, kExtractThreads, 0, stream>>>(similarity, N, n, keys, positions);
+  for (int64_t first = 0; first < images; first += kMaxGridImages) {
+    const int64_t count = images - first < kMaxGridImages ? images - first : kMaxGridImages;
+    const dim3 grid(unsigned((N - 1 + kExtractThreads - 1) / kExtractThreads), unsigned(N - 1),
+                    unsigned(count));
+    extract_triangle_kernel<scalar_t><<<grid, kExtractThreads, 0, stream>>>(
+        similarity, N, n, first, images_per_group, keys, positions);
+  }
   return cudaGetLastError();
 }
 
@@ -391,16 +397,20 @@ cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
                              const scalar_t* kth_value, const int64_t* kth_position, double tau,
                              cudaStream_t stream) {
   const unsigned tiles = unsigned((N + kTile - 1) / kTile);
-  const dim3 grid(tiles, tiles, unsigned(images));
   const dim3 block(kTile, kTileRows);
-  backward_weights_kernel<scalar_t><<<grid, block, 0, stream>>>(
-      similarity, N, grad_prob, grad_u_mean, prob, k_star, kth_value, kth_position, tau);
+  for (int64_t first = 0; first < images; first += kMaxGridImages) {
+    const int64_t count = images - first < kMaxGridImages ? images - first : kMaxGridImages;
+    const dim3 grid(tiles, tiles, unsigned(count));
+    backward_weights_kernel<scalar_t><<<grid, block, 0, stream>>>(
+        similarity + first * N * N, N, grad_prob + first, grad_u_mean + first, prob + first,
+        k_star + first, kth_value + first, kth_position + first, tau);
+  }
   return cudaGetLastError();
 }
 
 #define MLRANK_INSTANTIATE(scalar_t)                                                              \
-  template cudaError_t extract_triangle<scalar_t>(const scalar_t*, int64_t, int64_t, SortKey*,    \
-                                                  int32_t*, cudaStream_t);                        \
+  template cudaError_t extract_triangle<scalar_t>(const scalar_t*, int64_t, int64_t, int64_t,     \
+                                                  SortKey*, int32_t*, cudaStream_t);              \
   template cudaError_t sort_temp_bytes<scalar_t>(int64_t, int64_t, size_t*);                      \
   template cudaError_t sort_triangles<scalar_t>(SortKey*, SortKey*, int32_t*, int32_t*,           \
                                                 const int32_t*, int64_t, int64_t, void*, size_t, \

@@ -5,12 +5,13 @@
 // raw device pointers for a group of images. Keeping torch out of the .cu file
 // keeps nvcc quick and away from the headers torch pulls in.
 //
-// Forward, per group of images (docs/method.md section 3):
+// Forward (docs/method.md section 3):
 //   extract_triangle: the strict upper triangle of S, rectified, as sort keys with
 //     their row-major triangle positions;
+//   then per group of images (the sort's buffers are sized for one group):
 //   sort_triangles: every image's values ascending, equal values in triangle order
-//     (a stable radix sort on the float bits; float32 sorts all images at once
-//     with the image index above the value's bits);
+//     (a stable radix sort on the float bits; float32 sorts a whole group at once
+//     with the image's index above the value's bits);
 //   score_images: float64 prefix sums over chunks of the sorted values, Delta(k)
 //     at every candidate k, the first maximum, and the per-image outputs.
 // Backward: backward_weights turns the recomputed S into G + G^T in place.
@@ -29,11 +30,18 @@ namespace cuda {
 // value's bits. Values <= 0 rectify to +0.0, key bits 0.
 using SortKey = uint64_t;
 
+// Images per launch at most: kernels put the image in a grid dimension of this size.
+constexpr int64_t kMaxGridImages = 65535;
+
+// Keys and positions of image b start at b * n; a float32 key carries b's index
+// within its group of images_per_group.
 template <typename scalar_t>
 cudaError_t extract_triangle(const scalar_t* similarity, int64_t images, int64_t N,
-                             SortKey* keys, int32_t* positions, cudaStream_t stream);
+                             int64_t images_per_group, SortKey* keys, int32_t* positions,
+                             cudaStream_t stream);
 
-// Bytes of CUB temporary storage that sort_triangles needs.
+// Bytes of CUB temporary storage that sort_triangles needs (images <= kMaxGridImages
+// from here on).
 template <typename scalar_t>
 cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes);
 
