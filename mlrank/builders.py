@@ -155,6 +155,7 @@ def build_model(cfg: Config) -> MultiLabelRankingModel:
         img_size=cfg.data.image_size,
         dropout=model.dropout,
         normalize_patch_tokens=model.normalize_patch_tokens,
+        standardize_input=model.standardize_input,
     )
 
 

@@ -84,6 +84,10 @@ class ModelConfig:
     # Row-normalise the patch tokens U at the encoder input, as the paper (and the real-data
     # configs) do; the synthetic run feeds them unnormalised: with it, it did not learn (README).
     normalize_patch_tokens: bool = False
+    # Standardise the [0, 1] images with the backbone's own mean and std (timm's pretrained
+    # configuration), which pretrained weights expect. Checkpoints saved before this key existed
+    # were trained without it (mlrank.evaluate.load_model reads them so).
+    standardize_input: bool = True
 
 
 @dataclass

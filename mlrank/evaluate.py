@@ -27,7 +27,10 @@ from mlrank.train import method_module
 def load_model(checkpoint_path: str | Path, overrides: Sequence[str] = (), device: Any = "cpu") -> tuple[Config, Any, Any]:
     """(config, method module, model in eval mode) from a checkpoint; a clear error if they do not fit."""
     state = load_checkpoint(checkpoint_path, map_location=device)
-    cfg = config_from_dict(state["config"], overrides)
+    config = dict(state["config"])
+    # Checkpoints saved before model.standardize_input existed were trained on [0, 1] pixels.
+    config["model"] = {"standardize_input": False, **config.get("model", {})}
+    cfg = config_from_dict(config, overrides)
     method = method_module(cfg)
     model = method.build_model(cfg)
     try:

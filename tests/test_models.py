@@ -169,7 +169,7 @@ def test_encoder_input_is_the_projected_fpn_tokens_normalised_or_not(normalize):
     with torch.no_grad():
         model.pos_embed.normal_()
         model(images())
-        feature_map = model.token_projection(model.fpn(model.backbone(images())))
+        feature_map = model.token_projection(model.fpn(model.backbone(model.standardize(images()))))
     # Independently: the (d, h, w) map read position by position, row-major.
     batch, dim, height, width = feature_map.shape
     rows = torch.stack(
@@ -198,6 +198,63 @@ def test_build_model_takes_the_model_section_of_the_config(normalize):
     assert model.normalize_patch_tokens is normalize
     assert model.class_tokens.shape == (1, 5, 32) and model.encoder.self_attn.num_heads == 4
     assert model.encoder.dropout.p == 0.1
+
+
+def backbone_input(model, batch):
+    captured = {}
+    handle = model.backbone.register_forward_hook(lambda module, args, out: captured.update(images=args[0]))
+    model(batch)
+    handle.remove()
+    return captured["images"]
+
+
+@pytest.mark.parametrize("kind", list(BACKBONES))
+def test_images_are_standardised_with_the_backbones_own_statistics(kind):
+    model = small_model(kind).eval()
+    batch = images().sigmoid()  # [0, 1] pixels, as the data sets give them
+    # The statistics timm resolves for this architecture, read independently of the model.
+    data_config = timm.data.resolve_model_data_config(timm.create_model(model.backbone.body.pretrained_cfg["architecture"]))
+    mean = torch.tensor(data_config["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(data_config["std"]).view(1, 3, 1, 1)
+    torch.testing.assert_close(backbone_input(model, batch), (batch - mean) / std)
+    plain = small_model(kind, standardize_input=False).eval()
+    assert torch.equal(backbone_input(plain, batch), batch)
+    # The statistics follow from the backbone's name: no new keys in the state dict.
+    assert plain.state_dict().keys() == model.state_dict().keys()
+
+
+def test_standardize_input_is_on_by_default_and_follows_the_config():
+    from mlrank.builders import build_model
+    from mlrank.config import load_config
+
+    small = ["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4"]
+    assert not isinstance(build_model(load_config(overrides=small)).standardize, torch.nn.Identity)
+    off = build_model(load_config(overrides=small + ["model.standardize_input=false"]))
+    assert isinstance(off.standardize, torch.nn.Identity)
+
+
+def test_checkpoints_from_before_standardisation_load_without_it(tmp_path):
+    # A checkpoint whose config has no model.standardize_input was trained on [0, 1] pixels.
+    from mlrank.builders import build_model
+    from mlrank.config import config_to_dict, load_config
+    from mlrank.evaluate import load_model
+    from mlrank.builders import build_optimizer
+    from mlrank.runs import atomic_torch_save, capture_rng_state
+
+    cfg = load_config(overrides=["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4"])
+    model = build_model(cfg)
+    optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch=1)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "epoch": 0, "global_step": 1, "best_metric": 0.5, "rng": capture_rng_state()}
+    for name, drop_key in (("old", True), ("new", False)):
+        config = config_to_dict(cfg)
+        if drop_key:
+            del config["model"]["standardize_input"]
+        atomic_torch_save({**state, "config": config}, tmp_path / f"{name}.pt")
+    _, _, old = load_model(tmp_path / "old.pt")
+    _, _, new = load_model(tmp_path / "new.pt")
+    assert isinstance(old.standardize, torch.nn.Identity)
+    assert not isinstance(new.standardize, torch.nn.Identity)
 
 
 # --- gradients ---------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from torch import nn
 
 from mlrank.models.backbone import create_backbone, parameter_groups
 from mlrank.models.fpn import FPN, init_conv
+from mlrank.models.standardize import Standardize
 
 DEFAULT_IMG_SIZE = 224
 
@@ -75,6 +76,9 @@ class MultiLabelRankingModel(nn.Module):
         normalize_patch_tokens: l2-normalise the rows of U at the encoder input, as the paper
             does; False feeds the encoder the projected FPN tokens as they are (the tokens L_CLS
             reads are normalised either way).
+        standardize_input: standardise the [0, 1] images with the backbone's own mean and std
+            (timm's ``pretrained_cfg``; see :mod:`mlrank.models.standardize`), which pretrained
+            weights expect; False feeds the backbone the [0, 1] pixels.
         backbone_kwargs: extra arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     ``forward(images)`` with images (B, 3, H, W) returns a dict:
@@ -94,6 +98,7 @@ class MultiLabelRankingModel(nn.Module):
         img_size: int | tuple[int, int] | None = None,
         dropout: float = 0.0,
         normalize_patch_tokens: bool = True,
+        standardize_input: bool = True,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -112,6 +117,7 @@ class MultiLabelRankingModel(nn.Module):
         self.backbone, channels, reductions = create_backbone(
             backbone, pretrained_file, out_stride, img_size=img_size, **(backbone_kwargs or {})
         )
+        self.standardize = Standardize(self.backbone.body.pretrained_cfg) if standardize_input else nn.Identity()
         self.fpn = FPN(channels, reductions, token_dim, out_stride)
         self.token_projection = nn.Conv2d(token_dim, token_dim, kernel_size=1)
 
@@ -147,7 +153,7 @@ class MultiLabelRankingModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         self._check_images(images)
-        feature_map = self.token_projection(self.fpn(self.backbone(images)))
+        feature_map = self.token_projection(self.fpn(self.backbone(self.standardize(images))))
         batch, dim, height, width = feature_map.shape
         patch_tokens = feature_map.flatten(2).transpose(1, 2)
         if self.normalize_patch_tokens:

@@ -17,11 +17,11 @@ from typing import Any
 
 import timm
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import torch.nn.functional as F
 from torch import nn
 
 from mlrank.models.backbone import parameter_groups
+from mlrank.models.standardize import Standardize
 
 from .prototypes import make_prototypes
 from .spec import DiscrepancySpec
@@ -70,12 +70,7 @@ class SeeableModel(nn.Module):
             nn.Linear(features, features), nn.ReLU(inplace=True), nn.Linear(features, embed_dim)
         )
         self.register_buffer("prototypes", make_prototypes(num_classes, embed_dim, prototype_seed))
-        config = self.encoder.pretrained_cfg
-        mean = torch.tensor(config.get("mean", IMAGENET_DEFAULT_MEAN)).view(1, 3, 1, 1)
-        std = torch.tensor(config.get("std", IMAGENET_DEFAULT_STD)).view(1, 3, 1, 1)
-        # Not persistent: they follow from the backbone's name, not from training.
-        self.register_buffer("pixel_mean", mean, persistent=False)
-        self.register_buffer("pixel_std", std, persistent=False)
+        self.standardize = Standardize(self.encoder.pretrained_cfg)
 
     @property
     def num_classes(self) -> int:
@@ -99,5 +94,4 @@ class SeeableModel(nn.Module):
             raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be a (batch, 3, H, W) tensor, got {tuple(images.shape)}")
-        standardised = (images - self.pixel_mean) / self.pixel_std
-        return F.normalize(self.projector(self.encoder(standardised)), dim=1)
+        return F.normalize(self.projector(self.encoder(self.standardize(images))), dim=1)
