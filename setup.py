@@ -11,10 +11,42 @@ the one compiled against.
 
 import glob
 import os
+import shutil
+import subprocess
 import sys
 
 from setuptools import setup
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+
+
+def _toolkit_of_nvcc() -> str | None:
+    """The CUDA toolkit that the nvcc on PATH runs from, asked of nvcc itself.
+
+    torch guesses CUDA_HOME as the folder above nvcc, which is wrong when nvcc is a wrapper
+    script (say /usr/local/bin/nvcc), and linking then fails with "cannot find -lcudart".
+    """
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        return None
+    try:
+        dry_run = subprocess.run(
+            [nvcc, "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+            capture_output=True, text=True, timeout=60,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (dry_run.stdout + dry_run.stderr).splitlines():
+        if line.startswith("#$ TOP="):
+            return os.path.realpath(line[len("#$ TOP="):].strip())
+    return None
+
+
+if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
+    toolkit = _toolkit_of_nvcc()
+    if toolkit is not None:
+        os.environ["CUDA_HOME"] = toolkit
+
+# Imported after CUDA_HOME is settled: cpp_extension reads it once, at import.
+from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
 
