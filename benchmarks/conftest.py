@@ -22,8 +22,9 @@ def ratio_table() -> list[str]:
         "| shape (B, N, d) | reference ms | op ms | speed-up | reference k100 ms | op k100 ms "
         "| speed-up k100 | floor ms (products + sort) | op / floor "
         "| saved MiB ref / op beyond input | fewer bytes beyond input "
-        "| saved MiB ref / op incl. input | fewer bytes incl. input |",
-        "|" + "---|" * 13,
+        "| saved MiB ref / op incl. input | fewer bytes incl. input "
+        "| aten ms | aten / reference time | aten saved MiB beyond input |",
+        "|" + "---|" * 16,
     ]
 
     def times(seconds):
@@ -48,7 +49,13 @@ def ratio_table() -> list[str]:
             f"| {times(floor)} = {_ms(r['floor_products'][0])} + {_ms(r['floor_sort'][0])} "
             f"| {r['op'][0] / floor[0]:.2f} ({r['op'][1] / floor[1]:.2f}) "
             f"| {_mib(ref_extra)} / {_mib(op_extra)} ({op_extra} B) | {extra_ratio} "
-            f"| {_mib(ref_all)} / {_mib(op_all)} | {ref_all / op_all:.1f}x |"
+            f"| {_mib(ref_all)} / {_mib(op_all)} | {ref_all / op_all:.1f}x "
+            + (
+                f"| {times(r['aten'])} | {r['aten'][0] / r['reference'][0]:.2f} ({r['aten'][1] / r['reference'][1]:.2f}) "
+                f"| {_mib(r['aten_saved'][1])} |"
+                if "aten" in r
+                else "| | | |"
+            )
         )
     return lines
 

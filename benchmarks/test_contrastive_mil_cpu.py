@@ -3,7 +3,8 @@
 Run with ``python -m pytest benchmarks`` (see README); the summary at the end is a
 table of ratios measured in this one run. Nothing here asserts a time.
 
-* ``reference`` / ``op``: exact max over every k; ``*_k100``: the paper's num_k = 100.
+* ``reference`` / ``op``: exact max over every k; ``*_k100``: the paper's num_k = 100;
+  ``aten``: the device-generic implementation (``impl="aten"``) on the CPU.
 * ``floor``: what any implementation of the contract must do at least: the two
   matrix products (S = T T^T forward, (G + G^T) T backward) plus one keys-only sort
   of the n triangle values per image (numpy's sort, images shared over the same
@@ -32,6 +33,7 @@ IMPLEMENTATIONS = {
     "reference_k100": lambda x: reference.contrastive_mil(x, num_k=100),
     "op": lambda x: contrastive_mil(x),
     "op_k100": lambda x: contrastive_mil(x, num_k=100),
+    "aten": lambda x: contrastive_mil(x, impl="aten"),
 }
 
 
