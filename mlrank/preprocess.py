@@ -276,8 +276,6 @@ def preprocess(
 
 def _check_outputs(input_path: str, output_dir: str, report_path: str) -> None:
     """Refuse outputs that are files where folders belong, or that overlap the input."""
-    if not os.path.exists(input_path):
-        raise FileNotFoundError(f"input not found: {input_path}")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise NotADirectoryError(f"output folder (OUTPUT) {output_dir} is an existing file; OUTPUT must be a folder")
     if os.path.isdir(report_path):
