@@ -89,7 +89,9 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: torch sees no CUDA GPU (torch.cuda.is_available() is False); use --device cpu")
+            raise ValueError(
+                f"--device {name}: torch sees no CUDA GPU (torch.cuda.is_available() is False); use --device cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ValueError(f"--device {name}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
     return device
@@ -102,7 +104,7 @@ def whole_image_square(image: np.ndarray) -> Square:
 
 
 def model_input(image: np.ndarray, square: Square, size: int) -> torch.Tensor:
-    """The model's input [3, size, size]: `square` of the float RGB image, padded black, resized as the loaders resize."""
+    """The model's input [3, size, size]: `square` of the float RGB image, padded black, resized as loaders resize."""
     crop = crop_square(image, square)
     return Resize(size)(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))))
 
@@ -171,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and the heat maps")
     parser.add_argument("--threshold", type=float, default=0.5, help="P_i above which a component is manipulated")
     parser.add_argument("--no-heatmaps", action="store_true")
-    parser.add_argument("--detect-faces", action="store_true", help="score the largest face's crop, as preprocess makes it")
+    parser.add_argument("--detect-faces", action="store_true", help="score the largest face's crop, as preprocess")
     parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS), help="with --detect-faces")
     parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
     parser.add_argument("--margin", type=float, default=1.3, help="with --detect-faces: crop side / face side")
@@ -186,7 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         detect = create_detector(args.detector, args.detector_model)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
-    heat_maps = None if args.no_heatmaps else [output_dir / f"{i:05d}_{p.stem}_heatmap.png" for i, p in enumerate(paths)]
+    heat_maps = None
+    if not args.no_heatmaps:
+        heat_maps = [output_dir / f"{index:05d}_{path.stem}_heatmap.png" for index, path in enumerate(paths)]
     _check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
     cfg, _, model = load_model(args.checkpoint, device=device)
     size = cfg.data.image_size

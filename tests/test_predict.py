@@ -144,7 +144,8 @@ def test_detect_faces_scores_preprocess_crop_and_reports_faceless_images(tmp_pat
 
     assert status == 1
     assert "1 of 2 image(s) not scored (1 without a face)" in capsys.readouterr().err
-    assert records["empty.png"] == {"image": str(tmp_path / "in/empty.png"), "error": "no face found by the bright detector"}
+    no_face = {"image": str(tmp_path / "in/empty.png"), "error": "no face found by the bright detector"}
+    assert records["empty.png"] == no_face
     assert scores(records["photo.png"]) == scores(reference["face.png"])
     heat_map = cv2.imread(records["photo.png"]["heatmap"])[..., ::-1]
     assert heat_map.shape == (60, 80, 3)
