@@ -3,10 +3,28 @@
 For each image: the probability that it is fake, and (Seq-DeepFake models) the manipulated
 components in their predicted order with their probabilities, all in one JSON file
 (``predictions.json``, written atomically), plus a PNG heat map per image of each patch's mean
-similarity to the other patches, laid over the image: the contrastive-MIL view, where patches
-unlike the rest of the face are the suspect ones, drawn hot (red). SeeABLE checkpoints give the
-anomaly score only. A missing or corrupt image, or a checkpoint that does not fit its config, is an
-error naming it.
+similarity to the other patches, laid over the image at its own size: the contrastive-MIL view,
+where patches unlike the rest of the face are the suspect ones, drawn hot (red). SeeABLE
+checkpoints give the anomaly score only.
+
+Decisions:
+- Images are read by `mlrank.data.io.read_image`, the loaders' reader (EXIF orientation, 16-bit
+  and float files, the pixel bound).
+- The model sees what training saw: a square face crop. Without --detect-faces that is the
+  centred square around the whole image, padded black (a non-square photo keeps its aspect
+  ratio); with it, preprocess's crop of the largest face (`mlrank.preprocess.face_square`, the
+  same detector registry, --margin 1.3 as there). The square is resized by the loaders'
+  `builders.Resize`, so a preprocessed square crop is fed exactly as evaluation feeds it.
+- A square upscaled more than UPSCALE_WARNING = 2x to reach the model's input is scored with a
+  warning (stderr and the record's "warnings"): the model has not seen such blur.
+- An image that cannot be read (corrupt, truncated, too large, bad values) or in which no face is
+  found is listed in predictions.json as {"image", "error"} and the run goes on; the exit status
+  is then 1 and the message counts them. A missing input or checkpoint, or a checkpoint that does
+  not fit its config, is an error before anything runs.
+- --output-dir must not be, contain or lie inside an input; predictions.json and heat maps that
+  exist already are an error unless --overwrite.
+- --device auto uses CUDA when torch sees a GPU. The MIL score and the heat map are computed on
+  the CPU from the (few) patch tokens, so a GPU run needs no CUDA build of mlrank's op.
 """
 
 from __future__ import annotations
@@ -14,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -23,12 +42,23 @@ import torch
 
 from mlrank.builders import Resize, is_binary
 from mlrank.config import Config
-from mlrank.data.io import is_image_file, natural_sort_key, read_rgb
+from mlrank.data.io import (
+    check_output_apart,
+    is_image_file,
+    natural_sort_key,
+    read_image,
+    refuse_existing_outputs,
+    to_bgr8,
+)
 from mlrank.data.vocab import names_of
 from mlrank.decoding import decode
 from mlrank.evaluate import load_model
 from mlrank.ops import contrastive_mil
+from mlrank.preprocess import DETECTORS, Square, check_margin, create_detector, crop_square, face_square, largest_face
 from mlrank.runs import atomic_write_bytes, atomic_write_json
+
+UPSCALE_WARNING = 2.0
+PREDICTIONS_NAME = "predictions.json"
 
 
 def find_images(inputs: Sequence[str]) -> list[Path]:
@@ -47,6 +77,38 @@ def find_images(inputs: Sequence[str]) -> list[Path]:
     return images
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device of --device: "auto" (CUDA when torch sees a GPU, else the CPU), "cpu", "cuda" or "cuda:N"."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {name}: torch sees no CUDA GPU (torch.cuda.is_available() is False); use --device cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: torch sees only {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
+
+
+def whole_image_square(image: np.ndarray) -> Square:
+    """The centred square around the whole image (side = its longer side)."""
+    height, width = image.shape[:2]
+    return face_square((0, 0, width, height), 1.0)
+
+
+def model_input(image: np.ndarray, square: Square, size: int) -> torch.Tensor:
+    """The model's input [3, size, size]: `square` of the float RGB image, padded black, resized as loaders resize."""
+    crop = crop_square(image, square)
+    return Resize(size)(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))))
+
+
 def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Each patch's mean rectified similarity to the other patches, as an (h, w) map in [0, 1]."""
     similarity = (tokens @ tokens.transpose(-1, -2)).relu()
@@ -55,16 +117,21 @@ def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.T
     return mean_to_others.reshape(grid)
 
 
-def heat_map_png(image: torch.Tensor, similarity_map: torch.Tensor) -> bytes:
-    """The image with low-similarity patches drawn hot, as PNG bytes."""
-    height, width = image.shape[-2:]
+def heat_map_png(image: np.ndarray, similarity_map: torch.Tensor, square: Square) -> bytes:
+    """The float RGB image at its own size, the model's view `square` in it coloured hot where similarity is low."""
+    left, top, side = square
     suspicion = 1.0 - similarity_map.float()
     spread = suspicion.max() - suspicion.min()
     suspicion = (suspicion - suspicion.min()) / spread if spread > 0 else torch.zeros_like(suspicion)
-    heat = cv2.resize(suspicion.numpy().astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    heat = cv2.resize(suspicion.numpy().astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
     colours = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
-    picture = cv2.cvtColor((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".png", cv2.addWeighted(picture, 0.55, colours, 0.45, 0.0))
+    picture = to_bgr8(image)
+    height, width = picture.shape[:2]
+    x0, y0, x1, y1 = max(left, 0), max(top, 0), min(left + side, width), min(top + side, height)
+    if x1 > x0 and y1 > y0:
+        seen = colours[y0 - top : y1 - top, x0 - left : x1 - left]
+        picture[y0:y1, x0:x1] = cv2.addWeighted(picture[y0:y1, x0:x1], 0.55, seen, 0.45, 0.0)
+    ok, encoded = cv2.imencode(".png", picture)
     if not ok:
         raise RuntimeError("could not encode the heat map as PNG")
     return encoded.tobytes()
@@ -72,15 +139,20 @@ def heat_map_png(image: torch.Tensor, similarity_map: torch.Tensor) -> bytes:
 
 @torch.no_grad()
 def predict_image(cfg: Config, model: Any, image: torch.Tensor, threshold: float) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """The prediction record of one resized image, and its similarity map (None for SeeABLE)."""
+    """The prediction record of one model input [3, S, S], and its similarity map (None for SeeABLE).
+
+    The image goes to the model's device; the record and the map come back on the CPU.
+    """
+    batch = image[None].to(next(model.parameters()).device)
     if cfg.method == "seeable":
         from mlrank.seeable import training
 
-        return {"anomaly_score": float(training.score_images(cfg, model, image[None])[0])}, None
-    outputs = model(image[None])
-    probs = outputs["logits"].float().sigmoid()[0]
-    mil_prob = float(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0][0])
-    similarity = patch_similarity_map(outputs["tokens"][0].float(), outputs["grid"])
+        return {"anomaly_score": float(training.score_images(cfg, model, batch)[0])}, None
+    outputs = model(batch)
+    probs = outputs["logits"].float().sigmoid()[0].cpu()
+    tokens = outputs["tokens"].float().cpu()
+    mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
+    similarity = patch_similarity_map(tokens[0], outputs["grid"])
     if is_binary(cfg):
         return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
     names = names_of(cfg.data.subset)
@@ -94,33 +166,83 @@ def predict_image(cfg: Config, model: Any, image: torch.Tensor, threshold: float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: 0 when every image was scored, 1 when some could not be."""
     parser = argparse.ArgumentParser(prog="python -m mlrank.predict", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and the heat maps")
     parser.add_argument("--threshold", type=float, default=0.5, help="P_i above which a component is manipulated")
     parser.add_argument("--no-heatmaps", action="store_true")
+    parser.add_argument("--detect-faces", action="store_true", help="score the largest face's crop, as preprocess")
+    parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS), help="with --detect-faces")
+    parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
+    parser.add_argument("--margin", type=float, default=1.3, help="with --detect-faces: crop side / face side")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    parser.add_argument("--overwrite", action="store_true", help="replace predictions and heat maps that exist")
     args = parser.parse_args(argv)
 
-    cfg, _, model = load_model(args.checkpoint)
+    device = resolve_device(args.device)
+    detect = None
+    if args.detect_faces:
+        check_margin(args.margin)
+        detect = create_detector(args.detector, args.detector_model)
     paths = find_images(args.images)
-    resize = Resize(cfg.data.image_size)
     output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    records = []
+    heat_maps = None
+    if not args.no_heatmaps:
+        heat_maps = [output_dir / f"{index:05d}_{path.stem}_heatmap.png" for index, path in enumerate(paths)]
+    _check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
+    cfg, _, model = load_model(args.checkpoint, device=device)
+    size = cfg.data.image_size
+
+    records, failures = [], Counter()
     for index, path in enumerate(paths):
-        image = resize(read_rgb(path))
-        record, similarity = predict_image(cfg, model, image, args.threshold)
-        record = {"image": str(path), **record}
-        if similarity is not None and not args.no_heatmaps:
-            heat_map = output_dir / f"{index:05d}_{path.stem}_heatmap.png"
-            atomic_write_bytes(heat_map, heat_map_png(image, similarity))
-            record["heatmap"] = str(heat_map)
+        try:
+            image = read_image(path)
+        except (ValueError, OSError) as error:
+            records.append({"image": str(path), "error": str(error)})
+            failures["unreadable"] += 1
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            continue
+        square = whole_image_square(image)
+        if detect is not None:
+            box = largest_face(detect(to_bgr8(image)))
+            if box is None:
+                records.append({"image": str(path), "error": f"no face found by the {args.detector} detector"})
+                failures["without a face"] += 1
+                print(f"{path}: no face found", file=sys.stderr, flush=True)
+                continue
+            square = face_square(box, args.margin)
+        prediction, similarity = predict_image(cfg, model, model_input(image, square, size), args.threshold)
+        record = {"image": str(path), **prediction}
+        if square[2] * UPSCALE_WARNING < size:
+            record["warnings"] = [
+                f"upscaled {size / square[2]:.1f}x: the {'face' if detect else 'image'} is {square[2]} px across, "
+                f"far smaller than the model's {size} px input"
+            ]
+            print(f"warning: {path}: {record['warnings'][0]}", file=sys.stderr, flush=True)
+        if similarity is not None and heat_maps is not None:
+            atomic_write_bytes(heat_maps[index], heat_map_png(image, similarity, square))
+            record["heatmap"] = str(heat_maps[index])
         records.append(record)
         print(_summary(record), flush=True)
-    atomic_write_json(output_dir / "predictions.json", records)
-    print(f"{len(records)} predictions written to {output_dir / 'predictions.json'}")
+    atomic_write_json(output_dir / PREDICTIONS_NAME, records)
+    scored = len(records) - sum(failures.values())
+    print(f"{scored} prediction(s) written to {output_dir / PREDICTIONS_NAME}")
+    if failures:
+        counts = ", ".join(f"{count} {reason}" for reason, count in failures.items())
+        print(f"{sum(failures.values())} of {len(records)} image(s) not scored ({counts}); "
+              f"listed with the reason in {output_dir / PREDICTIONS_NAME}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_outputs(output_dir: Path, inputs: Sequence[str], outputs: list[Path], overwrite: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"--output-dir {output_dir} is an existing file; it must be a folder")
+    check_output_apart(output_dir, "--output-dir", inputs)
+    if not overwrite:
+        refuse_existing_outputs([path for path in outputs if path.exists()])
 
 
 def _summary(record: dict[str, Any]) -> str:

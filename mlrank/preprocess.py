@@ -1,7 +1,7 @@
 """Videos or images to square face crops: `python -m mlrank.preprocess INPUT OUTPUT`.
 
     python -m mlrank.preprocess INPUT OUTPUT [--frames-per-video 32] [--margin 1.3] [--size 256]
-        [--detector haar|yunet] [--detector-model FILE] [--report FILE] [--no-progress]
+        [--detector haar|yunet] [--detector-model FILE] [--report FILE] [--overwrite] [--no-progress]
 
 INPUT is a video, an image, or a folder searched recursively for both. A video `a/b.mp4` gives
 `OUTPUT/a/b/<frame index>.png`, one folder per video; an image `a/c.jpg` gives `OUTPUT/a/c.png`, so
@@ -11,10 +11,22 @@ that end early are listed in a JSON report (default `OUTPUT/preprocess_report.js
 on stdout; nothing is skipped silently.
 
 Decisions:
+- No run writes over an input: OUTPUT and the report must not be, contain or lie inside INPUT
+  (`preprocess faces/ faces/` and `preprocess photo.png .` are errors naming both), and the output
+  of every input is checked the same way after following symbolic links. Outputs that exist already
+  (a crop, a video's frame folder, the report) are an error unless --overwrite is given, which
+  replaces the files this run writes and deletes nothing.
+- --margin must be finite and in (0, MAX_MARGIN = 10], --size in [1, MAX_CROP_SIZE = 4096]: the
+  padded square is held in memory before it is resized, so larger values only exhaust memory.
+- Images are read by `mlrank.data.io.read_image`, the loaders' reader: EXIF orientation applied,
+  16-bit and float files scaled by their true range, oversized files refused. Crops are 8-bit,
+  the depth of video frames and of the public deepfake data sets.
 - Detectors sit in a registry (`register_detector`), each a factory taking an optional weights
   file and returning a function from a BGR image to (x, y, w, h) boxes.
   "haar" (the default) is OpenCV's frontal-face Haar cascade, whose XML files ship inside the
-  pinned OpenCV 4 wheel (OpenCV 5 wheels dropped them), so it works offline out of the box.
+  OpenCV 4 wheels that mlrank's dependencies ask for (opencv-python-headless>=4.8,<5; OpenCV 5
+  wheels dropped them), so it works offline out of the box; without them it is an error naming
+  the fix.
   "yunet" is OpenCV's FaceDetectorYN, a small CNN and far more reliable than Haar on the rotated,
   blurred and compressed faces of deepfake videos; its weights (`face_detection_yunet_2023mar.onnx`,
   opencv_zoo) ship with no installable package, so --detector-model must name the file.
@@ -33,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -42,13 +55,28 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mlrank.data.io import IMAGE_EXTENSIONS, check_frames_per_video, evenly_spaced_indices
+from mlrank.data.io import (
+    IMAGE_EXTENSIONS,
+    check_frames_per_video,
+    check_output_apart,
+    evenly_spaced_indices,
+    read_image,
+    refuse_existing_outputs,
+    to_bgr8,
+)
 from mlrank.runs import atomic_write_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 REPORT_NAME = "preprocess_report.json"
+MAX_MARGIN = 10.0
+MAX_CROP_SIZE = 4096
+OPENCV_4 = "opencv-python-headless>=4.8,<5"
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
+Square = tuple[int, int, int]  # left, top, side in pixels; may reach outside the image
+# the project's user-error types: a one-line message and exit status 2
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+               PermissionError)
 FaceDetector = Callable[[np.ndarray], list[Box]]
 DetectorFactory = Callable[[str | None], FaceDetector]
 
@@ -85,7 +113,7 @@ def yunet_detector(model_path: str | None, score_threshold: float = 0.9) -> Face
             "(from opencv_zoo, models/face_detection_yunet)"
         )
     if not hasattr(cv2, "FaceDetectorYN"):
-        raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN (needs OpenCV >= 4.5.4)")
+        raise ValueError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; install {OPENCV_4!r}")
     network = cv2.FaceDetectorYN.create(model_path, "", (320, 320), score_threshold)
 
     def detect(image: np.ndarray) -> list[Box]:
@@ -100,16 +128,26 @@ def yunet_detector(model_path: str | None, score_threshold: float = 0.9) -> Face
 @register_detector("haar")
 def haar_detector(model_path: str | None) -> FaceDetector:
     """OpenCV's Haar cascade (frontal face), shipped with the OpenCV 4 wheels."""
+    fix = (
+        f"install OpenCV 4 (pip install {OPENCV_4!r}, the version mlrank declares), pass --detector-model "
+        "CASCADE.xml, or use --detector yunet"
+    )
     cascade_class = getattr(cv2, "CascadeClassifier", None)
     if cascade_class is None:
-        raise RuntimeError(
-            f"OpenCV {cv2.__version__} has no CascadeClassifier (OpenCV 5 moved it to opencv_contrib); "
-            "use --detector yunet, or an OpenCV 4 build"
+        raise ValueError(
+            f"the haar detector needs cv2.CascadeClassifier, which OpenCV {cv2.__version__} lacks "
+            f"(OpenCV 5 moved it to opencv_contrib): {fix}"
         )
-    cascade_folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    path = model_path or os.path.join(cascade_folder, "haarcascade_frontalface_default.xml")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Haar cascade file not found: {path}; pass --detector-model CASCADE.xml")
+    if model_path is None:
+        cascade_folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
+        path = os.path.join(cascade_folder or "", "haarcascade_frontalface_default.xml")
+        if not cascade_folder or not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"OpenCV {cv2.__version__} ships no Haar cascade (haarcascade_frontalface_default.xml, "
+                f"looked for in cv2.data.haarcascades = {cascade_folder!r}): {fix}"
+            )
+    else:
+        path = model_path
     cascade = cascade_class(path)
     if cascade.empty():
         raise ValueError(f"cannot load Haar cascade {path}")
@@ -122,20 +160,30 @@ def haar_detector(model_path: str | None) -> FaceDetector:
     return detect
 
 
-def crop_face(image: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
-    """The square of side margin * max(w, h) centred on `box`, padded black outside the image, resized to size."""
+def face_square(box: Box, margin: float) -> Square:
+    """The square of side margin * max(w, h) centred on `box`, as (left, top, side)."""
     x, y, width, height = box
     side = max(1, int(round(max(width, height) * margin)))
-    left = int(round(x + width / 2 - side / 2))
-    top = int(round(y + height / 2 - side / 2))
+    return int(round(x + width / 2 - side / 2)), int(round(y + height / 2 - side / 2)), side
+
+
+def crop_square(image: np.ndarray, square: Square) -> np.ndarray:
+    """The pixels of `square` at the image's resolution, padded black where it leaves the image."""
+    left, top, side = square
     image_height, image_width = image.shape[:2]
     crop = np.zeros((side, side) + image.shape[2:], dtype=image.dtype)
     x0, y0 = max(left, 0), max(top, 0)
     x1, y1 = min(left + side, image_width), min(top + side, image_height)
     if x1 > x0 and y1 > y0:
         crop[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
-    interpolation = cv2.INTER_AREA if side > size else cv2.INTER_CUBIC
-    return cv2.resize(crop, (size, size), interpolation=interpolation)
+    return crop
+
+
+def crop_face(image: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
+    """The square of side margin * max(w, h) centred on `box`, padded black outside the image, resized to size."""
+    square = face_square(box, margin)
+    interpolation = cv2.INTER_AREA if square[2] > size else cv2.INTER_CUBIC
+    return cv2.resize(crop_square(image, square), (size, size), interpolation=interpolation)
 
 
 def largest_face(boxes: list[Box]) -> Box | None:
@@ -167,6 +215,14 @@ class PreprocessReport:
         )
 
 
+def check_margin(margin: float) -> None:
+    """Raise a ValueError naming --margin unless it is a finite number in (0, MAX_MARGIN]."""
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)):
+        raise TypeError(f"margin (--margin) must be a number, got {type(margin).__name__}")
+    if not (math.isfinite(margin) and 0 < margin <= MAX_MARGIN):
+        raise ValueError(f"margin (--margin) must be a finite number in (0, {MAX_MARGIN:g}], got {margin}")
+
+
 def preprocess(
     input_path: str | os.PathLike,
     output_dir: str | os.PathLike,
@@ -177,20 +233,27 @@ def preprocess(
     detector_model: str | None = None,
     report_path: str | os.PathLike | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PreprocessReport:
     """Write face crops of every video and image under `input_path` to `output_dir`; returns the report.
 
     The report is also written as JSON to `report_path` (default OUTPUT/preprocess_report.json).
+    Outputs that exist already are an error (FileExistsError) unless `overwrite`.
     """
     input_path, output_dir = os.fspath(input_path), os.fspath(output_dir)
-    if margin <= 0:
-        raise ValueError(f"margin must be > 0, got {margin}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+    check_margin(margin)
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"size (--size) must be an int, got {type(size).__name__}")
+    if not 1 <= size <= MAX_CROP_SIZE:
+        raise ValueError(f"size (--size) must be in [1, {MAX_CROP_SIZE}] pixels, got {size}")
     check_frames_per_video(frames_per_video)
-    detect = create_detector(detector, detector_model)
     report_path = os.fspath(report_path) if report_path is not None else os.path.join(output_dir, REPORT_NAME)
-    media, ignored = find_media(input_path, skip=output_dir)
+    _check_outputs(input_path, output_dir, report_path)
+    detect = create_detector(detector, detector_model)
+    media, ignored = find_media(input_path)
+    existing = _existing_outputs(media, input_path, output_dir, report_path)
+    if not overwrite:
+        refuse_existing_outputs(existing)
     report = PreprocessReport(
         settings=dict(
             input=input_path, output=output_dir, frames_per_video=frames_per_video, margin=margin,
@@ -211,12 +274,36 @@ def preprocess(
     return report
 
 
+def _check_outputs(input_path: str, output_dir: str, report_path: str) -> None:
+    """Refuse outputs that are files where folders belong, or that overlap the input."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise NotADirectoryError(f"output folder (OUTPUT) {output_dir} is an existing file; OUTPUT must be a folder")
+    if os.path.isdir(report_path):
+        raise IsADirectoryError(f"report (--report) {report_path} is a folder; it must be a file path")
+    check_output_apart(output_dir, "output folder (OUTPUT)", [input_path])
+    check_output_apart(report_path, "report (--report)", [input_path])
+
+
+def _existing_outputs(
+    media: list[tuple[str, str, str]], input_path: str, output_dir: str, report_path: str
+) -> list[str]:
+    """The outputs of this run that exist already; raises if one resolves into the input (a symbolic link)."""
+    existing = [report_path] if os.path.exists(report_path) else []
+    for _, relative, kind in media:
+        output = os.path.join(output_dir, os.path.splitext(relative)[0]) + (".png" if kind == "image" else "")
+        check_output_apart(output, "output", [input_path])
+        if os.path.isfile(output) or (os.path.isdir(output) and os.listdir(output)):
+            existing.append(output)
+    return existing
+
+
 def _crop_image(
     path: str, relative: str, output: str, detect: FaceDetector, margin: float, size: int, report: PreprocessReport
 ) -> None:
-    image = _read_image(path)
-    if image is None:
-        report.unreadable[relative] = "cannot decode image"
+    try:
+        image = to_bgr8(read_image(path))
+    except (ValueError, OSError) as error:
+        report.unreadable[relative] = str(error)
         return
     box = largest_face(detect(image))
     if box is None:
@@ -250,11 +337,10 @@ def _crop_video(
         report.frames_without_faces[relative] = faceless
 
 
-def find_media(input_path: str, skip: str | None = None) -> tuple[list[tuple[str, str, str]], list[str]]:
+def find_media(input_path: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """(path, path relative to input, "video" | "image") of every input, and the relative paths of other files.
 
-    A folder is searched recursively in sorted order, passing over hidden entries and `skip` (the
-    output folder, should it lie inside the input).
+    A folder is searched recursively in sorted order, passing over hidden entries.
     """
     if os.path.isfile(input_path):
         kind = _media_kind(input_path)
@@ -263,13 +349,9 @@ def find_media(input_path: str, skip: str | None = None) -> tuple[list[tuple[str
         return [(input_path, os.path.basename(input_path), kind)], []
     if not os.path.isdir(input_path):
         raise FileNotFoundError(f"input not found: {input_path}")
-    skip_real = os.path.realpath(skip) if skip is not None else None
     media, ignored, outputs = [], [], {}
     for folder, subfolders, files in os.walk(input_path):
-        subfolders[:] = sorted(
-            name for name in subfolders
-            if not name.startswith(".") and os.path.realpath(os.path.join(folder, name)) != skip_real
-        )
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         for name in sorted(files):
             if name.startswith("."):
                 continue
@@ -347,12 +429,6 @@ def _media_kind(path: str) -> str | None:
     return None
 
 
-def _read_image(path: str) -> np.ndarray | None:
-    # imdecode over the bytes rather than imread, which fails on non-ASCII paths on some platforms
-    data = np.fromfile(path, dtype=np.uint8)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-
-
 def _write_png(path: str, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
@@ -373,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS))
     parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
     parser.add_argument("--report", help=f"JSON report path (default OUTPUT/{REPORT_NAME})")
+    parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
     if args.frames_per_video < 0:
@@ -381,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         report = preprocess(
             args.input, args.output, frames_per_video=args.frames_per_video or None, margin=args.margin,
             size=args.size, detector=args.detector, detector_model=args.detector_model,
-            report_path=args.report, progress=not args.no_progress,
+            report_path=args.report, progress=not args.no_progress, overwrite=args.overwrite,
         )
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(report.summary())

@@ -2,10 +2,13 @@
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
 import pytest
+from packaging.requirements import Requirement
+from PIL import Image
 
 from mlrank import preprocess as pp
 from mlrank.data.binary import FrameFolderDataset
@@ -223,20 +226,145 @@ def test_cli_errors_are_clear(tmp_path, bright, capsys):
     assert "--detector-model" in capsys.readouterr().err
 
 
-def test_inputs_that_would_collide_and_output_inside_input(tmp_path, bright):
+def test_inputs_that_would_collide(tmp_path, bright):
     write_video(tmp_path / "in/a.avi", [frame_with_square(1, 1, 8)] * 2)
-    write_image(tmp_path / "in/b.png", frame_with_square(1, 1, 8))
-    first = pp.preprocess(tmp_path / "in", tmp_path / "in/crops", size=8, detector=bright, progress=False)
-    again = pp.preprocess(tmp_path / "in", tmp_path / "in/crops", size=8, detector=bright, progress=False)
-    assert first.inputs == again.inputs == 2  # the crops under in/crops are not taken as inputs
     write_video(tmp_path / "in/a.mp4", [frame_with_square(1, 1, 8)] * 2)
     with pytest.raises(ValueError, match="a.avi and a.mp4 would write to the same output"):
         pp.preprocess(tmp_path / "in", tmp_path / "out", detector=bright, progress=False)
 
 
+def snapshot(folder):
+    """{relative path: bytes} of every file under folder."""
+    return {
+        os.path.relpath(os.path.join(root, name), folder): open(os.path.join(root, name), "rb").read()
+        for root, _, names in os.walk(folder) for name in names
+    }
+
+
+def test_output_that_is_contains_or_lies_inside_the_input_is_refused(tmp_path, bright, capsys, monkeypatch):
+    write_image(tmp_path / "faces/a.png", frame_with_square(10, 8, 20))
+    write_image(tmp_path / "faces/sub/b.png", frame_with_square(4, 4, 20))
+    before = snapshot(tmp_path)
+    common = ["--detector", bright, "--no-progress"]
+    faces = str(tmp_path / "faces")
+    cases = [
+        ([faces, faces], rf"output folder \(OUTPUT\) {re.escape(faces)} is the input {re.escape(faces)}"),
+        ([faces, str(tmp_path / "faces/crops")], "lies inside the input"),
+        ([str(tmp_path / "faces/a.png"), str(tmp_path / "faces")], "contains the input .*a.png"),
+        ([faces, str(tmp_path / "out"), "--report", str(tmp_path / "faces/r.json")], "report .*r.json lies inside"),
+        ([str(tmp_path / "faces/a.png"), str(tmp_path / "out"), "--report", str(tmp_path / "faces/a.png")],
+         "report .*a.png is the input"),
+    ]
+    for arguments, message in cases:
+        assert pp.main([*arguments, *common]) == 2
+        assert re.search(message, capsys.readouterr().err), message
+    monkeypatch.chdir(tmp_path / "faces")
+    assert pp.main(["a.png", ".", *common]) == 2  # python -m mlrank.preprocess photo.png .
+    assert "contains the input a.png" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before  # no input replaced, nothing written
+
+
+def test_output_reaching_into_the_input_through_a_link_is_refused(tmp_path, bright):
+    write_image(tmp_path / "in/sub/a.png", frame_with_square(10, 8, 20))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/sub").symlink_to(tmp_path / "in/sub")  # out/sub/a.png would be in/sub/a.png
+    before = snapshot(tmp_path / "in")
+    with pytest.raises(ValueError, match="output .*out/sub/a.png lies inside the input"):
+        pp.preprocess(tmp_path / "in", tmp_path / "out", detector=bright, progress=False, overwrite=True)
+    assert snapshot(tmp_path / "in") == before
+
+
+def test_existing_outputs_are_replaced_only_with_overwrite(tmp_path, bright, capsys):
+    write_image(tmp_path / "in/a.png", frame_with_square(10, 8, 20))
+    write_video(tmp_path / "in/clip.avi", [frame_with_square(10, 10, 12)] * 2)
+    arguments = [str(tmp_path / "in"), str(tmp_path / "out"), "--detector", bright, "--size", "16", "--no-progress"]
+    assert pp.main(arguments) == 0
+    first = snapshot(tmp_path / "out")
+    assert sorted(first) == ["a.png", "clip/000000.png", "clip/000001.png", pp.REPORT_NAME]
+
+    (tmp_path / "out/a.png").write_bytes(b"the user's edit")
+    assert pp.main(arguments) == 2
+    assert "3 output(s) already exist" in capsys.readouterr().err  # the report, a.png, clip/
+    assert (tmp_path / "out/a.png").read_bytes() == b"the user's edit"
+
+    assert pp.main([*arguments, "--overwrite"]) == 0
+    assert snapshot(tmp_path / "out") == first
+    # an existing report alone also counts
+    assert pp.main([str(tmp_path / "in/a.png"), str(tmp_path / "out2"), "--detector", bright, "--no-progress",
+                    "--report", str(tmp_path / "out/preprocess_report.json")]) == 2
+    assert "1 output(s) already exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--margin", "inf"], r"--margin.* must be a finite number in \(0, 10\], got inf"),
+    (["--margin", "nan"], "--margin.* got nan"),
+    (["--margin", "1e5"], "--margin.* got 100000.0"),
+    (["--margin", "-1"], "--margin"),
+    (["--size", "100000"], r"--size.* must be in \[1, 4096\] pixels, got 100000"),
+    (["--size", "0"], "--size"),
+])
+def test_bad_options_are_errors_naming_the_option(tmp_path, bright, capsys, arguments, message):
+    write_image(tmp_path / "in/a.png", frame_with_square(1, 1, 4))
+    assert pp.main([str(tmp_path / "in"), str(tmp_path / "out"), "--detector", bright, *arguments]) == 2
+    error = capsys.readouterr().err
+    assert re.search(message, error) and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_that_is_an_existing_file_is_an_error(tmp_path, bright, capsys):
+    write_image(tmp_path / "in/a.png", frame_with_square(1, 1, 4))
+    (tmp_path / "out").write_text("notes")
+    assert pp.main([str(tmp_path / "in"), str(tmp_path / "out"), "--detector", bright]) == 2
+    assert "output folder (OUTPUT) " in capsys.readouterr().err
+    assert (tmp_path / "out").read_text() == "notes"
+    assert pp.main([str(tmp_path / "in"), str(tmp_path / "out2"), "--detector", bright, "--report", str(tmp_path)]) == 2
+    assert "report (--report)" in capsys.readouterr().err
+
+
+def test_16_bit_float_and_rotated_images_are_cropped_like_the_loaders_read_them(tmp_path, bright):
+    square = frame_with_square(10, 8, 20)  # 8-bit BGR: 40 background, 255 square
+    write_image(tmp_path / "in/eight.png", square)
+    write_image(tmp_path / "in/sixteen.png", square.astype(np.uint16) * 257)
+    write_image(tmp_path / "in/float.tiff", square.astype(np.float32) / 255)
+    rotated = np.ascontiguousarray(np.rot90(square, 1))  # stored rotated, EXIF 6 turns it back upright
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rotated[:, :, ::-1]).save(tmp_path / "in/exif.png", exif=exif)
+
+    report = pp.preprocess(tmp_path / "in", tmp_path / "out", margin=2.0, size=40, detector=bright, progress=False)
+
+    assert report.crops_written == 4 and report.unreadable == {}
+    expected = cv2.imread(str(tmp_path / "out/eight.png"))
+    # margin 2 around the 20-pixel square at (10, 8): columns 0..39, rows -2..37, so 2 black rows on top
+    assert (expected[:2] == 0).all() and (expected[2:8, :10] == 40).all() and (expected[12:30, 12:28] == 255).all()
+    for name in ("sixteen", "float", "exif"):
+        assert np.array_equal(cv2.imread(str(tmp_path / f"out/{name}.png")), expected), name
+
+
+def test_missing_haar_cascade_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(pp.cv2.data, "haarcascades", str(tmp_path))  # an OpenCV build without the XML files
+    with pytest.raises(FileNotFoundError, match="ships no Haar cascade.*pip install 'opencv-python-headless>=4.8,<5'"):
+        pp.create_detector("haar")
+    monkeypatch.delattr(pp.cv2, "CascadeClassifier")  # OpenCV 5
+    with pytest.raises(ValueError, match="lacks .*pip install 'opencv-python-headless>=4.8,<5'.*--detector yunet"):
+        pp.create_detector("haar")
+
+
+def test_declared_opencv_is_4_which_ships_the_cascade():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    (opencv,) = [Requirement(d) for d in dependencies if Requirement(d).name == "opencv-python-headless"]
+    assert not opencv.specifier.contains("5.0.0") and opencv.specifier.contains("4.8.0")
+    with open(os.path.join(root, "constraints.txt")) as file:
+        (pin,) = [line.split("==")[1].strip() for line in file if line.startswith("opencv-python-headless==")]
+    assert opencv.specifier.contains(pin) and pin.startswith("4.")
+
+
 def test_bad_settings(tmp_path, bright):
     write_image(tmp_path / "in/a.png", frame_with_square(1, 1, 4))
-    with pytest.raises(ValueError, match="margin must be > 0"):
+    with pytest.raises(ValueError, match="margin .* must be a finite number"):
         pp.preprocess(tmp_path / "in", tmp_path / "out", margin=0, detector=bright)
     with pytest.raises(ValueError, match="frames_per_video must be >= 1"):
         pp.preprocess(tmp_path / "in", tmp_path / "out", frames_per_video=0, detector=bright)
