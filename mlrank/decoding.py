@@ -2,12 +2,12 @@
 
 A *sequence* is an integer tensor (B, T) of component ids 1..L in the order the components were
 manipulated, padded with 0 on the right: Seq-DeepFake's format, T = 5. An all-zero row is a genuine
-image. Decoding (method.md section 7) keeps the components with P_i > threshold, ordered by
+image. Decoding (docs/method.md section 7) keeps the components with P_i > threshold, ordered by
 decreasing P_i.
 
 Decisions:
 - Ties between equal probabilities go to the lower component index first, the rule the paper's rank
-  o_i needs (method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
+  o_i needs (docs/method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
   the metrics, so decoding and training agree on every tie.
 - The threshold is strict: P_i == threshold is not a detection.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
@@ -113,7 +113,7 @@ def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
 
 
 def decode(probs: torch.Tensor, threshold: float = 0.5, length: int = SEQUENCE_LENGTH) -> torch.Tensor:
-    """Predicted sequences from fused probabilities (method.md section 7).
+    """Predicted sequences from fused probabilities (docs/method.md section 7).
 
     Args:
         probs: (B, L) fused probabilities P_i in [0, 1].

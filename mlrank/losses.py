@@ -1,4 +1,4 @@
-"""Training targets and losses of the paper (method.md sections 1, 3-6), as functions on tensors.
+"""Training targets and losses of the paper (docs/method.md sections 1, 3-6), as functions on tensors.
 
     L_Total = L_CLS + lambda1 L_BCE + lambda2 L_Rank                       (eq. 15)
 
@@ -15,11 +15,11 @@ Decisions:
 - l_MIL clamps P(x) to [1e-6, 1 - 1e-6] so that the log never sees 0 or 1 (P(x) = 0 exactly when all
   similarities are equal); computed in at least float32.
 - l_Reg = 1 - mean(u) ("mean", the default) or n (1 - mean(u)) ("sum", eq. 11 as printed), on real
-  images only (method.md section 3).
+  images only (docs/method.md section 3).
 - The rank weights are computed from the fused logits, not from sigmoid(logits): the ranking is the
   same, but a saturated sigmoid would create ties that the logits do not have.
 - Binary mode is L = 1 (one logit per head): sequences may be (B, T) with id 1 for a fake, or a (B,)
-  vector of 0/1 labels; there is no rank loss (method.md section 2).
+  vector of 0/1 labels; there is no rank loss (docs/method.md section 2).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def sequence_targets(
 
 
 def rank_weights(probs: torch.Tensor, sequences: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
-    """Weights w_i of the rank loss (eq. 13, method.md section 5), without gradient.
+    """Weights w_i of the rank loss (eq. 13, docs/method.md section 5), without gradient.
 
     o_i ranks ``probs`` in non-increasing order (1 = largest), ties to the lower component index
     first; with |Y| the number of manipulated components:

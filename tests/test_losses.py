@@ -10,7 +10,7 @@ from mlrank.decoding import decode, descending_ranks
 from mlrank.losses import bce_loss, cls_loss, rank_loss, rank_weights, sequence_targets, total_loss
 from mlrank.ops import reference
 
-WORKED_EXAMPLE = torch.tensor([[4, 2, 0, 0, 0]])  # method.md section 1: L = 5, Y = (4, 2)
+WORKED_EXAMPLE = torch.tensor([[4, 2, 0, 0, 0]])  # docs/method.md section 1: L = 5, Y = (4, 2)
 
 
 def unit_tokens(batch, num_tokens=9, dim=8, seed=0, requires_grad=False):

@@ -1,4 +1,4 @@
-"""The multi-label ranking model of Hong, Hsu and Liu (CVPR 2024), method.md section 2.
+"""The multi-label ranking model of Hong, Hsu and Liu (CVPR 2024), docs/method.md section 2.
 
     images -> backbone levels -> FPN map (d, h, w) -> 1x1 projection to d -> N = h w tokens
     -> rows l2-normalised (optional) = U;  append L class tokens V;  encoder layer phi -> (U~, V~)
