@@ -23,22 +23,14 @@ from pathlib import Path
 
 import torch
 
-from mlrank.ops import compiled_with_cuda, contrastive_mil, reference
+from mlrank.ops import compiled_with_cuda, contrastive_mil, reference, testing
 
 SHAPES = [(32, 144, 256), (8, 576, 256), (8, 1024, 256)]
 
 
 def make_tokens(shape: tuple[int, int, int], kind: str) -> torch.Tensor:
-    batch, num_tokens, dim = shape
-    generator = torch.Generator().manual_seed(0)
-    if kind == "random":
-        tokens = torch.randn(batch, num_tokens, dim, generator=generator)
-    else:  # two noisy clusters per image, as the tokens of a trained encoder
-        centres = torch.randn(batch, 2, dim, generator=generator)
-        members = (torch.rand(batch, num_tokens, generator=generator) < 0.3).long()
-        noise = torch.randn(batch, num_tokens, dim, generator=generator)
-        tokens = centres[torch.arange(batch)[:, None], members] + 0.6 * noise
-    return torch.nn.functional.normalize(tokens, dim=-1).cuda()
+    make = testing.unit_tokens if kind == "random" else testing.clustered_tokens
+    return make(*shape, dtype=torch.float32, device="cuda")
 
 
 def forward_backward(fn, leaf: torch.Tensor) -> torch.Tensor:

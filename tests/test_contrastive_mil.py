@@ -11,18 +11,13 @@ import torch
 from mlrank.ops import contrastive_mil
 from mlrank.ops import reference
 from mlrank.ops.reference import candidate_ks
+from mlrank.ops.testing import clustered_tokens, unit_tokens
 
 OP_IMPLS = ["kernels", "aten"]
 IMPLEMENTATIONS = {
     **{impl: functools.partial(contrastive_mil, impl=impl) for impl in OP_IMPLS},
     "reference": reference.contrastive_mil,
 }
-
-
-def unit_tokens(batch, num_tokens, dim, dtype=torch.float64, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
-    return torch.nn.functional.normalize(tokens, dim=-1)
 
 
 def run_with_grad(fn, tokens, weights, **kwargs):
@@ -88,22 +83,6 @@ def test_float32_large_n_with_and_without_tiny_values(tiny_value, impl):
     if tiny_value:
         tokens[:, 1] = 1e-20 * tokens[:, 0]
     assert_matches_reference(tokens, rtol=1e-5, atol=1e-6, impl=impl)
-
-
-def clustered_tokens(batch, num_tokens, dim, dtype, seed, repeat=False):
-    """Two clusters of noisy tokens per image: k* falls inside the order, not at its end.
-
-    With ``repeat`` the second half repeats the first, so most values come in equal
-    pairs and neighbouring k can tie.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.randn(batch, 2, dim, generator=generator, dtype=dtype)
-    members = (torch.rand(batch, num_tokens, generator=generator) < 0.3).long()
-    noise = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
-    tokens = centres[torch.arange(batch)[:, None], members] + 0.6 * noise
-    if repeat:
-        tokens[:, num_tokens // 2 :] = tokens[:, : num_tokens - num_tokens // 2]
-    return torch.nn.functional.normalize(tokens, dim=-1)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -562,3 +541,12 @@ def test_torch_compile_traces_the_op(impl):
     compiled_value.backward()
     torch.testing.assert_close(compiled_value, eager_value)
     torch.testing.assert_close(compiled_leaf.grad, eager_leaf.grad)
+
+
+def test_a_plain_import_of_mlrank_reaches_the_op():
+    import subprocess
+    import sys
+
+    code = "import mlrank, torch; print(mlrank.ops.contrastive_mil(torch.eye(3)[None])[1].item())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "1"  # all values 0: Delta(k) = 0 for every k, so k* = 1

@@ -14,7 +14,7 @@ import importlib
 import pytest
 import torch
 
-from mlrank.ops import compiled_with_cuda, contrastive_mil, reference
+from mlrank.ops import compiled_with_cuda, contrastive_mil, reference, testing
 
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA device (torch sees none)", allow_module_level=True)
@@ -29,21 +29,11 @@ DOUBLE_EPSILON = torch.finfo(torch.float64).eps
 
 
 def unit_tokens(batch, num_tokens, dim, dtype=torch.float32, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    tokens = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
-    return torch.nn.functional.normalize(tokens, dim=-1).to(DEVICE)
+    return testing.unit_tokens(batch, num_tokens, dim, dtype, seed, device=DEVICE)
 
 
 def clustered_tokens(batch, num_tokens, dim, dtype=torch.float32, seed=0, repeat=False):
-    """Two noisy clusters per image (k* inside the order, as with a trained encoder)."""
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.randn(batch, 2, dim, generator=generator, dtype=dtype)
-    members = (torch.rand(batch, num_tokens, generator=generator) < 0.3).long()
-    noise = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
-    tokens = centres[torch.arange(batch)[:, None], members] + 0.6 * noise
-    if repeat:
-        tokens[:, num_tokens // 2 :] = tokens[:, : num_tokens - num_tokens // 2]
-    return torch.nn.functional.normalize(tokens, dim=-1).to(DEVICE)
+    return testing.clustered_tokens(batch, num_tokens, dim, dtype, seed, repeat, device=DEVICE)
 
 
 def repeated_tokens(batch, num_tokens, seed):

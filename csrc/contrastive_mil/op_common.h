@@ -5,11 +5,13 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 namespace mlrank {
@@ -53,6 +55,17 @@ inline void check_backward_arguments(const at::Tensor& grad_prob, const at::Tens
     TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == batch, "mlrank.contrastive_mil: ", name,
                       " must have shape (", batch, "), got ", t->sizes());
   }
+}
+
+// The forward's outputs: prob, k_star, u_mean, kth_value, kth_position, one value per image.
+using ForwardOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+inline ForwardOutputs empty_forward_outputs(const at::Tensor& tokens) {
+  const int64_t batch = tokens.size(0);
+  const auto long_options = tokens.options().dtype(at::kLong);
+  return {at::empty({batch}, tokens.options()), at::empty({batch}, long_options),
+          at::empty({batch}, tokens.options()), at::empty({batch}, tokens.options()),
+          at::empty({batch}, long_options)};
 }
 
 // S = tokens @ tokens^T, the same batched product as the reference's, so every

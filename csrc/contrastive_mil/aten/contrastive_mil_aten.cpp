@@ -25,7 +25,7 @@ namespace {
 
 using at::Tensor;
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_aten(
+ForwardOutputs contrastive_mil_forward_aten(
     const Tensor& tokens, double tau, std::optional<int64_t> num_k) {
   check_forward_arguments(tokens, tau, num_k);
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;

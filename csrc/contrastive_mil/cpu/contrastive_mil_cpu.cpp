@@ -24,7 +24,7 @@ using at::Tensor;
 // its mirror in L1/L2 while still giving enough work items to share threads.
 constexpr int64_t kWeightTile = 64;
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
+ForwardOutputs contrastive_mil_forward_cpu(
     const Tensor& tokens, double tau, std::optional<int64_t> num_k) {
   check_forward_arguments(tokens, tau, num_k);
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
@@ -32,12 +32,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
 
   const Tensor similarity = similarity_of(tokens).contiguous();
   check_finite(diagonal_is_finite(similarity));
-  const auto long_options = tokens.options().dtype(at::kLong);
-  Tensor prob = at::empty({batch}, tokens.options());
-  Tensor k_star = at::empty({batch}, long_options);
-  Tensor u_mean = at::empty({batch}, tokens.options());
-  Tensor kth_value = at::empty({batch}, tokens.options());
-  Tensor kth_position = at::empty({batch}, long_options);
+  ForwardOutputs outputs = empty_forward_outputs(tokens);
+  // Named references, not a structured binding: lambdas may capture these in C++17 too.
+  Tensor &prob = std::get<0>(outputs), &k_star = std::get<1>(outputs), &u_mean = std::get<2>(outputs);
+  Tensor &kth_value = std::get<3>(outputs), &kth_position = std::get<4>(outputs);
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cpu", [&] {
     const scalar_t* s = similarity.const_data_ptr<scalar_t>();
@@ -57,7 +55,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cpu(
       }
     });
   });
-  return {prob, k_star, u_mean, kth_value, kth_position};
+  return outputs;
 }
 
 Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_u_mean,

@@ -50,7 +50,7 @@ cuda::SortKey* key_pointer(Tensor& keys) {
   return reinterpret_cast<cuda::SortKey*>(keys.mutable_data_ptr<int64_t>());
 }
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cuda(
+ForwardOutputs contrastive_mil_forward_cuda(
     const Tensor& tokens, double tau, std::optional<int64_t> num_k) {
   check_forward_arguments(tokens, tau, num_k);
   const c10::cuda::CUDAGuard device_guard(tokens.device());
@@ -58,11 +58,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cuda(
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
   const auto long_options = tokens.options().dtype(at::kLong);
 
-  Tensor prob = at::empty({batch}, tokens.options());
-  Tensor k_star = at::empty({batch}, long_options);
-  Tensor u_mean = at::empty({batch}, tokens.options());
-  Tensor kth_value = at::empty({batch}, tokens.options());
-  Tensor kth_position = at::empty({batch}, long_options);
+  ForwardOutputs outputs = empty_forward_outputs(tokens);
+  // Named references, not a structured binding: lambdas may capture these in C++17 too.
+  Tensor &prob = std::get<0>(outputs), &k_star = std::get<1>(outputs), &u_mean = std::get<2>(outputs);
+  Tensor &kth_value = std::get<3>(outputs), &kth_position = std::get<4>(outputs);
 
   std::vector<int64_t> candidates = candidate_ks(n, num_k.value_or(0));
   const int64_t num_ks = int64_t(candidates.size());  // 0: every k
@@ -114,7 +113,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> contrastive_mil_forward_cuda(
     }
   });
   check_finite(all_finite);
-  return {prob, k_star, u_mean, kth_value, kth_position};
+  return outputs;
 }
 
 Tensor contrastive_mil_backward_cuda(const Tensor& grad_prob, const Tensor& grad_u_mean,
