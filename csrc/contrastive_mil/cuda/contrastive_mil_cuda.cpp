@@ -74,8 +74,7 @@ ForwardOutputs contrastive_mil_forward_cuda(
   Tensor positions = at::empty({batch * n}, tokens.options().dtype(at::kInt));
   Tensor scratch = at::empty({int64_t(cuda::score_scratch_bytes(group, n))},
                              tokens.options().dtype(at::kByte));
-  const Tensor segment_offsets =
-      at::arange(0, (group + 1) * n, n, tokens.options().dtype(at::kInt));
+  const Tensor segment_offsets = at::arange(0, (group + 1) * n, n, long_options);
   Tensor all_finite;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cuda", [&] {
@@ -100,7 +99,7 @@ ForwardOutputs contrastive_mil_forward_cuda(
       C10_CUDA_CHECK(cuda::sort_triangles<scalar_t>(
           group_keys, key_pointer(keys_alternate), group_positions,
           positions_alternate.mutable_data_ptr<int32_t>(),
-          segment_offsets.const_data_ptr<int32_t>(), images, n, temp.mutable_data_ptr(),
+          segment_offsets.const_data_ptr<int64_t>(), images, n, temp.mutable_data_ptr(),
           temp_bytes, &in_alternate, stream));
       C10_CUDA_CHECK(cuda::score_images<scalar_t>(
           in_alternate ? key_pointer(keys_alternate) : group_keys,

@@ -3,10 +3,10 @@
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_radix_sort.cuh>
+#include <cuda/std/limits>
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <limits>
 
 #include "mil_kernels_cuda.h"
 
@@ -94,7 +94,7 @@ struct TakeBest {
 };
 
 __device__ __forceinline__ Best no_best() {
-  return {-std::numeric_limits<double>::infinity(), std::numeric_limits<int64_t>::max()};
+  return {-::cuda::std::numeric_limits<double>::infinity(), ::cuda::std::numeric_limits<int64_t>::max()};
 }
 
 int64_t chunks_of(int64_t n) { return (n + kChunk - 1) / kChunk; }
@@ -335,7 +335,7 @@ cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes) {
     return cub::DeviceRadixSort::SortPairs(nullptr, *bytes, keys, positions, count, 0,
                                            32 + bits_for(images));
   } else {
-    const int32_t* offsets = nullptr;
+    const int64_t* offsets = nullptr;
     return cub::DeviceSegmentedRadixSort::SortPairs(nullptr, *bytes, keys, positions, count,
                                                     int(images), offsets, offsets + 1, 0, 63);
   }
@@ -343,7 +343,7 @@ cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes) {
 
 template <typename scalar_t>
 cudaError_t sort_triangles(SortKey* keys, SortKey* keys_alternate, int32_t* positions,
-                           int32_t* positions_alternate, const int32_t* segment_offsets,
+                           int32_t* positions_alternate, const int64_t* segment_offsets,
                            int64_t images, int64_t n, void* temp, size_t temp_bytes,
                            bool* in_alternate, cudaStream_t stream) {
   cub::DoubleBuffer<SortKey> key_buffers(keys, keys_alternate);
@@ -413,7 +413,7 @@ cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
                                                   SortKey*, int32_t*, cudaStream_t);              \
   template cudaError_t sort_temp_bytes<scalar_t>(int64_t, int64_t, size_t*);                      \
   template cudaError_t sort_triangles<scalar_t>(SortKey*, SortKey*, int32_t*, int32_t*,           \
-                                                const int32_t*, int64_t, int64_t, void*, size_t, \
+                                                const int64_t*, int64_t, int64_t, void*, size_t, \
                                                 bool*, cudaStream_t);                             \
   template cudaError_t score_images<scalar_t>(const SortKey*, const int32_t*, int64_t, int64_t,   \
                                               const int64_t*, int64_t, double, void*, scalar_t*, \

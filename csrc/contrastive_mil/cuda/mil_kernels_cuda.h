@@ -50,7 +50,7 @@ cudaError_t sort_temp_bytes(int64_t images, int64_t n, size_t* bytes);
 // segment_offsets (images + 1 values: 0, n, 2n, ...) is read by float64 only.
 template <typename scalar_t>
 cudaError_t sort_triangles(SortKey* keys, SortKey* keys_alternate, int32_t* positions,
-                           int32_t* positions_alternate, const int32_t* segment_offsets,
+                           int32_t* positions_alternate, const int64_t* segment_offsets,
                            int64_t images, int64_t n, void* temp, size_t temp_bytes,
                            bool* in_alternate, cudaStream_t stream);
 
