@@ -108,9 +108,12 @@ def differentiable_backward(grad_prob, grad_u_mean, tokens, prob, k_star, kth_va
     return (weights + weights.transpose(-1, -2)) @ tokens
 
 
+_COMPILED_WITH_CUDA = bool(torch.ops.mlrank.compiled_with_cuda())
+
+
 def compiled_with_cuda() -> bool:
     """Whether this build of mlrank._C holds the hand-written CUDA kernels."""
-    return bool(torch.ops.mlrank.compiled_with_cuda())
+    return _COMPILED_WITH_CUDA  # read once: torch.compile traces a constant, not an op call
 
 
 def select_implementation(device: torch.device, impl: str = "auto") -> str:
