@@ -94,7 +94,9 @@ def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
         return dataset
     root = _required(data.root, "data.root")
     if data.kind == "seqdeepfake":
-        return SeqDeepFakeDataset(root, data.subset, split, transform=resize)
+        return SeqDeepFakeDataset(
+            root, data.subset, split, transform=resize, allow_paths_outside_root=data.allow_paths_outside_root
+        )
     if data.kind == "deepfakebench":
         name = data.test_dataset_name if split == "test" and data.test_dataset_name else data.dataset_name
         return DeepfakeBenchDataset(
@@ -105,6 +107,7 @@ def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
             compression=data.compression,
             frames_per_video=data.frames_per_video,
             transform=resize,
+            allow_paths_outside_root=data.allow_paths_outside_root,
         )
     if data.kind == "frames":
         return FrameFolderDataset(f"{root}/{split}", frames_per_video=data.frames_per_video, transform=resize)

@@ -11,7 +11,9 @@
    (``optim.lr=3e-4``, ``data.root=null``, ``seeable.grid=[4,4]``).
 
 Every key is checked against the dataclasses: an unknown key is a ValueError that suggests the nearest
-valid one, a value of the wrong type a ValueError naming the key and the expected type.
+valid one, a value of the wrong type a ValueError naming the key and the expected type. A key written
+twice in one mapping of a file is a ValueError naming the key and both lines (plain YAML keeps the
+last value silently); files must be UTF-8.
 
 Decisions:
 
@@ -23,6 +25,10 @@ Decisions:
 * The defaults are those of the synthetic run, which trains a small backbone from scratch; that run
   uses a larger learning rate and fewer epochs than the paper's (1e-4, 200 epochs), whose settings are
   in the shipped real-data configs.
+* ``seed`` lies in [0, 2**32): numpy's global seed is 32 bits (the training loop adds the rank to it
+  and checks the sum against the world size). With ``method: seeable``, ``seeable.grid`` and
+  ``seeable.types`` are checked here by :class:`mlrank.seeable.spec.DiscrepancySpec`, which bounds
+  the number of classes, so a grid too fine to train fails before anything is built.
 * To add a setting, add a typed field with a default to its section (or a new section dataclass and a
   field of ``Config``); parsing, checking and saving follow from the type hints.
 """
@@ -41,9 +47,10 @@ from typing import Any, Literal
 
 import yaml
 
-from .runs import atomic_write_yaml
+from .runs import atomic_write_yaml, read_utf8_text
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+SEED_LIMIT = 2**32  # numpy's global seed is a 32-bit unsigned integer
 
 
 @dataclass
@@ -63,6 +70,9 @@ class DataConfig:
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
     frames_per_video: int = 8
+    # Seq-DeepFake CSV rows and DeepfakeBench frame paths must stay inside data.root (relative, no
+    # ".." component; symlinks inside the root are followed); true reads any path they name.
+    allow_paths_outside_root: bool = False
     test_dataset_name: str | None = None  # cross-data-set evaluation, e.g. "Celeb-DF-v2"
     num_workers: int = 2
     weak_augment: bool = False  # flip, random crop, colour jitter, Gaussian blur (the real-data configs set it)
@@ -161,7 +171,7 @@ _POSITIVE_INTS = [
 ]
 _POSITIVE_FLOATS = ["loss.tau", "optim.lr", "optim.backbone_lr_scale", "optim.grad_clip", "seeable.temperature"]
 _NON_NEGATIVE = [
-    "data.num_workers", "loss.lambda1", "loss.lambda2", "loss.alpha", "optim.weight_decay",
+    "data.synthetic_seed", "data.num_workers", "loss.lambda1", "loss.lambda2", "loss.alpha", "optim.weight_decay",
     "optim.warmup_epochs", "seeable.lambda_gui",
 ]
 
@@ -241,11 +251,11 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if path in chain:
         cycle = " -> ".join(str(p) for p in (*chain, path))
         raise ValueError(f"config files include each other in a cycle: {cycle}")
+    text = read_utf8_text(path)
     try:
-        with open(path, encoding="utf-8") as file:
-            content = yaml.safe_load(file)
+        content = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as error:
-        raise ValueError(f"config file {path} is not valid YAML: {error}") from None
+        raise ValueError(f"config file {path} is not valid YAML: {_yaml_error_line(error)}") from None
     if content is None:
         content = {}
     if not isinstance(content, dict):
@@ -262,13 +272,50 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     return merged
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, except that a key repeated in one mapping is an error.
+
+    Keys brought in by a merge (``<<: *anchor``) may still be overridden, as YAML intends.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise DuplicateKeyError(
+                    f"duplicate key {key!r} (first at line {first_line[key]})", key_node.start_mark
+                )
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.MarkedYAMLError):
+    """A key written twice in one YAML mapping."""
+
+    def __init__(self, problem: str, mark: yaml.Mark) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _yaml_error_line(error: yaml.YAMLError) -> str:
+    """A PyYAML error on one line: where (line, column), then what."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        problem = error.problem or error.context or "invalid YAML"
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(error).split())
+
+
 def _parse_override(override: str) -> tuple[str, Any]:
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ValueError(f"override {override!r} must look like section.key=value")
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError:
         value = text
     if isinstance(value, dict):
@@ -419,6 +466,8 @@ def _lookup(config: Config, key: str) -> Any:
 
 
 def _check_ranges(config: Config) -> None:
+    if not 0 <= config.seed < SEED_LIMIT:
+        raise ValueError(f"config key 'seed' must lie in [0, 2**32), got {config.seed}")
     for key in _POSITIVE_INTS + _POSITIVE_FLOATS:
         value = _lookup(config, key)
         if value is not None and not value > 0:
@@ -443,6 +492,19 @@ def _check_ranges(config: Config) -> None:
             f"config key 'data.image_size' ({config.data.image_size}) must be divisible by "
             f"'model.out_stride' ({config.model.out_stride})"
         )
+    if config.method == "seeable":
+        _check_seeable(config)
+
+
+def _check_seeable(config: Config) -> None:
+    """The discrepancy classes of ``seeable.grid`` x ``seeable.types``, checked by their own spec."""
+    # Imported here: the seeable package loads timm and cv2, and its training module imports this one.
+    from mlrank.seeable.spec import DiscrepancySpec
+
+    try:
+        DiscrepancySpec(grid=config.seeable.grid, types=tuple(config.seeable.types))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config keys 'seeable.grid' / 'seeable.types': {error}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from mlrank.cli import run_cli
 from mlrank.config import Config, config_from_dict
 from mlrank.data.vocab import names_of
 from mlrank.distributed import cleanup, init_distributed
 from mlrank.runs import atomic_write_json, load_checkpoint
-from mlrank.train import method_module
+from mlrank.train import check_paths, method_module
 
 
 def load_model(checkpoint_path: str | Path, overrides: Sequence[str] = (), device: Any = "cpu") -> tuple[Config, Any, Any]:
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = init_distributed()
     try:
         cfg, method, model = load_model(args.checkpoint, args.overrides, ctx.device)
+        check_paths(cfg)
         metrics = method.evaluate(cfg, model, method.evaluation_dataset(cfg, args.split), ctx, args.split)
         if ctx.is_main:
             output = Path(args.output) if args.output else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json")
@@ -87,4 +89,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

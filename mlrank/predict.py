@@ -254,4 +254,6 @@ def _summary(record: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mlrank.cli import run_cli
+
+    sys.exit(run_cli(main))

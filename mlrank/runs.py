@@ -11,9 +11,18 @@ A run folder (``Config.output_dir``) holds
   fsynced line by line;
 * ``last.pt`` and ``best.pt``: checkpoints, ``best`` chosen on the validation split only.
 
-Every file but the metrics log is replaced atomically: written to a temporary file in the same folder,
-fsynced, then ``os.replace``-d over the old one, so a crash or a failing serializer leaves the old file
-whole. The log is append-only; ``resume`` drops the lines of epochs after the checkpoint (and a last
+Every file but the metrics log is replaced atomically: written to a temporary file in the same folder
+(``.<name>.<pid>.<8 hex digits>.tmp``), fsynced, then ``os.replace``-d over the old one, so a crash or a
+failing serializer leaves the old file whole. A process killed mid-write leaves its temporary file
+behind; ``start`` and ``resume`` delete those of processes no longer running, and nothing else.
+
+A folder is created by ``start``, not before, so a run that fails its checks leaves nothing behind. A
+run holds a completed epoch once ``last.pt`` exists: ``start`` then refuses the folder. Before that (a
+crash or kill in the first epoch, even while ``last.pt`` was being written), ``start`` clears what the
+attempt left (its metrics log, a ``best.pt`` of epoch 0) and begins afresh in the same folder; files
+that show a later epoch without ``last.pt`` make it refuse instead, since they are not its to delete.
+
+The log is append-only; ``resume`` drops the lines of epochs after the checkpoint (and a last
 line cut short by a crash), so the log always matches the state training continues from. For that to
 hold, log an epoch's metrics *before* saving its checkpoint.
 
@@ -33,12 +42,14 @@ rank, and restore rank r's.
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import importlib.metadata
 import json
 import os
 import platform
 import random
+import re
 import secrets
 import socket
 import subprocess
@@ -59,6 +70,10 @@ REQUIRED_CHECKPOINT_KEYS = (
 CHECKPOINT_NAMES = ("last", "best")
 
 # ---------------------------------------------------------------- atomic writes
+
+
+# The temporary name of an atomic write: the target's name, the writer's pid, a random tag.
+_TEMPORARY_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp")
 
 
 def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: bool = True) -> None:
@@ -92,6 +107,33 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def _process_is_running(pid: int) -> bool:
+    if pid == os.getpid() or os.name != "posix":  # elsewhere os.kill(pid, 0) would not be a probe
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # running, as another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[str]:
+    """Delete the temporary files of atomic writes in ``folder`` whose writing process is no longer
+    running on this machine (killed mid-write); returns their names. Other files are never touched."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        match = _TEMPORARY_NAME.fullmatch(entry.name)
+        if match and entry.is_file() and not _process_is_running(int(match["pid"])):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return sorted(removed)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically (temporary file in the same folder, fsync, os.replace).
 
@@ -119,6 +161,53 @@ def atomic_write_yaml(path: str | Path, mapping: Mapping[str, Any]) -> None:
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save(obj, path)``, atomically: a failure while pickling leaves the old file whole."""
     _atomic_write(path, lambda file: torch.save(obj, file))
+
+
+# ---------------------------------------------------------------- reading user files
+
+
+def read_utf8_text(path: str | Path) -> str:
+    """The text of a UTF-8 file (a leading byte-order mark dropped), or a ValueError naming the file
+    and the line for UTF-16 and legacy encodings (latin-1, cp1252), which would otherwise surface
+    as a codec error without either."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{path} is UTF-16 (or UTF-32) text; save it as UTF-8")
+    if b"\0" in data:  # what UTF-16 without a byte-order mark looks like
+        line = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise ValueError(
+            f"{path}, line {line}: a NUL byte (UTF-16 text without a byte-order mark, or not a text "
+            "file); save it as UTF-8"
+        )
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path}, line {line}: byte 0x{data[error.start]:02x} is not UTF-8 (latin-1 or another "
+            "legacy encoding?); save the file as UTF-8"
+        ) from None
+    return text
+
+
+def check_inside_root(path: str, what: str) -> None:
+    """Raise a ValueError naming ``what`` unless ``path`` is relative and has no ".." component.
+
+    The rule for paths read from a data set's index (a CSV row, a JSON entry) and joined onto its
+    root: lexical, so symlinks inside the root are followed; ".." is refused even where the text
+    stays inside, because after a symlink the OS resolves it elsewhere. Backslashes count as
+    separators, as DeepfakeBench's Windows-written indexes use them.
+    """
+    if os.path.isabs(path):
+        raise ValueError(
+            f"{what} {path!r} is absolute, outside the data root (allow_paths_outside_root to read it)"
+        )
+    if ".." in path.replace("\\", "/").split("/"):
+        raise ValueError(
+            f"{what} {path!r} has a '..' component and may leave the data root "
+            "(allow_paths_outside_root to read it)"
+        )
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -306,8 +395,6 @@ class RunFolder:
     def __init__(self, path: str | Path, *, is_main: bool = True) -> None:
         self.path = Path(path)
         self.is_main = is_main
-        if is_main:
-            self.path.mkdir(parents=True, exist_ok=True)
 
     @property
     def config_path(self) -> Path:
@@ -327,19 +414,57 @@ class RunFolder:
             raise ValueError(f"checkpoint name must be one of {CHECKPOINT_NAMES}, got {name!r}")
         return self.path / f"{name}.pt"
 
-    def start(self, config: Mapping[str, Any], *, seed: int, argv: Sequence[str], world_size: int) -> None:
-        """Begin a fresh run: write ``config.yaml`` and ``run.json``. Refuses a folder that holds a run."""
-        if not self.is_main:
-            return
-        run_files = [self.config_path, self.metrics_path, *map(self.checkpoint_path, CHECKPOINT_NAMES)]
-        existing = [path.name for path in run_files if path.exists()]
-        if existing:
+    @property
+    def test_metrics_path(self) -> Path:
+        return self.path / "test_metrics.json"
+
+    def has_completed_epoch(self) -> bool:
+        """Whether the folder holds a run that can be resumed (its ``last.pt``)."""
+        return self.checkpoint_path("last").is_file()
+
+    def check_startable(self, resume_command: str | None = None) -> list[Path]:
+        """The files ``start`` would clear (left by an attempt that stopped in its first epoch), or a
+        FileExistsError when the folder holds a run that must not be touched; ``resume_command`` goes
+        into the message."""
+        if self.path.exists() and not self.path.is_dir():
+            raise NotADirectoryError(f"run folder {self.path} is a file")
+        if self.has_completed_epoch():
+            command = resume_command or f"python -m mlrank.train --resume {self.path}"
             raise FileExistsError(
-                f"run folder {self.path} already holds a run ({', '.join(existing)}); resume it or choose "
-                "another output_dir"
+                f"run folder {self.path} already holds a run (last.pt); resume it with '{command}' or "
+                "choose another output_dir"
             )
+        best = self.checkpoint_path("best")
+        later_epochs = sorted({record["epoch"] for record in self.read_metrics() if record["epoch"] > 0})
+        best_epoch = load_checkpoint(best)["epoch"] if best.is_file() else None
+        found = [
+            *([f"metrics of epochs {later_epochs}"] if later_epochs else []),
+            *([f"best.pt of epoch {best_epoch}"] if best_epoch not in (None, 0) else []),
+            *([self.test_metrics_path.name] if self.test_metrics_path.exists() else []),
+        ]
+        if found:
+            raise FileExistsError(
+                f"run folder {self.path} holds {', '.join(found)} but no last.pt, so its run cannot be "
+                "resumed; move those files away or choose another output_dir"
+            )
+        return [path for path in (self.metrics_path, best) if path.exists()]
+
+    def start(self, config: Mapping[str, Any], *, seed: int, argv: Sequence[str], world_size: int) -> list[str]:
+        """Begin a fresh run: create the folder, write ``config.yaml`` and ``run.json``.
+
+        Refuses what ``check_startable`` refuses, clears what it lists and the temporary files of
+        killed writers, and returns the names of the files it removed.
+        """
+        if not self.is_main:
+            return []
+        stale = self.check_startable()
+        for path in stale:
+            path.unlink()
+        removed = [path.name for path in stale] + remove_stale_temporaries(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_yaml(self.config_path, config)
         atomic_write_json(self.run_info_path, {**_start_facts(seed, argv, world_size), "resumes": []})
+        return removed
 
     def resume(
         self, config: Mapping[str, Any], *, last_epoch: int, seed: int, argv: Sequence[str], world_size: int
@@ -348,6 +473,7 @@ class RunFolder:
         and append this start to ``run.json``'s ``resumes``."""
         if not self.is_main:
             return
+        remove_stale_temporaries(self.path)
         self.truncate_metrics(last_epoch)
         atomic_write_yaml(self.config_path, config)
         if self.run_info_path.is_file():

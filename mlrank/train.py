@@ -1,4 +1,4 @@
-"""Train a detector: ``python -m mlrank.train [--config FILE] [--resume] [key=value ...]``.
+"""Train a detector: ``python -m mlrank.train [--config FILE | --resume RUN_DIR] [key=value ...]``.
 
 With no arguments it trains the multi-label ranking model on the built-in synthetic data set. The
 run folder (``output_dir``) receives the resolved config, the run's facts (seed, versions, argv),
@@ -6,23 +6,34 @@ one JSON line of metrics per epoch, and checkpoints written atomically: ``last.p
 epoch and ``best.pt`` for the best validation score (never the test split). After the last epoch
 the best checkpoint is evaluated on the test split into ``test_metrics.json``.
 
-``--resume`` continues from ``last.pt`` bit for bit on the CPU: the data order and augmentation
-depend only on (seed, epoch), and the model, optimiser, schedule and random generators are restored.
+Everything that can be checked (config, data paths, data sets, model) is checked before the run
+folder is created. ``--resume RUN_DIR`` continues the run in that folder, wherever it now is, with
+its own ``config.yaml`` and ``output_dir`` set to RUN_DIR: it never writes anywhere else. It goes
+on from ``last.pt`` bit for bit on the CPU (the data order and augmentation depend only on (seed,
+epoch), and the model, optimiser, schedule and random generators are restored); a folder whose
+first epoch never completed starts afresh. Overrides may change only where files are and how fast
+data loads (``RESUME_MAY_CHANGE``). Ctrl-C stops at once: the epoch under way is dropped, last.pt
+keeps the last completed one, and the command that resumes the run is printed (exit status 130).
 Several GPUs or nodes: ``torchrun --nproc_per_node=G -m mlrank.train ...`` (DDP, one process per GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from mlrank.builders import build_optimizer
-from mlrank.config import Config, config_to_dict, load_config, resolve_config_path
+from mlrank.cli import run_cli
+from mlrank.config import SEED_LIMIT, Config, config_from_dict, config_to_dict, load_config
 from mlrank.distributed import (
     DistContext,
     cleanup,
@@ -42,12 +53,107 @@ from mlrank.runs import (
 )
 
 
+# Config keys a resume may change: where files are (a moved run folder, data set or weights file)
+# and how many processes load data. Everything else would change the numbers.
+RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.num_workers", "model.pretrained_file",
+                     "train.log_every")
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlrank.train", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="a YAML file or the name of a shipped config (default: synthetic)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from last.pt")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (from its last.pt, with its config.yaml)"
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. optim.lr=3e-4 data.batch_size=16")
     return parser.parse_args(argv)
+
+
+def run_config(args: argparse.Namespace) -> Config:
+    """The config to train with: ``--config`` and overrides, or the resumed run folder's own."""
+    if args.resume is None:
+        return load_config(args.config, args.overrides)
+    if args.config is not None:
+        raise ValueError("--resume RUN_DIR trains with the run's own config (RUN_DIR/config.yaml); drop --config")
+    if any(override.partition("=")[0].strip() == "output_dir" for override in args.overrides):
+        raise ValueError("--resume RUN_DIR: the run stays in RUN_DIR, so output_dir cannot be overridden")
+    folder = RunFolder(args.resume)
+    if not folder.path.exists():
+        raise FileNotFoundError(f"--resume: run folder {folder.path} does not exist")
+    if not folder.path.is_dir():
+        raise NotADirectoryError(f"--resume: {folder.path} is not a run folder")
+    if folder.config_path.is_file():
+        cfg = load_config(folder.config_path, args.overrides)
+    elif folder.has_completed_epoch():
+        cfg = config_from_dict(load_checkpoint(folder.checkpoint_path("last"))["config"], args.overrides)
+    else:
+        raise FileNotFoundError(f"--resume: {folder.path} holds no run (neither config.yaml nor last.pt)")
+    return dataclasses.replace(cfg, output_dir=str(folder.path))
+
+
+def check_paths(cfg: Config) -> None:
+    """Each file or folder the config names for its data and model exists, or an error naming its key."""
+    data = cfg.data
+    named = [("model.pretrained_file", cfg.model.pretrained_file, False)]
+    if data.kind != "synthetic":
+        if data.root is None:
+            raise ValueError(f"config key 'data.root' must be set for data.kind {data.kind!r}")
+        named.append(("data.root", data.root, True))
+    if data.kind == "deepfakebench":
+        named.append(("data.json_path", data.json_path, False))
+    for key, path, is_folder in named:
+        if path is None:
+            continue
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"config key '{key}': {path} does not exist")
+        if is_folder and not os.path.isdir(path):
+            raise NotADirectoryError(f"config key '{key}': {path} is not a folder")
+        if not is_folder and os.path.isdir(path):
+            raise IsADirectoryError(f"config key '{key}': {path} is a folder, not a file")
+
+
+def check_seed(cfg: Config, ctx: DistContext) -> None:
+    """Rank r seeds its generators with seed + r, which numpy needs below 2**32."""
+    if cfg.seed + ctx.world_size - 1 >= SEED_LIMIT:
+        raise ValueError(
+            f"config key 'seed' ({cfg.seed}) plus the rank (up to {ctx.world_size - 1}) must stay below 2**32"
+        )
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], run_folder: RunFolder) -> None:
+    """Refuse to resume with a config that differs from the checkpoint's beyond ``RESUME_MAY_CHANGE``."""
+    saved_keys, current_keys = _dotted(saved), _dotted(current)
+    changed = sorted(
+        key
+        for key in saved_keys.keys() | current_keys.keys()
+        if saved_keys.get(key) != current_keys.get(key) and key not in RESUME_MAY_CHANGE
+    )
+    if changed:
+        raise ValueError(
+            f"--resume: the config differs from the checkpoint's in {changed}; a resume may change only "
+            f"{list(RESUME_MAY_CHANGE)} (the run's config: {run_folder.config_path})"
+        )
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat |= _dotted(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def resume_command(output_dir: str, ctx: DistContext) -> str:
+    """The command line that resumes the run in ``output_dir`` (torchrun's own options elided on several nodes)."""
+    arguments = ["-m", "mlrank.train", "--resume", os.path.abspath(output_dir)]
+    if not ctx.distributed:
+        return shlex.join([sys.executable, *arguments])
+    per_node = os.environ.get("LOCAL_WORLD_SIZE")
+    if per_node is not None and int(per_node) == ctx.world_size:
+        return shlex.join(["torchrun", f"--nproc_per_node={per_node}", *arguments])
+    return "torchrun <this run's torchrun options> " + shlex.join(arguments)
 
 
 def method_module(cfg: Config) -> Any:
@@ -62,9 +168,17 @@ def method_module(cfg: Config) -> Any:
 
 
 def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dict[str, Any]:
-    """Train per ``cfg``; returns the test metrics of the best checkpoint."""
+    """Train per ``cfg``; returns the test metrics of the best checkpoint.
+
+    ``resume``: continue from the run folder's ``last.pt``, or start afresh in the folder when no
+    epoch completed there. Nothing is written before every check has passed.
+    """
     method = method_module(cfg)
+    check_seed(cfg, ctx)
+    check_paths(cfg)
     run_folder = RunFolder(cfg.output_dir, is_main=ctx.is_main)
+    if not (resume and run_folder.has_completed_epoch()):
+        run_folder.check_startable(resume_command(cfg.output_dir, ctx))  # before hours of data preparation
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
 
     train_set = method.train_dataset(cfg)
@@ -84,19 +198,17 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
             f"the training split has {len(train_set)} items, fewer than one batch of "
             f"{method.train_batch_size(cfg)} per process: lower data.batch_size"
         )
+    # Built now, before the run folder, so that a missing split or a malformed row stops the run here.
+    validation_set = method.evaluation_dataset(cfg, "val")
+    test_set = method.evaluation_dataset(cfg, "test")
     model = method.build_model(cfg).to(ctx.device)
     optimizer, scheduler = build_optimizer(cfg, model, steps)
 
     first_epoch, global_step, best = 0, 0, float("-inf")
     config_dict = config_to_dict(cfg)
-    if resume:
+    if resume and run_folder.has_completed_epoch():
         state = load_checkpoint(run_folder.checkpoint_path("last"))
-        if state["config"] != config_dict:
-            changed = sorted(key for key in config_dict if state["config"].get(key) != config_dict[key])
-            raise ValueError(
-                f"--resume: the config differs from the checkpoint's in {changed}; resume with the run's own "
-                f"config ({run_folder.config_path})"
-            )
+        check_resumable(state["config"], config_dict, run_folder)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -105,10 +217,15 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         restore_rng_state(rng_states[ctx.rank] if isinstance(rng_states, list) else rng_states)
         run_folder.resume(config_dict, last_epoch=state["epoch"], seed=cfg.seed, argv=argv, world_size=ctx.world_size)
     else:
-        run_folder.start(config_dict, seed=cfg.seed, argv=argv, world_size=ctx.world_size)
+        cleared = run_folder.start(config_dict, seed=cfg.seed, argv=argv, world_size=ctx.world_size)
+        if ctx.is_main and (resume or cleared):
+            print(
+                f"{run_folder.path}: no epoch had completed, so the run starts afresh there"
+                + (f" (removed {', '.join(cleared)})" if cleared else ""),
+                flush=True,
+            )
     model = wrap_ddp(model, ctx)
 
-    validation_set = method.evaluation_dataset(cfg, "val")
     for epoch in range(first_epoch, cfg.optim.epochs):
         sampler.set_epoch(epoch)
         if hasattr(train_set, "set_epoch"):
@@ -131,7 +248,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         if ctx.is_main:
             print(summary_line(record), flush=True)
 
-    return test_best(cfg, method, run_folder, ctx)
+    return test_best(cfg, method, run_folder, test_set, ctx)
 
 
 def checkpoint(
@@ -158,14 +275,14 @@ def checkpoint(
     }
 
 
-def test_best(cfg: Config, method: Any, run_folder: RunFolder, ctx: DistContext) -> dict[str, Any]:
+def test_best(cfg: Config, method: Any, run_folder: RunFolder, test_set: Any, ctx: DistContext) -> dict[str, Any]:
     """Evaluate the best checkpoint (or the last, when no epoch was validated) on the test split."""
     name = "best" if run_folder.checkpoint_path("best").is_file() else "last"
     model = method.build_model(cfg).to(ctx.device)
     model.load_state_dict(load_checkpoint(run_folder.checkpoint_path(name), map_location=ctx.device)["model"])
-    metrics = method.evaluate(cfg, model, method.evaluation_dataset(cfg, "test"), ctx, "test")
+    metrics = method.evaluate(cfg, model, test_set, ctx, "test")
     if ctx.is_main:
-        atomic_write_json(run_folder.path / "test_metrics.json", {"checkpoint": name, **metrics})
+        atomic_write_json(run_folder.test_metrics_path, {"checkpoint": name, **metrics})
         print(f"test ({name} checkpoint): {json.dumps(metrics)}", flush=True)
     return metrics
 
@@ -177,14 +294,29 @@ def summary_line(record: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = load_config(resolve_config_path(args.config) if args.config else None, args.overrides)
+    cfg = run_config(args)
     ctx = init_distributed()
     try:
-        run(cfg, args.resume, list(sys.argv if argv is None else argv), ctx)
+        run(cfg, args.resume is not None, list(sys.argv if argv is None else argv), ctx)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted_message(cfg, ctx)) from None
     finally:
         cleanup(ctx)
     return 0
 
 
+def interrupted_message(cfg: Config, ctx: DistContext) -> str:
+    """What a Ctrl-C left in the run folder, and the command that resumes the run."""
+    if not RunFolder(cfg.output_dir).has_completed_epoch():
+        return (
+            f"training stopped before its first epoch completed, so there is nothing to resume; the same "
+            f"command starts it afresh in {cfg.output_dir}"
+        )
+    return (
+        "training stopped; last.pt holds the last completed epoch. Resume with:\n"
+        + resume_command(cfg.output_dir, ctx)
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -118,18 +118,21 @@ def test_json_index_without_compression_level_and_absolute_paths(tmp_path):
     assert dataset.video_ids() == ["CelebDFv2_real/id0_0000"] * 2 + ["CelebDFv2_fake/id0_id1_0000"] * 2
     assert round(float(dataset[3][0][0, 0, 0]) * 255) == 61
 
-    with pytest.raises(ValueError, match="is absolute; pass json_prefix"):
+    absolute = "id0_0000, frames\\[0\\]: frame path .* is absolute, outside the data root; pass json_prefix"
+    with pytest.raises(ValueError, match=absolute):
         DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local)
     with pytest.raises(ValueError, match="does not start with json_prefix '/elsewhere'"):
         DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local, json_prefix="/elsewhere")
-    with pytest.raises(FileNotFoundError, match="/data/old/datasets/Celeb-real"):
-        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test")  # no root: paths used as written
+    with pytest.raises(ValueError, match="pass root"):
+        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test")
+    with pytest.raises(FileNotFoundError, match="/data/old/datasets/Celeb-real"):  # paths used as written
+        DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", allow_paths_outside_root=True)
 
 
 def test_json_index_errors_name_the_problem(ff_index, tmp_path):
     json_path, frames = ff_index
     with pytest.raises(FileNotFoundError, match="missing.json"):
-        DeepfakeBenchDataset(tmp_path / "missing.json", "FaceForensics++", "train")
+        DeepfakeBenchDataset(tmp_path / "missing.json", "FaceForensics++", "train", root=frames)
     with pytest.raises(ValueError, match=r"unknown data set 'FF\+\+'; available: \['FaceForensics\+\+'\]"):
         DeepfakeBenchDataset(json_path, "FF++", "train", root=frames)
     with pytest.raises(ValueError, match="FaceForensics\\+\\+/FF-real: unknown split 'val'"):
@@ -151,26 +154,69 @@ def test_json_index_unknown_label_and_custom_label_dict(tmp_path):
     index = {"WildDeepfake": {"WDF-real": {"test": {"v1": {"label": "WDF-real", "frames": frames}}}}}
     json_path = tmp_path / "WildDeepfake.json"
     json_path.write_text(json.dumps(index))
+    as_written = {"allow_paths_outside_root": True}  # the frames' absolute paths
     with pytest.raises(ValueError, match="WildDeepfake/WDF-real/test/v1: unknown label 'WDF-real'"):
-        DeepfakeBenchDataset(json_path, "WildDeepfake", "test")
-    dataset = DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 0})
+        DeepfakeBenchDataset(json_path, "WildDeepfake", "test", **as_written)
+    dataset = DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 0}, **as_written)
     assert dataset.labels().tolist() == [0]
     with pytest.raises(ValueError, match="maps 'WDF-real' to 2"):
-        DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 2})
+        DeepfakeBenchDataset(json_path, "WildDeepfake", "test", label_dict={"WDF-real": 2}, **as_written)
 
 
 def test_json_index_malformed_content(tmp_path):
     json_path = tmp_path / "bad.json"
     json_path.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json is not valid JSON"):
-        DeepfakeBenchDataset(json_path, "X", "train")
+        DeepfakeBenchDataset(json_path, "X", "train", root=tmp_path)
     json_path.write_text(json.dumps({"X": {"X_real": {"train": {"v": {"label": "real"}}}}}))
     with pytest.raises(ValueError, match=r"X/X_real/train/v: expected \{'label'"):
-        DeepfakeBenchDataset(json_path, "X", "train")
+        DeepfakeBenchDataset(json_path, "X", "train", root=tmp_path)
     # DeepfakeBench's DFDC script writes one record straight under "val"
     json_path.write_text(json.dumps({"X": {"X_real": {"val": {"label": "real", "frames": []}}}}))
     with pytest.raises(ValueError, match="X/X_real/val: a single video record"):
-        DeepfakeBenchDataset(json_path, "X", "val")
+        DeepfakeBenchDataset(json_path, "X", "val", root=tmp_path)
+    json_path.write_bytes(json.dumps({"X": {}}).encode("utf-16"))
+    with pytest.raises(ValueError, match="bad.json is UTF-16"):
+        DeepfakeBenchDataset(json_path, "X", "val", root=tmp_path)
+
+
+def write_index(path, frames):
+    """A one-video index (data set "X", label key "X_real", split "test", video "v") of the given frames."""
+    path.write_text(json.dumps({"X": {"X_real": {"test": {"v": {"label": "real", "frames": frames}}}}}))
+    return path
+
+
+def test_json_frame_paths_must_stay_inside_the_root(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write_frame(str(root / "v/0.png"), 5)
+    write_frame(str(outside / "secret.png"), 99)
+    json_path = tmp_path / "X.json"
+    where = f"{json_path}: X/X_real/test/v, frames[1]: "
+    escapes = {
+        "../outside/secret.png": "has a '..' component",  # exists
+        "v/../../outside/absent.png": "has a '..' component",  # does not: the same error, no stat
+        "..\\outside\\secret.png": "has a '..' component",  # Windows separators
+        str(outside / "secret.png"): "is absolute, outside the data root",
+    }
+    for frame, reason in escapes.items():
+        write_index(json_path, ["v/0.png", frame])
+        with pytest.raises(ValueError) as error:
+            DeepfakeBenchDataset(json_path, "X", "test", root=root)
+        assert str(error.value).startswith(where) and reason in str(error.value)
+    # an absolute path rewritten through json_prefix must stay inside too
+    write_index(json_path, ["/old/v/0.png", "/old/../outside/secret.png"])
+    with pytest.raises(ValueError, match=r"frames\[1\]: frame path '\.\./outside/secret.png' has a '\.\.' component"):
+        DeepfakeBenchDataset(json_path, "X", "test", root=root, json_prefix="/old")
+
+    # allowed explicitly: read as written
+    write_index(json_path, ["v/0.png", "../outside/secret.png", str(outside / "secret.png")])
+    dataset = DeepfakeBenchDataset(json_path, "X", "test", root=root, allow_paths_outside_root=True)
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(3)] == [5, 99, 99]
+    # a symlink inside the root is followed wherever it points (data sets are assembled so)
+    os.symlink(outside, root / "linked")
+    write_index(json_path, ["v/0.png", "linked/secret.png"])
+    dataset = DeepfakeBenchDataset(json_path, "X", "test", root=root)
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(2)] == [5, 99]
 
 
 # ---------------------------------------------------------------- folder layout
@@ -196,8 +242,37 @@ def test_frame_folders_nested_videos_and_loose_images(tmp_path):
     write_frame(str(tmp_path / "real/single.png"), 7)
     write_video(tmp_path / "real/.cache/x", 1)  # hidden: passed over
     dataset = FrameFolderDataset(tmp_path, frames_per_video=None)
-    assert dataset.video_ids() == ["real/single", "real/youtube/000", "real/youtube/000"]
+    assert dataset.video_ids() == ["real/single.png", "real/youtube/000", "real/youtube/000"]
     assert dataset.labels().tolist() == [0, 0, 0]
+
+
+def test_frame_folders_give_a_file_and_a_folder_of_one_name_distinct_ids(tmp_path):
+    write_frame(str(tmp_path / "real/a.png"), 1)
+    write_frame(str(tmp_path / "real/a.jpg"), 2)
+    write_video(tmp_path / "real/a", 2, lambda i: 3 + i)
+    dataset = FrameFolderDataset(tmp_path, frames_per_video=None)
+    greys = {}
+    for image, _, video in (dataset[i] for i in range(len(dataset))):
+        greys.setdefault(video, []).append(round(float(image[0, 0, 0]) * 255))
+    assert greys == {"real/a": [3, 4], "real/a.jpg": [2], "real/a.png": [1]}
+
+
+def test_frame_folders_follow_symlinked_videos_once(tmp_path):
+    store = tmp_path / "store"
+    write_video(store / "v1", 2, lambda i: 40 + i)
+    root = tmp_path / "root"
+    (root / "fake").mkdir(parents=True)
+    os.symlink(store / "v1", root / "fake/v1")  # a data set assembled from symlinks
+    dataset = FrameFolderDataset(root, frames_per_video=None)
+    assert dataset.video_ids() == ["fake/v1", "fake/v1"]
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(2)] == [40, 41]
+    os.symlink(store / "v1", root / "fake/v1_again")
+    with pytest.raises(ValueError, match="fake/v1_again is the folder .*fake/v1 again"):
+        FrameFolderDataset(root)
+    os.remove(root / "fake/v1_again")
+    os.symlink(root / "fake", store / "v1/loop")  # a cycle through the linked video
+    with pytest.raises(ValueError, match="symlink loop"):
+        FrameFolderDataset(root)
 
 
 def test_frame_folders_errors(tmp_path):

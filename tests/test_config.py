@@ -8,6 +8,7 @@ import yaml
 
 from mlrank.config import (
     Config,
+    UniqueKeyLoader,
     DataConfig,
     config_from_dict,
     config_to_dict,
@@ -184,6 +185,52 @@ def test_missing_and_malformed_files(tmp_path):
     broken.write_text("optim: {lr: [\n", encoding="utf-8")
     with pytest.raises(ValueError, match=f"{broken} is not valid YAML"):
         load_config(broken)
+
+
+def test_a_key_written_twice_is_an_error_naming_it_and_its_lines(tmp_path):
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("seed: 1\noptim:\n  lr: 0.1\n  epochs: 3\n  lr: 0.2\n", encoding="utf-8")
+    twice = rf"config file {nested} .*line 5, column 3: duplicate key 'lr' \(first at line 3\)"
+    with pytest.raises(ValueError, match=twice):
+        load_config(nested)
+    top = tmp_path / "top.yaml"
+    top.write_text("seed: 1\noptim: {lr: 0.1}\nseed: 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"line 3, column 1: duplicate key 'seed' \(first at line 1\)"):
+        load_config(top)
+    # the same key in two mappings, and a key overriding one that a merge brought in, are fine
+    assert yaml.load("a: {x: 1}\nb: {x: 2}\n", Loader=UniqueKeyLoader) == {"a": {"x": 1}, "b": {"x": 2}}
+    anchors = tmp_path / "anchors.yaml"
+    anchors.write_text("base: synthetic\noptim:\n  <<: {lr: 0.1, epochs: 3}\n  lr: 0.5\n", encoding="utf-8")
+    assert (load_config(anchors).optim.lr, load_config(anchors).optim.epochs) == (0.5, 3)
+
+
+def test_config_file_in_another_encoding_is_named(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("seed: 1\n# r\u00e9glages\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=rf"{path}, line 2: byte 0xe9 is not UTF-8"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["seed=-1"], r"'seed' must lie in \[0, 2\*\*32\), got -1"),
+        (["seed=4294967296"], r"'seed' must lie in \[0, 2\*\*32\), got 4294967296"),
+        (["data.synthetic_seed=-3"], "'data.synthetic_seed' must be non-negative"),
+        (["method=seeable", "seeable.grid=[64, 64]"], r"a 64 x 64 grid with 4 types gives K = 16384 .* more than 1024"),
+        (["method=seeable", "seeable.grid=[0, 4]"], "grid rows must be >= 1"),
+        (["method=seeable", "seeable.types=[colour, colour]"], "types must not repeat"),
+    ],
+)
+def test_seeds_and_the_seeable_grid_are_bounded(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
+
+
+def test_largest_seed_and_grid_pass():
+    assert load_config(None, ["seed=4294967295"]).seed == 2**32 - 1
+    assert load_config(None, ["method=seeable", "seeable.grid=[16, 16]"]).seeable.grid == (16, 16)
+    assert load_config(None, ["seeable.grid=[64, 64]"]).method == "mlrank"  # not SeeABLE: not used
 
 
 def test_config_argument_takes_a_path_or_a_shipped_name(tmp_path):

@@ -3,6 +3,8 @@
 import json
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +20,9 @@ from mlrank.runs import (
     atomic_write_json,
     atomic_write_text,
     capture_rng_state,
+    check_inside_root,
     load_checkpoint,
+    remove_stale_temporaries,
     restore_rng_state,
     seed_everything,
 )
@@ -205,6 +209,7 @@ def test_load_checkpoint_names_missing_and_damaged_files(tmp_path):
 def test_start_writes_config_and_run_facts_and_refuses_to_overwrite(tmp_path):
     config = load_config(None, ["seed=3"])
     run = RunFolder(tmp_path / "run")
+    assert not run.path.exists()  # nothing is created before the run starts
     run.start(config_to_dict(config), seed=3, argv=["-m", "mlrank.train", "seed=3"], world_size=2)
     assert load_config(run.config_path) == config
     facts = json.loads(run.run_info_path.read_text())
@@ -212,8 +217,86 @@ def test_start_writes_config_and_run_facts_and_refuses_to_overwrite(tmp_path):
     assert facts["versions"]["torch"] == torch.__version__ and facts["versions"]["numpy"] == np.__version__
     assert {"python", "timm", "mlrank"} <= set(facts["versions"]) and "git" in facts and facts["resumes"] == []
     run.log_metrics({"epoch": 0, "loss": 1.0})
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    run.save_checkpoint(checkpoint_of(*make_training(), epoch=0), "last")
+    before = {path.name: path.read_bytes() for path in run.path.iterdir()}
+    with pytest.raises(FileExistsError, match=f"already holds a run .*--resume {run.path}"):
         RunFolder(tmp_path / "run").start(config_to_dict(config), seed=3, argv=[], world_size=1)
+    assert {path.name: path.read_bytes() for path in run.path.iterdir()} == before
+
+
+def dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_start_clears_an_attempt_that_stopped_in_its_first_epoch(tmp_path):
+    run = RunFolder(tmp_path)
+    run.start(config_to_dict(Config()), seed=0, argv=["first"], world_size=1)
+    run.save_checkpoint(checkpoint_of(*make_training(), epoch=0), "best")
+    run.log_metrics({"epoch": 0, "loss": 1.0})  # then killed while writing last.pt:
+    stale = tmp_path / f".last.pt.{dead_pid()}.0badc0de.tmp"
+    stale.write_bytes(b"half")
+    mine = [tmp_path / f".last.pt.{os.getpid()}.0badc0de.tmp", tmp_path / ".last.pt.1.tmp", tmp_path / "notes.txt"]
+    for path in mine:  # a write under way, and the user's files
+        path.write_text("keep")
+
+    assert sorted(run.check_startable()) == [run.checkpoint_path("best"), run.metrics_path]  # nothing removed yet
+    assert run.checkpoint_path("best").exists() and stale.exists()
+    removed = run.start(config_to_dict(Config()), seed=0, argv=["second"], world_size=1)
+    assert sorted(removed) == sorted(["best.pt", "metrics.jsonl", stale.name])
+    assert not stale.exists() and all(path.read_text() == "keep" for path in mine)
+    assert run.read_metrics() == [] and json.loads(run.run_info_path.read_text())["argv"] == ["second"]
+
+
+def test_start_refuses_files_of_later_epochs_without_last_pt(tmp_path):
+    run = RunFolder(tmp_path)
+    run.start(config_to_dict(Config()), seed=0, argv=[], world_size=1)
+    run.save_checkpoint(checkpoint_of(*make_training(), epoch=3), "best")
+    with pytest.raises(FileExistsError, match="holds best.pt of epoch 3 but no last.pt"):
+        run.start(config_to_dict(Config()), seed=0, argv=[], world_size=1)
+    run.checkpoint_path("best").unlink()
+    for epoch in range(3):
+        run.log_metrics({"epoch": epoch})
+    with pytest.raises(FileExistsError, match=r"holds metrics of epochs \[1, 2\] but no last.pt"):
+        run.start(config_to_dict(Config()), seed=0, argv=[], world_size=1)
+    assert [record["epoch"] for record in run.read_metrics()] == [0, 1, 2]  # left alone
+
+
+def test_stale_temporaries_are_those_of_dead_writers_only(tmp_path):
+    dead = dead_pid()
+    names = {
+        f".last.pt.{dead}.0123abcd.tmp": False,
+        f".config.yaml.{dead}.ffffffff.tmp": False,
+        f".last.pt.{os.getpid()}.0123abcd.tmp": True,  # this process: a write under way
+        f".last.pt.{dead}.0123ABCD.tmp": True,  # not the writer's pattern
+        f"last.pt.{dead}.0123abcd.tmp": True,
+        f".last.pt.{dead}.0123abcd.tmp.bak": True,
+    }
+    for name in names:
+        (tmp_path / name).write_text("x")
+    assert remove_stale_temporaries(tmp_path) == sorted(name for name, kept in names.items() if not kept)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(name for name, kept in names.items() if kept)
+    assert remove_stale_temporaries(tmp_path / "absent") == []
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        ("/etc/passwd", "is absolute"),
+        ("a/../b.png", "has a '..' component"),
+        ("..", "has a '..' component"),
+        ("a\\..\\..\\b.png", "has a '..' component"),
+    ],
+)
+def test_paths_that_may_leave_the_root(path, reason):
+    with pytest.raises(ValueError, match=f"frame path .* {reason}"):
+        check_inside_root(path, "frame path")
+
+
+def test_paths_inside_the_root():
+    for path in ("a/b.png", "./a/b.png", "a..b/c.png", "..a/b.png", "a/b../c.png"):
+        check_inside_root(path, "frame path")
 
 
 def test_metrics_log_and_resume_drop_later_epochs(tmp_path):

@@ -9,6 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from mlrank.builders import build_dataset
+from mlrank.config import load_config
 from mlrank.data.seqdeepfake import SeqDeepFakeDataset, parse_sequence
 from mlrank.data.vocab import FACIAL_ATTRIBUTES, FACIAL_COMPONENTS
 
@@ -173,6 +175,65 @@ def test_missing_csv_and_missing_column(tmp_path):
     write_split(tmp_path, header=("file_path", "labels"))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['label'\]"):
         SeqDeepFakeDataset(tmp_path, "facial_components", "train")
+
+
+def test_file_paths_must_stay_inside_the_root(tmp_path):
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    write_image(str(outside / "secret.png"), 99)
+    escapes = {
+        str(outside / "secret.png"): "is absolute, outside the data root",  # exists
+        str(outside / "absent.png"): "is absolute, outside the data root",  # does not: same error, no stat
+        "../outside/secret.png": "has a '..' component",
+        "facial_components/../../outside/secret.png": "has a '..' component",
+    }
+    for file_path, reason in escapes.items():
+        csv_path = write_split(root, extra_rows=[(file_path, "[1, 0, 0, 0, 0]")])
+        with pytest.raises(ValueError) as caught:
+            SeqDeepFakeDataset(root, "facial_components", "train")
+        message = str(caught.value)
+        assert message.startswith(f"{csv_path}, row 5: file_path {file_path!r} ") and reason in message
+        with pytest.warns(UserWarning, match="skipped 1 malformed row"):
+            assert len(SeqDeepFakeDataset(root, "facial_components", "train", skip_malformed=True)) == 3
+
+    # allowed explicitly, through the config key too
+    outside_rows = [(str(outside / "secret.png"), "[1, 0, 0, 0, 0]"), ("../outside/secret.png", "[2, 0, 0, 0, 0]")]
+    write_split(root, extra_rows=outside_rows)
+    dataset = SeqDeepFakeDataset(root, "facial_components", "train", allow_paths_outside_root=True)
+    assert [round(float(dataset[i][0][0, 0, 0]) * 255) for i in (3, 4)] == [99, 99]
+    base = ["data.kind=seqdeepfake", f"data.root={root}", "data.image_size=8"]
+    with pytest.raises(ValueError, match="row 5: file_path .* is absolute"):
+        build_dataset(load_config(None, base), "train")
+    assert len(build_dataset(load_config(None, [*base, "data.allow_paths_outside_root=true"]), "train")) == 5
+
+    # a symlink inside the root is followed wherever it points
+    os.symlink(outside, root / "facial_components/linked")
+    write_split(root, extra_rows=[("facial_components/linked/secret.png", "[1, 0, 0, 0, 0]")])
+    dataset = SeqDeepFakeDataset(root, "facial_components", "train")
+    assert round(float(dataset[3][0][0, 0, 0]) * 255) == 99
+
+
+@pytest.mark.parametrize(
+    "encoding, message",
+    [
+        ("utf-16", r"train.csv is UTF-16 \(or UTF-32\) text; save it as UTF-8"),
+        ("utf-16-le", r"train.csv, line 1: a NUL byte \(UTF-16 text without a byte-order mark"),
+        ("latin-1", r"train.csv, line 3: byte 0xe9 is not UTF-8 \(latin-1"),
+    ],
+)
+def test_csv_in_another_encoding_is_named(tmp_path, encoding, message):
+    rows = [("nose", "000001.png", "[1, 0, 0, 0, 0]", 10), ("nose", "caf\u00e9.png", "[1, 0, 0, 0, 0]", 20)]
+    csv_path = write_split(tmp_path, rows=rows)
+    with open(csv_path, encoding="utf-8") as handle:
+        text = handle.read()
+    with open(csv_path, "w", encoding=encoding, newline="") as handle:
+        handle.write(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        SeqDeepFakeDataset(tmp_path, "facial_components", "train")
+    assert csv_path in str(caught.value)
+    # UTF-8 with a byte-order mark (what Excel writes) is read
+    with open(csv_path, "w", encoding="utf-8-sig", newline="") as handle:
+        handle.write(text)
+    assert len(SeqDeepFakeDataset(tmp_path, "facial_components", "train")) == 2
 
 
 def test_unknown_subset(tmp_path):

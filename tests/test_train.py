@@ -1,17 +1,22 @@
-"""train -> evaluate -> predict end to end on a tiny synthetic set; bit-for-bit resume; DDP on gloo."""
+"""train -> evaluate -> predict end to end on a tiny synthetic set; resume (bit for bit, moved, after a
+crash in the first epoch); checks before the run folder exists; DDP on gloo."""
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+import yaml
 
 from mlrank import evaluate, predict, train
 from mlrank.config import load_config
 from mlrank.data.synthetic import SyntheticSeqDeepFake
-from mlrank.distributed import init_distributed
+from mlrank.distributed import DistContext, init_distributed
 from mlrank.runs import RunFolder, load_checkpoint
 
 TINY = [
@@ -97,10 +102,30 @@ def test_checkpoint_that_does_not_fit_its_config_is_a_clear_error(tmp_path):
         evaluate.load_model(tmp_path / "mismatch.pt")
 
 
-def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    train.main(tiny_overrides(whole))
+def folder_snapshot(folder):
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
 
+
+def assert_same_run(a, b):
+    """Two run folders whose last checkpoints and metrics logs are identical (but for timings)."""
+    first, second = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    assert first["epoch"] == second["epoch"]
+    for key, value in first["model"].items():
+        assert torch.equal(value, second["model"][key]), key
+    strip = lambda records: [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]  # noqa: E731
+    assert strip(RunFolder(a).read_metrics()) == strip(RunFolder(b).read_metrics())
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """The tiny run, uninterrupted: what every interrupted and resumed one must reproduce."""
+    whole = tmp_path_factory.mktemp("whole") / "run"
+    assert train.main(tiny_overrides(whole)) == 0
+    return whole
+
+
+def test_moved_run_resumes_bit_for_bit_where_it_is(tmp_path, monkeypatch, whole_run):
+    interrupted, moved = tmp_path / "interrupted", tmp_path / "elsewhere" / "moved"
     original_save = RunFolder.save_checkpoint
 
     def save_then_stop(self, state, name="last"):
@@ -111,30 +136,111 @@ def test_resume_continues_bit_for_bit(tmp_path, monkeypatch):
 
     monkeypatch.setattr(RunFolder, "save_checkpoint", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        train.main(tiny_overrides(resumed))
+        train.main(tiny_overrides(interrupted))
     monkeypatch.setattr(RunFolder, "save_checkpoint", original_save)
-    assert load_checkpoint(resumed / "last.pt")["epoch"] == 0
-    train.main([*tiny_overrides(resumed), "--resume"])
+    assert load_checkpoint(interrupted / "last.pt")["epoch"] == 0
+    shutil.copytree(interrupted, moved)
+    before = folder_snapshot(interrupted)
 
-    a, b = load_checkpoint(whole / "last.pt"), load_checkpoint(resumed / "last.pt")
-    assert a["epoch"] == b["epoch"] == 1
-    for key, value in a["model"].items():
-        assert torch.equal(value, b["model"][key]), key
-    strip = lambda records: [{k: v for k, v in r.items() if k != "images_per_s"} for r in records]  # noqa: E731
-    assert strip(RunFolder(whole).read_metrics()) == strip(RunFolder(resumed).read_metrics())
-    assert len(json.loads((resumed / "run.json").read_text())["resumes"]) == 1
+    assert train.main(["--resume", str(moved)]) == 0
+    assert folder_snapshot(interrupted) == before  # the folder it came from is left alone
+    assert_same_run(whole_run, moved)
+    assert load_checkpoint(moved / "last.pt")["config"]["output_dir"] == str(moved)
+    assert yaml.safe_load((moved / "config.yaml").read_text())["output_dir"] == str(moved)
+    assert len(json.loads((moved / "run.json").read_text())["resumes"]) == 1
+    assert (moved / "test_metrics.json").is_file()
 
 
-def test_resume_refuses_another_config(tmp_path):
+def test_resume_refuses_another_config_but_takes_new_paths(tmp_path, whole_run):
     run = tmp_path / "run"
-    train.main(tiny_overrides(run, "optim.epochs=1", "train.max_steps_per_epoch=1"))
-    with pytest.raises(ValueError, match="config differs from the checkpoint's in \\['optim'\\]"):
-        train.main([*tiny_overrides(run, "optim.epochs=1", "train.max_steps_per_epoch=1", "optim.lr=0.5"), "--resume"])
+    shutil.copytree(whole_run, run)
+    with pytest.raises(ValueError, match=r"config differs from the checkpoint's in \['optim.lr'\]"):
+        train.main(["--resume", str(run), "optim.lr=0.5"])
+    # where the data are and how they load may change (the run is complete: only the test is redone)
+    assert train.main(["--resume", str(run), "data.num_workers=1", "train.log_every=5"]) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["num_workers"] == 1
 
 
-def test_unknown_key_on_the_command_line(tmp_path):
-    with pytest.raises(ValueError, match="did you mean 'optim.lr'"):
-        train.main(tiny_overrides(tmp_path, "optim.lrr=1"))
+def test_resume_argument_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run folder .*absent does not exist"):
+        train.main(["--resume", str(tmp_path / "absent")])
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        train.main(["--resume", str(tmp_path)])
+    with pytest.raises(ValueError, match="drop --config"):
+        train.main(["--resume", str(tmp_path), "--config", "synthetic"])
+    with pytest.raises(ValueError, match="output_dir cannot be overridden"):
+        train.main(["--resume", str(tmp_path), f"output_dir={tmp_path / 'other'}"])
+
+
+@pytest.mark.parametrize(
+    "extra, error, message",
+    [
+        (["seed=-1"], ValueError, "'seed' must lie in"),
+        (["data.kind=seqdeepfake", "data.root=MISSING"], FileNotFoundError, "'data.root': .*missing does not exist"),
+        # the root exists but holds no Seq-DeepFake split: found when the data set is built
+        (["data.kind=seqdeepfake", "data.root=EMPTY"], FileNotFoundError, "annotation file not found"),
+        (["model.pretrained_file=MISSING"], FileNotFoundError, "'model.pretrained_file'"),
+    ],
+)
+def test_a_run_that_fails_its_checks_creates_no_folder(tmp_path, extra, error, message):
+    run = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    paths = {"MISSING": tmp_path / "missing", "EMPTY": tmp_path / "empty"}
+    extra = [f"{key}={paths.get(value, value)}" for key, _, value in (item.partition("=") for item in extra)]
+    with pytest.raises(error, match=message):
+        train.main(tiny_overrides(run, *extra))
+    assert not run.exists()
+
+
+def test_seed_plus_rank_must_fit_numpy():
+    ctx = DistContext(rank=0, world_size=4, local_rank=0, device=torch.device("cpu"))
+    train.check_seed(load_config(None, ["seed=4294967292"]), ctx)  # ranks 0..3 reach 2**32 - 1
+    with pytest.raises(ValueError, match=r"'seed' \(4294967293\) plus the rank \(up to 3\)"):
+        train.check_seed(load_config(None, ["seed=4294967293"]), ctx)
+
+
+def dead_pid():
+    """The pid of a process that has exited (its temporary files are stale)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("how", ["rerun", "--resume"])
+def test_crash_in_the_first_epoch_restarts_in_the_same_folder(tmp_path, monkeypatch, whole_run, how):
+    run = tmp_path / "run"
+    original_save = RunFolder.save_checkpoint
+
+    def crash_while_writing_last(self, state, name="last"):
+        if name == "last":  # after best.pt and the metrics line of epoch 0
+            raise OSError("the disk went away")
+        return original_save(self, state, name)
+
+    monkeypatch.setattr(RunFolder, "save_checkpoint", crash_while_writing_last)
+    with pytest.raises(OSError, match="disk went away"):
+        train.main(tiny_overrides(run))
+    monkeypatch.setattr(RunFolder, "save_checkpoint", original_save)
+    assert (run / "best.pt").is_file() and not (run / "last.pt").exists()
+    assert [record["epoch"] for record in RunFolder(run).read_metrics()] == [0]
+    # what a kill during the write of last.pt leaves, and files of the user's that look alike
+    stale = run / f".last.pt.{dead_pid()}.0123abcd.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    kept = [run / ".last.pt.tmp", run / f".notes.{os.getpid()}.0123abcd.tmp", run / "notes.tmp"]
+    for path in kept:
+        path.write_text("mine")
+
+    arguments = tiny_overrides(run) if how == "rerun" else ["--resume", str(run)]
+    assert train.main(arguments) == 0
+    assert not stale.exists() and all(path.read_text() == "mine" for path in kept)
+    assert_same_run(whole_run, run)
+    assert json.loads((run / "run.json").read_text())["resumes"] == []
+
+
+def test_a_finished_run_is_not_overwritten(whole_run):
+    before = folder_snapshot(whole_run)
+    with pytest.raises(FileExistsError, match="already holds a run.*--resume"):
+        train.main(tiny_overrides(whole_run))
+    assert folder_snapshot(whole_run) == before
 
 
 def _free_port():

@@ -15,19 +15,26 @@ Decisions:
 - Frames are sorted naturally by file name and `frames_per_video` of them are taken evenly spaced
   (np.linspace over the sorted frames, DeepfakeBench's rule); None keeps every frame.
 - Video ids are "<label key>/<video>" (DeepfakeBench) or "<real|fake>/<video folder>" (folders):
-  FF++ reuses a video name across label keys, and video-level metrics need each id once.
+  FF++ reuses a video name across label keys, and video-level metrics need each id once. An image
+  lying directly in `real/` or `fake/` is a one-frame video whose id keeps the file's extension
+  ("real/a.png"), so `real/a.png`, `real/a.jpg` and the folder `real/a/` are three videos.
 - Every selected frame is checked for existence when the data set is built: a missing frame is a
   FileNotFoundError naming it, never a silent skip (DeepfakeBench's loader substitutes item 0).
 - The JSON's label strings map to 0/1 through DeepfakeBench's `label_dict` (its train/test
   configs), extended with the WildDeepfake and FFIW names and a plain "real"/"fake"; pass
   `label_dict` for others. An unknown label is an error naming it.
-- Frame paths: backslashes (DeepfakeBench's JSON files are written on Windows) become "/". With
-  `root`, a relative path is read under `root` (DeepfakeBench's `rgb_dir`); an absolute one must
-  start with `json_prefix`, which `root` replaces. Without `root`, paths are used as written.
-- Folders: a video is a folder under `real/` or `fake/` (at any depth) that holds image files; an
-  image lying directly in `real/` or `fake/` is a one-frame video. Other folders at the top level
-  are an error, so a misspelt `Real/` cannot drop half the data silently; hidden folders (".x")
-  and files that are not images are passed over.
+- Frame paths: backslashes (DeepfakeBench's JSON files are written on Windows) become "/". A
+  relative path is read under `root` (DeepfakeBench's `rgb_dir`); an absolute one must start with
+  `json_prefix`, which `root` replaces. What remains must stay inside `root`: no ".." component
+  (`mlrank.runs.check_inside_root`; symlinks inside the root are followed). Any other path is an
+  error naming the JSON key and the frame, raised before any stat, so an index cannot read or
+  probe files elsewhere. `allow_paths_outside_root=True` (config `data.allow_paths_outside_root`)
+  reads such paths as written, and is the only way to go without a `root`.
+- Folders: a video is a folder under `real/` or `fake/` (at any depth, symlinked folders
+  included) that holds image files. Other folders at the top level are an error, so a misspelt
+  `Real/` cannot drop half the data silently; hidden folders (".x") and files that are not images
+  are passed over. A folder reached twice through symlinks (a loop, or one video linked twice) is
+  an error naming both paths.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch.utils.data import Dataset
 
+from ..runs import check_inside_root, read_utf8_text
 from .io import check_frames_per_video, evenly_spaced_indices, is_image_file, natural_sort_key, read_rgb
 
 # DeepfakeBench's training/config/{train,test}_config.yaml label_dict, plus WildDeepfake, FFIW and plain names
@@ -102,12 +110,14 @@ class DeepfakeBenchDataset(_FrameDataset):
         json_path: the index file, e.g. `dataset_json/FaceForensics++.json`.
         dataset_name: its top-level key, e.g. "FaceForensics++", "Celeb-DF-v2".
         split: "train", "val" or "test".
-        root: folder the frame paths are read under (see the module notes); None uses them as written.
+        root: folder the frame paths are read under (see the module notes); None only together with
+            allow_paths_outside_root, to use the paths as written.
         compression: the level to read where the index has one ("c23", "c40", "raw").
         frames_per_video: frames kept per video, evenly spaced; None keeps all.
         transform: applied to each image tensor.
         json_prefix: the leading part of absolute frame paths in the JSON that `root` replaces.
         label_dict: label string -> 0/1; defaults to `DEEPFAKEBENCH_LABELS`.
+        allow_paths_outside_root: read frame paths that leave `root` (absolute, or with "..").
     """
 
     def __init__(
@@ -121,11 +131,18 @@ class DeepfakeBenchDataset(_FrameDataset):
         transform: Transform | None = None,
         json_prefix: str | None = None,
         label_dict: Mapping[str, int] | None = None,
+        allow_paths_outside_root: bool = False,
     ) -> None:
         super().__init__(transform)
         check_frames_per_video(frames_per_video)
         if json_prefix is not None and root is None:
             raise ValueError("json_prefix is only used together with root")
+        if root is None and not allow_paths_outside_root:
+            raise ValueError(
+                f"{os.fspath(json_path)}: pass root, the folder its frame paths are read under, or "
+                "allow_paths_outside_root=True to read them as written"
+            )
+        self.allow_paths_outside_root = allow_paths_outside_root
         self.json_path = os.fspath(json_path)
         self.dataset_name = dataset_name
         self.split = split
@@ -176,22 +193,30 @@ class DeepfakeBenchDataset(_FrameDataset):
         frames = record["frames"]
         if not isinstance(frames, list) or not all(isinstance(frame, str) for frame in frames):
             raise ValueError(f"{where}: 'frames' must be a list of paths")
-        return label, [self._resolve(frame, where) for frame in frames]
+        return label, [self._resolve(frame, f"{where}, frames[{i}]") for i, frame in enumerate(frames)]
 
     def _resolve(self, frame: str, where: str) -> str:
         path = frame.replace("\\", "/")
-        if self._root is None:
+        if self._root is None:  # allowed explicitly (checked in __init__)
             return path
         if self._json_prefix is not None:
             if path != self._json_prefix and not path.startswith(self._json_prefix + "/"):
                 raise ValueError(
                     f"{where}: frame path {frame!r} does not start with json_prefix {self._json_prefix!r}"
                 )
-            return os.path.join(self._root, path[len(self._json_prefix) :].lstrip("/"))
-        if os.path.isabs(path):
+            path = path[len(self._json_prefix) :].lstrip("/")
+        elif os.path.isabs(path):
+            if self.allow_paths_outside_root:
+                return path
             raise ValueError(
-                f"{where}: frame path {frame!r} is absolute; pass json_prefix to rewrite it under root"
+                f"{where}: frame path {frame!r} is absolute, outside the data root; pass json_prefix to "
+                "rewrite it under root (or allow_paths_outside_root to read it as written)"
             )
+        if not self.allow_paths_outside_root:
+            try:
+                check_inside_root(path, "frame path")
+            except ValueError as error:
+                raise ValueError(f"{where}: {error}") from None
         return os.path.join(self._root, path.removeprefix("./"))
 
 
@@ -233,13 +258,22 @@ class FrameFolderDataset(_FrameDataset):
 
 
 def _videos_under(class_folder: str) -> list[tuple[str, list[str]]]:
-    """(video name, frame paths) for each folder below `class_folder` holding images, and each loose image."""
+    """(video name, frame paths) for each folder below `class_folder` holding images, and each loose
+    image (named with its extension); symlinked folders are followed, each real folder once."""
     videos = []
-    for folder, subfolders, files in os.walk(class_folder):
+    walked: dict[str, str] = {}  # real path -> the path it was first reached by
+    for folder, subfolders, files in os.walk(class_folder, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            raise ValueError(
+                f"{folder} is the folder {walked[real]} again (through a symlink): a symlink loop, or "
+                "a video linked twice"
+            )
+        walked[real] = folder
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         images = [os.path.join(folder, name) for name in sorted(files) if is_image_file(name)]
         if folder == class_folder:
-            videos.extend((os.path.splitext(os.path.basename(image))[0], [image]) for image in images)
+            videos.extend((os.path.basename(image), [image]) for image in images)
         elif images:
             videos.append((os.path.relpath(folder, class_folder).replace(os.sep, "/"), images))
     return sorted(videos, key=lambda video: natural_sort_key(video[0]))
@@ -252,11 +286,10 @@ def _is_video_record(node: object) -> bool:
 def _load_json(json_path: str) -> dict:
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"DeepfakeBench JSON index not found: {json_path}")
-    with open(json_path, encoding="utf-8") as handle:
-        try:
-            index = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{json_path} is not valid JSON: {error}") from None
+    try:
+        index = json.loads(read_utf8_text(json_path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{json_path} is not valid JSON: {error}") from None
     if not isinstance(index, dict):
         raise ValueError(f"{json_path}: expected a JSON object at the top level")
     return index

@@ -20,11 +20,19 @@ Decisions:
   digits at fixed character positions; that is a superset of what it reads.
 - Images are checked for existence only (one stat per row); a file that fails to decode raises a
   ValueError naming it when it is loaded.
+- A `file_path` must stay inside `root`: relative, without a ".." component
+  (`mlrank.runs.check_inside_root`). Anything else is a malformed row, found before any stat, so a
+  CSV cannot probe which files exist elsewhere. Symlinks inside the root are followed wherever
+  they point, as data sets are often assembled from symlinks. `allow_paths_outside_root=True`
+  (config `data.allow_paths_outside_root`) reads any path.
+- The CSV must be UTF-8 (a byte-order mark is allowed); UTF-16 or latin-1 is an error naming the
+  file and the line.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import re
@@ -34,6 +42,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import Dataset
 
+from ..runs import check_inside_root, read_utf8_text
 from .io import read_rgb
 from .vocab import SEQUENCE_LENGTH, names_of
 
@@ -52,6 +61,8 @@ class SeqDeepFakeDataset(Dataset):
         split: the CSV's name without extension ("train", "val" or "test").
         transform: applied to the image tensor before it is returned.
         skip_malformed: drop malformed rows (listed in `skipped`) instead of raising.
+        allow_paths_outside_root: read `file_path`s that are absolute or contain "..", which
+            otherwise are malformed rows (see the module notes).
     """
 
     def __init__(
@@ -61,12 +72,14 @@ class SeqDeepFakeDataset(Dataset):
         split: str,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         skip_malformed: bool = False,
+        allow_paths_outside_root: bool = False,
     ) -> None:
         self.names: tuple[str, ...] = names_of(subset)
         self.root = os.fspath(root)
         self.subset = subset
         self.split = split
         self.transform = transform
+        self.allow_paths_outside_root = allow_paths_outside_root
         self.csv_path = os.path.join(self.root, subset, "annotations", f"{split}.csv")
         self.skipped: list[tuple[int, str]] = []
 
@@ -104,6 +117,8 @@ class SeqDeepFakeDataset(Dataset):
     def _image_path(self, file_path: str) -> str:
         if not file_path.strip():
             raise ValueError("empty file_path")
+        if not self.allow_paths_outside_root:
+            check_inside_root(file_path, "file_path")
         image_path = os.path.join(self.root, file_path)
         if not os.path.isfile(image_path):
             raise ValueError(f"image not found: {image_path}")
@@ -155,11 +170,13 @@ def _read_csv(csv_path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and the non-blank data rows, each with its line number, of a Seq-DeepFake CSV."""
     if not os.path.isfile(csv_path):
         raise FileNotFoundError(f"Seq-DeepFake annotation file not found: {csv_path}")
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
+    reader = csv.reader(io.StringIO(read_utf8_text(csv_path), newline=""))
+    try:
         header = [name.strip() for name in next(reader, [])]
         missing = [name for name in REQUIRED_COLUMNS if name not in header]
         if missing:
             raise ValueError(f"{csv_path}: missing column(s) {missing}; header is {header}")
         rows = [(reader.line_num, fields) for fields in reader if any(field.strip() for field in fields)]
+    except csv.Error as error:
+        raise ValueError(f"{csv_path}, line {reader.line_num}: not CSV: {error}") from None
     return header, rows

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 SPATIAL_TYPES = ("colour", "blur", "resample")
 FREQUENCY_TYPES = ("frequency",)
 DISCREPANCY_TYPES = SPATIAL_TYPES + FREQUENCY_TYPES
+# At most 16 x 16 cells of the four types. The cost grows with K: past 2 x embed_dim the
+# prototypes are optimised over K x K cosines (about 40 s for K = 1024 on one CPU thread,
+# over 11 minutes and 7 GB for K = 16384), and scoring one face runs K forward passes and
+# fills a K x K matrix.
+MAX_CLASSES = 1024
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -62,6 +67,12 @@ class DiscrepancySpec:
         if len(set(types)) != len(types):
             raise ValueError(f"types must not repeat, got {list(types)}")
         object.__setattr__(self, "types", types)
+        if self.K > MAX_CLASSES:
+            raise ValueError(
+                f"a {grid[0]} x {grid[1]} grid with {len(types)} types gives K = {self.K} "
+                f"discrepancy classes, more than {MAX_CLASSES}: its prototypes would take minutes "
+                "to build and scoring a face K forward passes; use a coarser grid or fewer types"
+            )
 
         feather = float(self.feather)
         if not math.isfinite(feather) or not 0 < feather <= 1:
