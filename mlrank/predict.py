@@ -55,7 +55,7 @@ from mlrank.decoding import decode
 from mlrank.evaluate import load_model
 from mlrank.ops import contrastive_mil
 from mlrank.preprocess import DETECTORS, Square, check_margin, create_detector, crop_square, face_square, largest_face
-from mlrank.runs import atomic_write_bytes, atomic_write_json
+from mlrank.runs import atomic_write_bytes, atomic_write_json, check_checkpoint_exists
 
 UPSCALE_WARNING = 2.0
 PREDICTIONS_NAME = "predictions.json"
@@ -181,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace predictions and heat maps that exist")
     args = parser.parse_args(argv)
 
+    check_checkpoint_exists(args.checkpoint)  # before any work on the images
     device = resolve_device(args.device)
     detect = None
     if args.detect_faces:

@@ -245,11 +245,17 @@ def _check_keys(state: Mapping[str, Any], source: str) -> None:
         )
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """A checkpoint written by ``RunFolder.save_checkpoint``; clear errors for missing or damaged files."""
+def check_checkpoint_exists(path: str | Path) -> Path:
+    """``path`` as a Path; FileNotFoundError naming it unless it is a file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint written by ``RunFolder.save_checkpoint``; clear errors for missing or damaged files."""
+    path = check_checkpoint_exists(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch.load raises OSError, KeyError, EOFError... for damaged files
