@@ -7,10 +7,10 @@ decreasing P_i.
 
 Decisions:
 - Decode from the fused logits f (``from_logits=True``) whenever they are at hand. P_i = sigmoid(f_i)
-  rounds to exactly 1.0 in float32 for f_i above about 17 (far earlier in bfloat16), so two confident
-  components tie on P and the tie rule, not the model, would pick their order. The logits keep that
-  order, and P_i > t is decided exactly as f_i > log(t / (1 - t)), computed in float64. Probabilities
-  are still accepted (the default), for callers that have nothing else.
+  rounds to exactly 1.0 in float32 for f_i above about 16.6 (above about 6.2 in bfloat16), so two
+  confident components tie on P and the tie rule, not the model, would pick their order. The logits
+  keep that order, and P_i > t is decided exactly as f_i > log(t / (1 - t)), computed in float64.
+  Probabilities are still accepted (the default), for callers that have nothing else.
 - Ties between equal scores go to the lower component index first, the rule the paper's rank o_i
   needs (docs/method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
   the metrics, so decoding and training agree on every tie.

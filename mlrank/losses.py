@@ -27,7 +27,7 @@ Decisions:
 - l_Reg = 1 - mean(u) ("mean", the default) or n (1 - mean(u)) ("sum", eq. 11 as printed), on real
   images only (docs/method.md section 3).
 - The rank weights are computed from the fused logits, not from sigmoid(logits): sigmoid(f) rounds
-  to 1.0 in float32 for f above about 17, so two confident components would tie on P where the
+  to 1.0 in float32 for f above about 16.6, so two confident components would tie on P where the
   logits still order them.
 - Binary mode is L = 1 (one logit per head): sequences may be (B, T) with id 1 for a fake, or a (B,)
   vector of 0/1 labels; there is no rank loss (docs/method.md section 2).
