@@ -14,7 +14,8 @@ Decisions:
 - Scores: every function that decides or ranks components takes the fused logits (``from_logits``
   where it thresholds), so that components whose probabilities both round to 1.0 are still ordered
   by the model and not by the tie rule (mlrank.decoding's docstring); probabilities are accepted for
-  callers that have nothing else. Exact ties of the logits themselves are what the docstrings say.
+  callers that have nothing else. Exact ties of the logits themselves follow each metric's rule
+  below.
 - Multi-label accuracy is the per-entry (Hamming) accuracy: the fraction of the M x L component
   decisions (P_i > threshold versus y_i) that are right.
 - Ordered pairs, the order of the decoded sequence: every pair of truly manipulated components
@@ -26,8 +27,8 @@ Decisions:
 - Kendall's tau, the order of the scores regardless of the threshold: per image with k >= 2
   manipulated components, over its k(k - 1)/2 true pairs (a before b), concordant when f_a > f_b,
   discordant when f_a < f_b, and neither when the logits are exactly equal;
-  tau = (concordant - discordant) / (k(k - 1)/2) (tau-a; the truth has no ties), in [-1, 1], 0 for
-  a random or constant order. Averaged over those images; undefined (NaN) when there is none.
+  tau = (concordant - discordant) / (k(k - 1)/2) (tau-a; the truth has no ties), in [-1, 1]: 0 in
+  expectation for a random order, exactly 0 for a constant one. Averaged over those images; undefined (NaN) when there is none.
   Unlike decoding, it does not break score ties by component id: that rule would reward a constant
   model whenever the edits happen to follow the id order.
 - Order R^2 (the paper's Table 4), per component i: over the samples where i was manipulated, the
