@@ -102,14 +102,23 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights and parameters of L_Total = L_CLS + lambda1 L_BCE + lambda2 L_Rank (eq. 15)."""
+    """Weights and parameters of L_Total = L_CLS + lambda1 L_BCE + lambda2 L_Rank (eq. 15).
+
+    Each term has its own weight for ablations (mlrank.losses, docs/method.md section 6):
+    L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
+    + lambda2 L_Rank. lambda1 is the paper's joint BCE weight and multiplies the branch weights;
+    0 switches a term off.
+    """
 
     tau: float = 0.2
     num_k: int | None = None  # None: exact max over all k; 100 reproduces the paper's sampling
     reg: Literal["mean", "sum"] = "mean"  # l_Reg averaged over the n pairs, or summed as printed
-    lambda1: float = 1.0
-    lambda2: float = 1.0
+    lambda1: float = 1.0  # both BCE terms (the paper's lambda1)
+    lambda2: float = 1.0  # L_Rank
     alpha: float = 1.0
+    lambda_cls: float = 1.0  # L_CLS
+    lambda_bce_patch: float = 1.0  # L_BCE^U, the patch branch, times lambda1
+    lambda_bce_class: float = 1.0  # L_BCE^V, the class branch, times lambda1
 
 
 @dataclass
@@ -171,7 +180,8 @@ _POSITIVE_INTS = [
 ]
 _POSITIVE_FLOATS = ["loss.tau", "optim.lr", "optim.backbone_lr_scale", "optim.grad_clip", "seeable.temperature"]
 _NON_NEGATIVE = [
-    "data.synthetic_seed", "data.num_workers", "loss.lambda1", "loss.lambda2", "loss.alpha", "optim.weight_decay",
+    "data.synthetic_seed", "data.num_workers", "loss.lambda1", "loss.lambda2", "loss.lambda_cls",
+    "loss.lambda_bce_patch", "loss.lambda_bce_class", "loss.alpha", "optim.weight_decay",
     "optim.warmup_epochs", "seeable.lambda_gui",
 ]
 

@@ -1,4 +1,4 @@
-"""Manipulation sequences: their format, checks, and decoding from the fused probabilities.
+"""Manipulation sequences: their format, checks, and decoding from the fused scores.
 
 A *sequence* is an integer tensor (B, T) of component ids 1..L in the order the components were
 manipulated, padded with 0 on the right: Seq-DeepFake's format, T = 5. An all-zero row is a genuine
@@ -6,8 +6,13 @@ image. Decoding (docs/method.md section 7) keeps the components with P_i > thres
 decreasing P_i.
 
 Decisions:
-- Ties between equal probabilities go to the lower component index first, the rule the paper's rank
-  o_i needs (docs/method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
+- Decode from the fused logits f (``from_logits=True``) whenever they are at hand. P_i = sigmoid(f_i)
+  rounds to exactly 1.0 in float32 for f_i above about 16.6 (above about 6.2 in bfloat16), so two
+  confident components tie on P and the tie rule, not the model, would pick their order. The logits
+  keep that order, and P_i > t is decided exactly as f_i > log(t / (1 - t)), computed in float64.
+  Probabilities are still accepted (the default), for callers that have nothing else.
+- Ties between equal scores go to the lower component index first, the rule the paper's rank o_i
+  needs (docs/method.md section 5); :func:`descending_ranks` is that rule, shared by the rank loss and
   the metrics, so decoding and training agree on every tie.
 - The threshold is strict: P_i == threshold is not a detection.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
@@ -41,7 +46,7 @@ def check_scores(scores: object, name: str = "probs", probabilities: bool = True
         low, high = scores.min().item(), scores.max().item()
         raise ValueError(
             f"{name} must be probabilities in [0, 1], got values in [{low}, {high}] "
-            f"(logits? apply a sigmoid first)"
+            f"(logits? pass from_logits=True)"
         )
     return scores
 
@@ -99,7 +104,8 @@ def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
     """o_i: the 1-based rank of each score in its row, largest first, ties to the lower index first.
 
     o_i = 1 + #{j : s_j > s_i} + #{j < i : s_j == s_i}; a (B, L) int64 tensor, a permutation of
-    1..L in every row. Any scores monotone in the probabilities (e.g. logits) give the same ranks.
+    1..L in every row. Pass the fused logits where they exist: probabilities that saturate to 1.0
+    tie where the logits do not (module docstring).
     """
     scores = scores.detach()
     score_i = scores.unsqueeze(-1)  # (B, L, 1): the ranked component
@@ -112,36 +118,66 @@ def descending_ranks(scores: torch.Tensor) -> torch.Tensor:
     return 1 + ahead.sum(dim=-1)
 
 
-def decode(probs: torch.Tensor, threshold: float = 0.5, length: int = SEQUENCE_LENGTH) -> torch.Tensor:
-    """Predicted sequences from fused probabilities (docs/method.md section 7).
+def logit_threshold(threshold: float) -> float:
+    """The logit cut equivalent to P > ``threshold``: log(t / (1 - t)), -inf for t <= 0, +inf for t >= 1."""
+    if threshold <= 0:
+        return -math.inf
+    if threshold >= 1:
+        return math.inf
+    return math.log(threshold) - math.log1p(-threshold)
 
-    Args:
-        probs: (B, L) fused probabilities P_i in [0, 1].
-        threshold: a component is predicted manipulated when P_i > threshold (strictly).
-        length: width of the output; must be >= L.
 
-    Returns:
-        (B, length) int64: ids 1..L of the predicted components by decreasing P_i (ties: lower id
-        first), padded with 0.
+def above_threshold(scores: torch.Tensor, threshold: float = 0.5, from_logits: bool = False) -> torch.Tensor:
+    """(B, L) bool: P_i > ``threshold``, decided on the logits when ``from_logits`` (module docstring)."""
+    _check_threshold(threshold)
+    if from_logits:
+        return scores.double() > logit_threshold(threshold)
+    return scores > threshold
 
-    Raises:
-        TypeError / ValueError: probs is not a 2-D floating tensor of finite values in [0, 1],
-            the threshold is not a finite real number, or L > length.
-    """
-    check_scores(probs, "probs")
+
+def _check_threshold(threshold: object) -> None:
     is_real = isinstance(threshold, numbers.Real) and not isinstance(threshold, bool)
     if not is_real or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite real number, got {threshold!r}")
-    batch, num_components = probs.shape
+
+
+def decode(
+    scores: torch.Tensor,
+    threshold: float = 0.5,
+    length: int = SEQUENCE_LENGTH,
+    *,
+    from_logits: bool = False,
+) -> torch.Tensor:
+    """Predicted sequences from the fused scores (docs/method.md section 7).
+
+    Args:
+        scores: (B, L) fused probabilities P_i in [0, 1], or with ``from_logits`` the fused logits
+            f_i (preferred: they do not saturate).
+        threshold: a component is predicted manipulated when P_i > threshold (strictly), i.e.
+            f_i > log(threshold / (1 - threshold)).
+        length: width of the output; must be >= L.
+        from_logits: ``scores`` are logits.
+
+    Returns:
+        (B, length) int64: ids 1..L of the predicted components by decreasing score (ties: lower
+        id first), padded with 0.
+
+    Raises:
+        TypeError / ValueError: scores is not a 2-D floating tensor of finite values (in [0, 1]
+            unless ``from_logits``), the threshold is not a finite real number, or L > length.
+    """
+    check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
+    is_detected = above_threshold(scores, threshold, from_logits)
+    batch, num_components = scores.shape
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:
         raise ValueError(
             f"length must be an int >= the number of components L = {num_components}, got {length!r}"
         )
-    ranks = descending_ranks(probs)
-    ids = torch.arange(1, num_components + 1, device=probs.device).expand(batch, num_components)
-    detected_ids = torch.where(probs > threshold, ids, torch.zeros_like(ids))
+    ranks = descending_ranks(scores)
+    ids = torch.arange(1, num_components + 1, device=scores.device).expand(batch, num_components)
+    detected_ids = torch.where(is_detected, ids, torch.zeros_like(ids))
     # Detected components hold the top ranks, so placing every id at its rank leaves them as a
     # prefix followed by zeros.
-    sequences = torch.zeros(batch, length, dtype=torch.long, device=probs.device)
+    sequences = torch.zeros(batch, length, dtype=torch.long, device=scores.device)
     sequences[:, :num_components].scatter_(1, ranks - 1, detected_ids)
     return sequences

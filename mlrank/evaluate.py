@@ -4,8 +4,9 @@ The model and data come from the config stored in the checkpoint; ``key=value`` 
 the data side (say ``data.root=/data/Seq-DeepFake`` or ``data.test_dataset_name=Celeb-DF-v2`` for a
 cross-data-set test). Every metric goes to a JSON file (default: ``<checkpoint>_<split>_metrics.json`` beside the
 checkpoint, written atomically) and a readable table goes to stdout: Fixed-Acc, Adaptive-Acc,
-multi-label accuracy and the per-component R^2 of the predicted order (the paper's Table 4) for
-Seq-DeepFake; AUC, EER, AP, accuracy and video-level AUC for binary detection; AUC for SeeABLE.
+multi-label accuracy, the order metrics (ordered pairs, Kendall's tau, and the per-component R^2 of
+the paper's Table 4; "n/a" where undefined, null in the JSON) for Seq-DeepFake; AUC, EER, AP,
+accuracy and video-level AUC for binary detection; AUC for SeeABLE.
 """
 
 from __future__ import annotations

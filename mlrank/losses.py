@@ -2,6 +2,16 @@
 
     L_Total = L_CLS + lambda1 L_BCE + lambda2 L_Rank                       (eq. 15)
 
+Each term has its own switch for ablations (the paper's Table 3, ``python -m mlrank.ablate``):
+
+    L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
+              + lambda2 L_Rank
+
+lambda1 stays the paper's joint weight of both BCE terms and multiplies the branch weights.
+lambda_cls, lambda_bce_patch and lambda_bce_class default to 1, which leaves eq. 15 as it was, bit
+for bit (a weight of 1 multiplies exactly). A weight of 0 switches its term off: the term is still
+computed and reported, and sends no gradient.
+
 Decisions:
 - Reduction: every term is a mean over the samples it applies to, where the paper writes sums over
   the batch; a mean keeps the learning rate independent of the batch size, and one reduction for
@@ -16,8 +26,9 @@ Decisions:
   similarities are equal); computed in at least float32.
 - l_Reg = 1 - mean(u) ("mean", the default) or n (1 - mean(u)) ("sum", eq. 11 as printed), on real
   images only (docs/method.md section 3).
-- The rank weights are computed from the fused logits, not from sigmoid(logits): the ranking is the
-  same, but a saturated sigmoid would create ties that the logits do not have.
+- The rank weights are computed from the fused logits, not from sigmoid(logits): sigmoid(f) rounds
+  to 1.0 in float32 for f above about 16.6, so two confident components would tie on P where the
+  logits still order them.
 - Binary mode is L = 1 (one logit per head): sequences may be (B, T) with id 1 for a fake, or a (B,)
   vector of 0/1 labels; there is no rank loss (docs/method.md section 2).
 """
@@ -126,8 +137,8 @@ def rank_weights(probs: torch.Tensor, sequences: torch.Tensor, alpha: float = 1.
         w_i = alpha |o_i - r_i|   otherwise
 
     Args:
-        probs: (B, L) fused probabilities; any finite scores monotone in them (e.g. the logits)
-            give the same weights.
+        probs: (B, L) fused scores: pass the logits (as :func:`rank_loss` does), which give the
+            probabilities' ranks without the ties of a saturated sigmoid.
         sequences: (B, T) ground-truth sequences (see :func:`sequence_targets`).
         alpha: scale, >= 0.
 
@@ -197,22 +208,10 @@ def _check_unit_rows(tokens: torch.Tensor) -> None:
         )
 
 
-def bce_loss(
-    logits_patch: torch.Tensor,
-    logits_class: torch.Tensor,
-    y: torch.Tensor,
-    sample_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """L_BCE = L_BCE^U + L_BCE^V (eqs. 16-18): BCE of both heads, summed over the L components.
-
-    Args:
-        logits_patch, logits_class: (B, L) logits f^U and f^V.
-        y: (B, L) multi-label targets in [0, 1] (see :func:`sequence_targets`).
-        sample_mask: optional (B,) 0/1; the mean runs over the samples with 1.
-
-    Returns:
-        Scalar, mean over the (unmasked) samples.
-    """
+def _branch_bce(
+    logits_patch: torch.Tensor, logits_class: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) BCE of each head, summed over the L components, after checking the inputs."""
     check_scores(logits_patch, "logits_patch", probabilities=False)
     check_scores(logits_class, "logits_class", probabilities=False)
     if logits_class.shape != logits_patch.shape:
@@ -224,14 +223,39 @@ def bce_loss(
         shape = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
         raise ValueError(f"y must be a tensor of shape {tuple(logits_patch.shape)}, got {shape}")
     check_scores(y.to(logits_patch.dtype), "y")
+    y = y.to(logits_patch.device, logits_patch.dtype)
+    return (
+        F.binary_cross_entropy_with_logits(logits_patch, y, reduction="none").sum(dim=1),
+        F.binary_cross_entropy_with_logits(logits_class, y, reduction="none").sum(dim=1),
+    )
+
+
+def bce_loss(
+    logits_patch: torch.Tensor,
+    logits_class: torch.Tensor,
+    y: torch.Tensor,
+    sample_mask: torch.Tensor | None = None,
+    *,
+    patch_weight: float = 1.0,
+    class_weight: float = 1.0,
+) -> torch.Tensor:
+    """L_BCE = L_BCE^U + L_BCE^V (eqs. 16-18): BCE of both heads, summed over the L components.
+
+    Args:
+        logits_patch, logits_class: (B, L) logits f^U and f^V.
+        y: (B, L) multi-label targets in [0, 1] (see :func:`sequence_targets`).
+        sample_mask: optional (B,) 0/1; the mean runs over the samples with 1.
+        patch_weight, class_weight: weights of L_BCE^U and L_BCE^V (1 and 1: eq. 18).
+
+    Returns:
+        Scalar, mean over the (unmasked) samples.
+    """
+    patch_weight = _check_weight(patch_weight, "patch_weight")
+    class_weight = _check_weight(class_weight, "class_weight")
+    patch, klass = _branch_bce(logits_patch, logits_class, y)
     if sample_mask is not None:
         sample_mask = _check_mask(sample_mask, y.shape[0], "sample_mask")
-    y = y.to(logits_patch.device, logits_patch.dtype)
-    per_sample = (
-        F.binary_cross_entropy_with_logits(logits_patch, y, reduction="none").sum(dim=1)
-        + F.binary_cross_entropy_with_logits(logits_class, y, reduction="none").sum(dim=1)
-    )
-    return _masked_batch_mean(per_sample, sample_mask)
+    return _masked_batch_mean(patch_weight * patch + class_weight * klass, sample_mask)
 
 
 def rank_loss(
@@ -273,21 +297,31 @@ def total_loss(
     num_k: int | None = None,
     reg: str = "mean",
     component_mask: torch.Tensor | None = None,
+    *,
+    lambda_cls: float = 1.0,
+    lambda_bce_patch: float = 1.0,
+    lambda_bce_class: float = 1.0,
 ) -> dict[str, torch.Tensor]:
-    """L_Total = L_CLS + lambda1 L_BCE + lambda2 L_Rank (eq. 15).
+    """L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
+    + lambda2 L_Rank: eq. 15 with every weight at its default 1 (module docstring).
 
     Args:
         outputs: the model's outputs: "tokens" (B, N, d) normalised patch tokens after the
             encoder, "logits_patch", "logits_class" and "logits" (fused), each (B, L).
         sequences: (B, T) ground-truth sequences; in binary mode (L = 1) also (B,) 0/1 labels.
-        lambda1, lambda2: weights of L_BCE and L_Rank.
+        lambda1, lambda2: weights of L_BCE (both branches) and L_Rank.
         tau, num_k, reg: see :func:`cls_loss`.
         alpha: see :func:`rank_weights`.
         component_mask: optional (B,) 0/1, 0 for samples whose components are unknown
             (pseudo-fakes): fakes for L_CLS, left out of L_BCE and L_Rank.
+        lambda_cls: weight of L_CLS.
+        lambda_bce_patch, lambda_bce_class: weights of L_BCE^U and L_BCE^V inside L_BCE.
 
     Returns:
-        {"cls", "bce", "rank", "total"}: scalar tensors ("rank" is absent when L = 1).
+        {"cls", "bce", "bce_patch", "bce_class", "rank", "total"}: scalar tensors. Each term is
+        unweighted except "bce", which is lambda_bce_patch "bce_patch" + lambda_bce_class
+        "bce_class" (the paper's L_BCE with the default weights); "total" is the weighted sum.
+        "rank" is absent when L = 1.
     """
     if not isinstance(outputs, Mapping):
         raise TypeError(f"outputs must be a dict, got {type(outputs).__name__}")
@@ -296,6 +330,9 @@ def total_loss(
         raise ValueError(f"outputs is missing key(s) {missing}; expected {list(OUTPUT_KEYS)}")
     lambda1 = _check_weight(lambda1, "lambda1")
     lambda2 = _check_weight(lambda2, "lambda2")
+    lambda_cls = _check_weight(lambda_cls, "lambda_cls")
+    lambda_bce_patch = _check_weight(lambda_bce_patch, "lambda_bce_patch")
+    lambda_bce_class = _check_weight(lambda_bce_class, "lambda_bce_class")
     tokens, logits = outputs["tokens"], outputs["logits"]
     check_scores(logits, "outputs['logits']", probabilities=False)
     batch, num_components = logits.shape
@@ -319,8 +356,11 @@ def total_loss(
         is_fake |= mask.to(is_fake.device) == 0
 
     terms = {"cls": cls_loss(tokens, is_fake, tau, num_k, reg)[0]}
-    terms["bce"] = bce_loss(outputs["logits_patch"], outputs["logits_class"], labels, mask)
-    total = terms["cls"] + lambda1 * terms["bce"]
+    patch, klass = _branch_bce(outputs["logits_patch"], outputs["logits_class"], labels)
+    terms["bce"] = _masked_batch_mean(lambda_bce_patch * patch + lambda_bce_class * klass, mask)
+    terms["bce_patch"] = _masked_batch_mean(patch, mask)
+    terms["bce_class"] = _masked_batch_mean(klass, mask)
+    total = lambda_cls * terms["cls"] + lambda1 * terms["bce"]
     if num_components > 1:
         terms["rank"] = rank_loss(logits, sequences, alpha, mask)
         total = total + lambda2 * terms["rank"]

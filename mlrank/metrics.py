@@ -1,5 +1,6 @@
-"""Evaluation metrics: Seq-DeepFake's sequence accuracies, multi-label accuracy, order R^2, and
-binary detection metrics (AUC, EER, AP, accuracy, video-level AUC).
+"""Evaluation metrics: Seq-DeepFake's sequence accuracies, multi-label accuracy, order metrics
+(ordered pairs, Kendall's tau, per-component R^2), and binary detection metrics (AUC, EER, AP,
+accuracy, video-level AUC).
 
 Sequence metrics follow SeqDeepFake's ``test.py`` (Shao et al., ECCV 2022) exactly, so our numbers
 compare with the published tables; both are pooled over the data set (total correct positions over
@@ -10,11 +11,29 @@ total compared positions), not averaged per row:
   and counts as 1 correct out of 1, as the reference code's ``cmp_len == 0`` branch does.
 
 Decisions:
+- Scores: every function that decides or ranks components takes the fused logits (``from_logits``
+  where it thresholds), so that components whose probabilities both round to 1.0 are still ordered
+  by the model and not by the tie rule (mlrank.decoding's docstring); probabilities are accepted for
+  callers that have nothing else. Exact ties of the logits themselves follow each metric's rule
+  below.
 - Multi-label accuracy is the per-entry (Hamming) accuracy: the fraction of the M x L component
   decisions (P_i > threshold versus y_i) that are right.
+- Ordered pairs, the order of the decoded sequence: every pair of truly manipulated components
+  (a before b in the truth: a sequence (a, b, c) has the pairs (a, b), (a, c), (b, c)) is right when
+  the predicted sequence holds both and a before b; a component missing from the prediction makes
+  its pairs wrong, and extra predicted components change nothing (multi-label accuracy counts them).
+  Pooled over the data set: right pairs over all pairs. Images with fewer than two manipulated
+  components have no pair and do not count. Undefined (NaN) when no image has a pair.
+- Kendall's tau, the order of the scores regardless of the threshold: per image with k >= 2
+  manipulated components, over its k(k - 1)/2 true pairs (a before b), concordant when f_a > f_b,
+  discordant when f_a < f_b, and neither when the logits are exactly equal;
+  tau = (concordant - discordant) / (k(k - 1)/2) (tau-a; the truth has no ties), in [-1, 1]: 0 in
+  expectation for a random order, exactly 0 for a constant one. Averaged over those images; undefined (NaN) when there is none.
+  Unlike decoding, it does not break score ties by component id: that rule would reward a constant
+  model whenever the edits happen to follow the id order.
 - Order R^2 (the paper's Table 4), per component i: over the samples where i was manipulated, the
-  coefficient of determination of the true rank r_i (eq. 2) by the predicted rank o_i of P_i among
-  the L fused probabilities (ties to the lower index, as in decoding):
+  coefficient of determination of the true rank r_i (eq. 2) by the predicted rank o_i of f_i among
+  the L fused logits (ties to the lower index, as in decoding):
   R^2 = 1 - sum (r_i - o_i)^2 / sum (r_i - mean r_i)^2. Restricting to manipulated samples measures
   the order alone; whether i is found at all is multi-label accuracy's business, and genuine images
   would otherwise inflate R^2 with trivially matching ranks. When i was never manipulated, or always
@@ -34,7 +53,7 @@ import numpy as np
 import torch
 
 from mlrank.data.vocab import SEQUENCE_LENGTH
-from mlrank.decoding import check_scores, check_sequences, decode, descending_ranks
+from mlrank.decoding import above_threshold, check_scores, check_sequences, decode, descending_ranks
 from mlrank.losses import sequence_targets
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
@@ -78,19 +97,23 @@ def adaptive_acc(pred: ArrayLike, gt: ArrayLike) -> float:
     return correct.sum().item() / compared.sum().item()
 
 
-def multilabel_acc(probs_or_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5) -> float:
+def multilabel_acc(
+    probs_or_pred: torch.Tensor, y: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False
+) -> float:
     """Per-entry (Hamming) multi-label accuracy over all M x L component decisions.
 
     Args:
-        probs_or_pred: (M, L) probabilities (floating, thresholded: P_i > threshold) or 0/1
-            predictions (bool or integer).
+        probs_or_pred: (M, L) probabilities (floating, thresholded: P_i > threshold), logits (with
+            ``from_logits``), or 0/1 predictions (bool or integer).
         y: (M, L) 0/1 targets (see :func:`mlrank.losses.sequence_targets`).
-        threshold: used for probabilities only.
+        threshold: used for probabilities and logits only.
+        from_logits: floating scores are the fused logits.
     """
     if not isinstance(probs_or_pred, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise TypeError("probs_or_pred and y must be torch.Tensors")
     if probs_or_pred.is_floating_point():
-        predicted = check_scores(probs_or_pred, "probs_or_pred") > threshold
+        check_scores(probs_or_pred, "probs_or_pred", probabilities=not from_logits)
+        predicted = above_threshold(probs_or_pred, threshold, from_logits)
     else:
         predicted = _check_binary(probs_or_pred, "probs_or_pred")
     truth = _check_binary(y, "y")
@@ -108,25 +131,25 @@ def _check_binary(values: torch.Tensor, name: str) -> torch.Tensor:
     return values.bool()
 
 
-def order_r2(probs: torch.Tensor, sequences: torch.Tensor, L: int = SEQUENCE_LENGTH) -> torch.Tensor:
+def order_r2(scores: torch.Tensor, sequences: torch.Tensor, L: int = SEQUENCE_LENGTH) -> torch.Tensor:
     """Per component, R^2 of the true rank r_i by the predicted rank o_i, over the samples where i
     was manipulated (see the module docstring); NaN where undefined.
 
     Args:
-        probs: (M, L) fused probabilities.
+        scores: (M, L) fused logits (or probabilities, which may tie where the logits do not).
         sequences: (M, T) ground-truth sequences.
-        L: number of components; must match ``probs``.
+        L: number of components; must match ``scores``.
 
     Returns:
         (L,) float64.
     """
-    check_scores(probs, "probs")
-    if probs.shape[1] != L:
-        raise ValueError(f"probs has {probs.shape[1]} components but L = {L}")
+    check_scores(scores, "scores", probabilities=False)
+    if scores.shape[1] != L:
+        raise ValueError(f"scores has {scores.shape[1]} components but L = {L}")
     labels, true_ranks = sequence_targets(sequences, L)
-    if labels.shape[0] != probs.shape[0]:
-        raise ValueError(f"probs has {probs.shape[0]} rows but sequences has {labels.shape[0]}")
-    predicted_ranks = descending_ranks(probs).cpu().double()
+    if labels.shape[0] != scores.shape[0]:
+        raise ValueError(f"scores has {scores.shape[0]} rows but sequences has {labels.shape[0]}")
+    predicted_ranks = descending_ranks(scores).cpu().double()
     labels, true_ranks = labels.cpu().bool(), true_ranks.cpu().double()
     r2 = torch.full((L,), float("nan"), dtype=torch.float64)
     for component in range(L):
@@ -141,21 +164,89 @@ def order_r2(probs: torch.Tensor, sequences: torch.Tensor, L: int = SEQUENCE_LEN
     return r2
 
 
-def sequence_metrics(probs: torch.Tensor, sequences: torch.Tensor, threshold: float = 0.5) -> dict:
-    """All sequence metrics from fused probabilities (M, L) and ground-truth sequences (M, T), T >= L;
+def _true_pairs(gt: torch.Tensor) -> torch.Tensor:
+    """(M, T, T) bool: [m, j, j'] when positions j < j' of row m both hold manipulated components."""
+    present = gt > 0
+    later = torch.ones(gt.shape[1], gt.shape[1], dtype=torch.bool, device=gt.device).triu(diagonal=1)
+    return present.unsqueeze(2) & present.unsqueeze(1) & later
+
+
+def ordered_pairs(pred: ArrayLike, gt: ArrayLike) -> float:
+    """Share of the truly ordered pairs of manipulated components that ``pred`` puts in the same
+    order, pooled over the rows; a component missing from ``pred`` makes its pairs wrong (see the
+    module docstring). NaN when no row of ``gt`` has two manipulated components.
+
+    ``pred`` and ``gt`` are (M, T) sequences of distinct ids, padded with 0 on the right.
+    """
+    pred, gt = _sequence_pair(pred, gt)
+    check_sequences(pred, "pred")
+    check_sequences(gt, "gt")
+    # match[m, p, j]: the prediction's p-th id is the j-th manipulated component (ids are distinct).
+    match = (pred.unsqueeze(2) == gt.unsqueeze(1)) & (gt > 0).unsqueeze(1)
+    found = match.any(dim=1)
+    true_position = match.long().argmax(dim=1)  # where each true component stands in the prediction
+    right_order = true_position.unsqueeze(2) < true_position.unsqueeze(1)
+    pairs = _true_pairs(gt)
+    total = int(pairs.sum())
+    if total == 0:
+        return float("nan")
+    right = pairs & found.unsqueeze(2) & found.unsqueeze(1) & right_order
+    return int(right.sum()) / total
+
+
+def kendall_tau(scores: torch.Tensor, sequences: torch.Tensor) -> float:
+    """Kendall's tau between the true order and the fused scores of the manipulated components, per
+    image with at least two of them, averaged (see the module docstring); NaN when there is none.
+
+    Args:
+        scores: (M, L) fused logits (or probabilities, which tie where the logits do not).
+        sequences: (M, T) ground-truth sequences.
+    """
+    check_scores(scores, "scores", probabilities=False)
+    sequences = check_sequences(sequences, "sequences", num_components=scores.shape[1])
+    if sequences.shape[0] != scores.shape[0]:
+        raise ValueError(f"scores has {scores.shape[0]} rows but sequences has {sequences.shape[0]}")
+    sequences = sequences.to(scores.device)
+    # edited[m, j]: the score of the component edited j-th (padding reads component 1, masked below).
+    edited = scores.double().gather(1, (sequences - 1).clamp(min=0))
+    pairs = _true_pairs(sequences)
+    # +1 concordant (edited earlier, scored higher), -1 discordant, 0 for equal scores.
+    agreement = torch.sign(edited.unsqueeze(2) - edited.unsqueeze(1)) * pairs
+    num_pairs = pairs.sum(dim=(1, 2))
+    ranked = num_pairs > 0
+    if not bool(ranked.any()):
+        return float("nan")
+    tau = agreement.sum(dim=(1, 2))[ranked] / num_pairs[ranked]
+    return tau.mean().item()
+
+
+def sequence_metrics(
+    scores: torch.Tensor, sequences: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False
+) -> dict:
+    """All sequence metrics from the fused scores (M, L) and ground-truth sequences (M, T), T >= L;
     predictions are decoded with :func:`mlrank.decoding.decode` at the same width T.
 
-    Returns {"fixed_acc", "adaptive_acc", "multilabel_acc": float, "order_r2": list of L floats}.
+    Args:
+        scores: fused probabilities, or with ``from_logits`` the fused logits (preferred: the
+            probabilities saturate, and tie, where the logits do not).
+        sequences: ground-truth sequences.
+        threshold: P_i above which a component is predicted manipulated.
+        from_logits: ``scores`` are logits.
+
+    Returns {"fixed_acc", "adaptive_acc", "multilabel_acc", "ordered_pairs", "kendall_tau": float
+    (the last two NaN when no image has two manipulated components), "order_r2": list of L floats}.
     """
-    check_scores(probs, "probs")
-    num_components = probs.shape[1]
+    check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
+    num_components = scores.shape[1]
     labels, _ = sequence_targets(sequences, num_components)
-    pred = decode(probs, threshold, length=sequences.shape[1])
+    pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits)
     return {
         "fixed_acc": fixed_acc(pred, sequences),
         "adaptive_acc": adaptive_acc(pred, sequences),
-        "multilabel_acc": multilabel_acc(probs, labels, threshold),
-        "order_r2": order_r2(probs, sequences, num_components).tolist(),
+        "multilabel_acc": multilabel_acc(scores, labels, threshold, from_logits=from_logits),
+        "ordered_pairs": ordered_pairs(pred, sequences),
+        "kendall_tau": kendall_tau(scores, sequences),
+        "order_r2": order_r2(scores, sequences, num_components).tolist(),
     }
 
 

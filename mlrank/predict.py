@@ -149,14 +149,16 @@ def predict_image(cfg: Config, model: Any, image: torch.Tensor, threshold: float
 
         return {"anomaly_score": float(training.score_images(cfg, model, batch)[0])}, None
     outputs = model(batch)
-    probs = outputs["logits"].float().sigmoid()[0].cpu()
+    logits = outputs["logits"].float()[0].cpu()
+    probs = logits.sigmoid()
     tokens = outputs["tokens"].float().cpu()
     mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
     similarity = patch_similarity_map(tokens[0], outputs["grid"])
     if is_binary(cfg):
         return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
     names = names_of(cfg.data.subset)
-    order = [int(i) for i in decode(probs[None], threshold)[0] if i > 0]
+    # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
+    order = [int(i) for i in decode(logits[None], threshold, from_logits=True)[0] if i > 0]
     record = {
         "fake_probability": mil_prob,
         "manipulations": [{"id": i, "name": names[i - 1], "probability": float(probs[i - 1])} for i in order],

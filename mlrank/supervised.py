@@ -7,8 +7,9 @@ this module provides them for the paper's model (SeeABLE's are in :mod:`mlrank.s
 model's outputs for a whole split in data-set order on every rank; ``split_metrics`` turns them into
 the field's numbers. Decisions:
 - The fake score of a Seq-DeepFake image is the contrastive-MIL probability P(x) (eq. 9), the
-  paper's classification output; components and their order come from the fused P_i. In binary
-  mode (L = 1) the score is the fused P_1, and the MIL probability is reported beside it.
+  paper's classification output; components and their order come from the fused logits f_i
+  (P_i > 0.5 is f_i > 0; the logits order components whose P_i both round to 1.0). In binary mode
+  (L = 1) the score is the fused P_1, and the MIL probability is reported beside it.
 - The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode).
 """
 
@@ -90,6 +91,9 @@ def train_one_epoch(
             num_k=cfg.loss.num_k,
             reg=cfg.loss.reg,
             component_mask=mask,
+            lambda_cls=cfg.loss.lambda_cls,
+            lambda_bce_patch=cfg.loss.lambda_bce_patch,
+            lambda_bce_class=cfg.loss.lambda_bce_class,
         )
         return losses, images.shape[0]
 
@@ -110,18 +114,18 @@ def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLo
 def predict_split(
     cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
 ) -> dict[str, torch.Tensor]:
-    """Fused probabilities (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks."""
+    """Fused logits (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks."""
     model.eval()
-    probs, mil_probs, labels = [], [], []
+    logits, mil_probs, labels = [], [], []
     for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
         images, label, _ = unpack_batch(batch, ctx.device)
         with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
-        probs.append(outputs["logits"].float().sigmoid())
+        logits.append(outputs["logits"].float())
         mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
         labels.append(label)
     gathered = {
-        "probs": torch.cat(probs),
+        "logits": torch.cat(logits),
         "mil_probs": torch.cat(mil_probs),
         "labels": torch.cat(labels),
     }
@@ -130,19 +134,26 @@ def predict_split(
 
 def split_metrics(predictions: dict[str, torch.Tensor], video_ids: list[str] | None = None) -> dict[str, Any]:
     """Sequence metrics (Fixed/Adaptive-Acc, ...) and real-vs-fake metrics, or binary metrics."""
-    probs, mil_probs, labels = predictions["probs"], predictions["mil_probs"], predictions["labels"]
+    logits, mil_probs, labels = predictions["logits"], predictions["mil_probs"], predictions["labels"]
     if labels.dim() == 1:  # binary detection
-        metrics = binary_metrics(probs[:, 0], labels, video_ids)
+        metrics = binary_metrics(logits[:, 0].sigmoid(), labels, video_ids)
         metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
         return metrics
-    metrics = sequence_metrics(probs, labels)
-    # R^2 is undefined (NaN) for a component never manipulated, or always at one position: JSON null.
-    metrics["order_r2"] = [None if math.isnan(r2) else r2 for r2 in metrics["order_r2"]]
+    metrics = sequence_metrics(logits, labels, from_logits=True)
+    # Undefined metrics (NaN) are JSON null: R^2 of a component never manipulated, or always at one
+    # position; the order metrics of a split without an image of two manipulated components.
+    metrics["order_r2"] = [_none_if_nan(r2) for r2 in metrics["order_r2"]]
+    for key in ("ordered_pairs", "kendall_tau"):
+        metrics[key] = _none_if_nan(metrics[key])
     is_fake = (labels != 0).any(dim=1).long()
     metrics["fake_auc"] = _auc_or_none(mil_probs, is_fake)
     if metrics["fake_auc"] is not None:
         metrics |= {f"fake_{key}": value for key, value in binary_metrics(mil_probs, is_fake).items() if key != "auc"}
     return metrics
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _auc_or_none(scores: torch.Tensor, labels: torch.Tensor) -> float | None:

@@ -160,6 +160,8 @@ def test_wrong_types_name_the_key_and_the_expected_type(override, message):
         ("data.batch_size=0", "'data.batch_size' must be positive"),
         ("loss.tau=-0.2", "'loss.tau' must be positive"),
         ("loss.lambda2=-1", "'loss.lambda2' must be non-negative"),
+        ("loss.lambda_cls=-1", "'loss.lambda_cls' must be non-negative"),
+        ("loss.lambda_bce_class=-0.5", "'loss.lambda_bce_class' must be non-negative"),
         ("optim.lr=.inf", "'optim.lr' must be finite"),
         ("model.dropout=1.0", "'model.dropout' must lie in [0, 1)"),
         ("model.num_heads=3", "divisible by 'model.num_heads'"),

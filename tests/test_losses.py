@@ -142,10 +142,46 @@ def test_decode_other_lengths():
         decode(torch.rand(2, 6))
 
 
+def test_decode_from_logits_orders_what_saturated_probabilities_tie():
+    # sigmoid(25) and sigmoid(30) are both exactly 1.0 in float32: decoding the probabilities leaves
+    # the order to the tie rule (lower id first), the logits keep the model's (component 2 first).
+    logits = torch.tensor([[25.0, 30.0, -4.0, 2.0, -30.0]])
+    probs = torch.sigmoid(logits)
+    assert probs[0, 0].item() == probs[0, 1].item() == 1.0
+    assert decode(probs).tolist() == [[1, 2, 4, 0, 0]]
+    assert decode(logits, from_logits=True).tolist() == [[2, 1, 4, 0, 0]]
+    # bfloat16 saturates far earlier: sigmoid(7) and sigmoid(8) both round to 1.0.
+    low = torch.tensor([[7.0, 8.0, -1.0, -1.0, -1.0]], dtype=torch.bfloat16)
+    assert torch.sigmoid(low)[0, :2].tolist() == [1.0, 1.0]
+    assert decode(torch.sigmoid(low)).tolist() == [[1, 2, 0, 0, 0]]
+    assert decode(low, from_logits=True).tolist() == [[2, 1, 0, 0, 0]]
+
+
+def test_decode_from_logits_thresholds_as_the_probability_would():
+    # P > t exactly when f > log(t / (1 - t)): 0 for 0.5, log 3 = 1.0986 for 0.75, -log 3 for 0.25.
+    logits = torch.tensor([[0.0, 1.0, 1.1, -1.0, -1.2]], dtype=torch.float64)
+    assert decode(logits, from_logits=True).tolist() == [[3, 2, 0, 0, 0]]  # 0 is P = 0.5: strict
+    assert decode(logits, 0.75, from_logits=True).tolist() == [[3, 0, 0, 0, 0]]
+    assert decode(logits, 0.25, from_logits=True).tolist() == [[3, 2, 1, 4, 0]]
+    assert decode(logits, 0.0, from_logits=True).tolist() == [[3, 2, 1, 4, 5]]  # every P > 0
+    assert decode(logits, 1.0, from_logits=True).tolist() == [[0, 0, 0, 0, 0]]  # no P > 1
+    # A logit just above 0 is a detection, though its float32 probability rounds to 0.5.
+    barely = torch.tensor([[1e-9, -3.0]])
+    assert torch.sigmoid(barely)[0, 0].item() == 0.5
+    assert decode(barely, from_logits=True, length=2).tolist() == [[1, 0]]
+    assert decode(torch.sigmoid(barely), length=2).tolist() == [[0, 0]]
+    generator = torch.Generator().manual_seed(0)
+    random_logits = torch.randn(50, 5, generator=generator, dtype=torch.float64) * 3
+    for threshold in (0.1, 0.5, 0.9):
+        assert torch.equal(
+            decode(random_logits, threshold, from_logits=True), decode(torch.sigmoid(random_logits), threshold)
+        )
+
+
 @pytest.mark.parametrize(
     "probs, error, words",
     [
-        (torch.tensor([[1.5, 0.0]]), ValueError, "logits"),
+        (torch.tensor([[1.5, 0.0]]), ValueError, "from_logits=True"),
         (torch.tensor([[float("nan"), 0.0]]), ValueError, "NaN"),
         (torch.tensor([1, 0]), TypeError, "floating"),
         (torch.rand(5), ValueError, "2-D"),
@@ -276,13 +312,15 @@ def test_total_loss_terms_add_up_and_gradients_flow():
     raw, outputs = make_outputs(4, 5)
     sequences = torch.tensor([[4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5], [3, 0, 0, 0, 0]])
     terms = total_loss(outputs, sequences, lambda1=0.5, lambda2=2.0, alpha=1.5, num_k=4, reg="sum")
-    assert set(terms) == {"cls", "bce", "rank", "total"}
+    assert set(terms) == {"cls", "bce", "bce_patch", "bce_class", "rank", "total"}
     is_fake = torch.tensor([1, 0, 1, 1])
     y, _ = sequence_targets(sequences)
     torch.testing.assert_close(terms["cls"], cls_loss(outputs["tokens"], is_fake, 0.2, 4, "sum")[0])
     torch.testing.assert_close(
         terms["bce"], bce_loss(outputs["logits_patch"], outputs["logits_class"], y.double())
     )
+    torch.testing.assert_close(terms["bce_patch"], plain_bce(outputs["logits_patch"], y.double()).sum(dim=1).mean())
+    torch.testing.assert_close(terms["bce_class"], plain_bce(outputs["logits_class"], y.double()).sum(dim=1).mean())
     torch.testing.assert_close(terms["rank"], rank_loss(outputs["logits"], sequences, 1.5))
     torch.testing.assert_close(terms["total"], terms["cls"] + 0.5 * terms["bce"] + 2.0 * terms["rank"])
     terms["total"].backward()
@@ -312,7 +350,7 @@ def test_total_loss_binary_mode():
     raw, outputs = make_outputs(4, 1, seed=3)
     labels = torch.tensor([0, 1, 1, 0])
     terms = total_loss(outputs, labels, lambda1=0.5)
-    assert set(terms) == {"cls", "bce", "total"}
+    assert set(terms) == {"cls", "bce", "bce_patch", "bce_class", "total"}
     torch.testing.assert_close(terms["total"], terms["cls"] + 0.5 * terms["bce"])
     as_sequences = torch.tensor([[0, 0, 0, 0, 0], [1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0, 0, 0, 0, 0]])
     torch.testing.assert_close(total_loss(outputs, as_sequences, lambda1=0.5)["total"], terms["total"])
@@ -331,3 +369,93 @@ def test_total_loss_bad_input():
         total_loss(outputs, sequences, component_mask=torch.tensor([1.0, 0.5]))
     with pytest.raises(ValueError, match="lambda2"):
         total_loss(outputs, sequences, lambda2=float("nan"))
+    for key in ("lambda_cls", "lambda_bce_patch", "lambda_bce_class"):
+        with pytest.raises(ValueError, match=f"{key} must be a finite real number >= 0, got -1"):
+            total_loss(outputs, sequences, **{key: -1})
+
+
+# --- the ablation switches ---------------------------------------------------------------------
+
+
+def eq15_as_before(outputs, sequences, lambda1, lambda2, mask):
+    """L_Total as it was computed before the per-term switches, written out independently: L_CLS
+    plus lambda1 times the masked mean of both heads' summed BCE plus lambda2 L_Rank."""
+    y, _ = sequence_targets(sequences)
+    y = y.to(outputs["logits"].dtype)
+    is_fake = (y.sum(dim=1) > 0) | (mask == 0)
+    per_sample = (
+        F.binary_cross_entropy_with_logits(outputs["logits_patch"], y, reduction="none").sum(dim=1)
+        + F.binary_cross_entropy_with_logits(outputs["logits_class"], y, reduction="none").sum(dim=1)
+    )
+    weights = mask.to(per_sample.dtype)
+    bce = (per_sample * weights).sum() / weights.sum().clamp(min=1)
+    total = cls_loss(outputs["tokens"], is_fake)[0] + lambda1 * bce
+    return total + lambda2 * rank_loss(outputs["logits"], sequences, 1.0, mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("lambda1, lambda2", [(1.0, 1.0), (0.3, 2.5)])
+def test_total_loss_with_default_switches_is_bit_identical_to_eq15(dtype, lambda1, lambda2):
+    # A batch large enough that any other order of the additions would round differently.
+    batch = 64
+    raw, outputs = make_outputs(batch, 5, seed=4)
+    raw = raw.detach().to(dtype).requires_grad_()
+    outputs = {key: (3 * value).detach().to(dtype).requires_grad_() for key, value in outputs.items()}
+    outputs["tokens"] = F.normalize(raw, dim=-1)
+    generator = torch.Generator().manual_seed(7)
+    sequences = torch.zeros(batch, 5, dtype=torch.long)
+    for row in range(batch):
+        length = int(torch.randint(0, 6, (), generator=generator))
+        sequences[row, :length] = torch.randperm(5, generator=generator)[:length] + 1
+    mask = (torch.rand(batch, generator=generator) > 0.2).float()
+    leaves = [raw, outputs["logits_patch"], outputs["logits_class"], outputs["logits"]]
+
+    total = total_loss(outputs, sequences, lambda1, lambda2, component_mask=mask)["total"]
+    gradients = torch.autograd.grad(total, leaves, retain_graph=True)  # the normalised tokens are shared
+    expected = eq15_as_before(outputs, sequences, lambda1, lambda2, mask)
+    expected_gradients = torch.autograd.grad(expected, leaves)
+    assert total.dtype == dtype and torch.equal(total, expected)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        assert torch.equal(gradient, expected_gradient)
+
+
+@pytest.mark.parametrize(
+    "weights, trained",
+    [
+        # The paper's Table 3 rows: which of (tokens, f^U, f^V, fused f) still receive a gradient.
+        (dict(lambda_cls=0, lambda_bce_class=0, lambda2=0), {"logits_patch"}),
+        (dict(lambda_cls=0, lambda2=0), {"logits_patch", "logits_class"}),
+        (dict(lambda_bce_class=0, lambda2=0), {"tokens", "logits_patch"}),
+        (dict(lambda_cls=0, lambda_bce_class=0), {"logits_patch", "logits"}),
+        (dict(lambda_bce_class=0), {"tokens", "logits_patch", "logits"}),
+        (dict(), {"tokens", "logits_patch", "logits_class", "logits"}),
+        (dict(lambda1=0), {"tokens", "logits"}),
+    ],
+)
+def test_total_loss_switches_turn_off_exactly_their_terms(weights, trained):
+    raw, outputs = make_outputs(4, 5, seed=5)
+    sequences = torch.tensor([[4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5], [3, 0, 0, 0, 0]])
+    terms = total_loss(outputs, sequences, **weights)
+    # Every term is still reported, unweighted.
+    y, _ = sequence_targets(sequences)
+    torch.testing.assert_close(terms["bce_patch"], plain_bce(outputs["logits_patch"], y.double()).sum(dim=1).mean())
+    torch.testing.assert_close(terms["bce_class"], plain_bce(outputs["logits_class"], y.double()).sum(dim=1).mean())
+    w = {"lambda1": 1.0, "lambda2": 1.0, "lambda_cls": 1.0, "lambda_bce_patch": 1.0, "lambda_bce_class": 1.0} | weights
+    bce = w["lambda_bce_patch"] * terms["bce_patch"] + w["lambda_bce_class"] * terms["bce_class"]
+    torch.testing.assert_close(terms["bce"], bce)
+    torch.testing.assert_close(
+        terms["total"], w["lambda_cls"] * terms["cls"] + w["lambda1"] * bce + w["lambda2"] * terms["rank"]
+    )
+    terms["total"].backward()
+    gradients = {"tokens": raw.grad, **{key: outputs[key].grad for key in ("logits_patch", "logits_class", "logits")}}
+    received = {key for key, gradient in gradients.items() if gradient is not None and gradient.abs().sum() > 0}
+    assert received == trained
+
+
+def test_lambda1_multiplies_the_branch_weights():
+    _, outputs = make_outputs(3, 5, seed=6)
+    sequences = torch.tensor([[4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
+    terms = total_loss(outputs, sequences, lambda1=0.5, lambda_bce_patch=2.0, lambda_bce_class=0.25)
+    torch.testing.assert_close(terms["bce"], 2.0 * terms["bce_patch"] + 0.25 * terms["bce_class"])
+    expected = terms["cls"] + 0.5 * (2.0 * terms["bce_patch"] + 0.25 * terms["bce_class"]) + terms["rank"]
+    torch.testing.assert_close(terms["total"], expected)

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from mlrank import predict, supervised
+from mlrank.config import load_config
+from mlrank.distributed import init_distributed
 from mlrank.metrics import (
     accuracy_at,
     adaptive_acc,
@@ -14,8 +17,10 @@ from mlrank.metrics import (
     binary_metrics,
     eer,
     fixed_acc,
+    kendall_tau,
     multilabel_acc,
     order_r2,
+    ordered_pairs,
     sequence_metrics,
     video_auc,
 )
@@ -120,6 +125,155 @@ def test_sequence_metrics_from_probabilities():
     assert results["adaptive_acc"] == pytest.approx((1 + 1 + 0) / (3 + 1 + 2))
     assert results["multilabel_acc"] == pytest.approx(15 / 15)
     assert results["order_r2"] == pytest.approx(order_r2(probs, sequences).tolist(), nan_ok=True)
+
+
+def test_multilabel_acc_from_logits():
+    # f > 0 is P > 0.5; 1e-9 is a detection although its float32 probability rounds to 0.5.
+    logits = torch.tensor([[1e-9, 0.0, -2.0], [0.4, -0.4, 3.0]])
+    y = torch.tensor([[1, 0, 0], [0, 0, 1]])
+    # Detected at 0.5: [[1, 0, 0], [1, 0, 1]]: only (1, 0) is wrong.
+    assert multilabel_acc(logits, y, from_logits=True) == pytest.approx(5 / 6)
+    assert multilabel_acc(torch.sigmoid(logits), y) == pytest.approx(4 / 6)
+    # At 0.65 the cut is log(0.65 / 0.35) = 0.619: [[0, 0, 0], [0, 0, 1]]: only (0, 0) is wrong.
+    assert multilabel_acc(logits, y, threshold=0.65, from_logits=True) == pytest.approx(5 / 6)
+    assert multilabel_acc(logits + 0.3, y, threshold=0.65, from_logits=True) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="from_logits=True"):
+        multilabel_acc(logits * 10, y)
+
+
+# --- ordered pairs and Kendall's tau -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pred, gt, right, pairs",
+    [
+        ([[1, 2, 3, 0, 0]], [[1, 2, 3, 0, 0]], 3, 3),
+        # (1, 2) reversed; (1, 3) and (2, 3) kept.
+        ([[2, 1, 3, 0, 0]], [[1, 2, 3, 0, 0]], 2, 3),
+        # 2 missing: (1, 2) and (2, 3) wrong, (1, 3) right.
+        ([[1, 3, 0, 0, 0]], [[1, 2, 3, 0, 0]], 1, 3),
+        # An extra predicted component (5) changes nothing: (4, 2) right.
+        ([[5, 4, 2, 0, 0]], [[4, 2, 0, 0, 0]], 1, 1),
+        # Nothing predicted: the one pair is wrong.
+        ([[0, 0, 0, 0, 0]], [[4, 2, 0, 0, 0]], 0, 1),
+        # Full reversal of five: none of the 10 pairs right.
+        ([[5, 4, 3, 2, 1]], [[1, 2, 3, 4, 5]], 0, 10),
+    ],
+)
+def test_ordered_pairs_hand_cases(pred, gt, right, pairs):
+    assert ordered_pairs(pred, gt) == pytest.approx(right / pairs)
+
+
+def test_ordered_pairs_pooled_genuine_and_single_edits_have_no_pairs():
+    pred = torch.tensor([[2, 1, 3, 0, 0], [5, 4, 2, 0, 0], [3, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
+    gt = torch.tensor([[1, 2, 3, 0, 0], [4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [2, 0, 0, 0, 0]])
+    # Pooled: (2 + 1) / (3 + 1) = 3/4, not the mean of the rows (2/3 + 1) / 2 = 5/6; the genuine
+    # and single-edit rows (right or wrong) add no pair.
+    assert ordered_pairs(pred, gt) == pytest.approx(3 / 4)
+    assert math.isnan(ordered_pairs(pred[2:], gt[2:]))
+
+
+def test_ordered_pairs_bad_input():
+    with pytest.raises(ValueError, match="pred row 0 repeats a component id"):
+        ordered_pairs([[1, 1, 0]], [[1, 2, 0]])
+    with pytest.raises(ValueError, match="same shape"):
+        ordered_pairs([[1, 2]], [[1, 2, 0]])
+
+
+@pytest.mark.parametrize(
+    "logits, gt, tau",
+    [
+        ([[3.0, 2.0, 1.0]], [[1, 2, 3]], 1.0),
+        ([[1.0, 2.0, 3.0]], [[1, 2, 3]], -1.0),
+        # Components 1 and 2 tie: that pair counts 0; (1, 3) and (2, 3) are concordant: 2/3.
+        ([[5.0, 5.0, 1.0]], [[1, 2, 3]], 2 / 3),
+        # Y = (3, 1): f_3 = 0.5 > f_1 = -2: concordant, though neither is above the threshold.
+        ([[-2.0, 9.0, 0.5]], [[3, 1, 0]], 1.0),
+        # Y = (2, 3, 1): pairs (2, 3) +, (2, 1) -, (3, 1) -: (1 - 2) / 3.
+        ([[4.0, 3.0, 2.0]], [[2, 3, 1]], -1 / 3),
+    ],
+)
+def test_kendall_tau_hand_cases(logits, gt, tau):
+    assert kendall_tau(torch.tensor(logits), torch.tensor(gt)) == pytest.approx(tau)
+
+
+def test_kendall_tau_on_logits_not_saturated_probabilities():
+    # Y = (2, 1) and f = (25, 30): concordant on the logits; both probabilities round to 1.0 in
+    # float32 and tie, which counts 0.
+    logits = torch.tensor([[25.0, 30.0, -5.0]])
+    gt = torch.tensor([[2, 1, 0]])
+    assert kendall_tau(logits, gt) == 1.0
+    assert kendall_tau(torch.sigmoid(logits), gt) == 0.0
+
+
+def test_kendall_tau_averages_images_with_two_edits_only():
+    logits = torch.tensor([[3.0, 2.0, 1.0], [5.0, 5.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    gt = torch.tensor([[1, 2, 3], [1, 2, 3], [0, 0, 0], [1, 0, 0]])
+    # (1 + 2/3) / 2; the genuine row and the single edit are left out (else 5/12 or 5/9 ...).
+    assert kendall_tau(logits, gt) == pytest.approx(5 / 6)
+    assert math.isnan(kendall_tau(logits[2:], gt[2:]))
+    with pytest.raises(ValueError, match="2 rows but sequences has 1"):
+        kendall_tau(logits[:2], gt[:1])
+
+
+def test_sequence_metrics_from_logits_keep_the_order_probabilities_tie():
+    # Truth (2, 1): the logits decode to (2, 1); the probabilities, both 1.0, to (1, 2) by the tie rule.
+    logits = torch.tensor([[25.0, 30.0, -5.0, -5.0, -5.0], [-3.0, -3.0, -3.0, -3.0, -3.0]])
+    sequences = torch.tensor([[2, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
+    from_logits = sequence_metrics(logits, sequences, from_logits=True)
+    assert from_logits["fixed_acc"] == 1.0 and from_logits["adaptive_acc"] == 1.0
+    assert from_logits["ordered_pairs"] == 1.0 and from_logits["kendall_tau"] == 1.0
+    from_probs = sequence_metrics(torch.sigmoid(logits), sequences)
+    assert from_probs["fixed_acc"] == pytest.approx(8 / 10)
+    assert from_probs["adaptive_acc"] == pytest.approx((0 + 1) / (2 + 1))
+    assert from_probs["ordered_pairs"] == 0.0 and from_probs["kendall_tau"] == 0.0
+
+
+# --- the evaluation and prediction paths decode the logits -------------------------------------
+
+
+class FixedOutputs(torch.nn.Module):
+    """A stand-in model: image k (its first pixel holds k) gets the k-th row of ``logits``."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", logits)
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # predict reads the device off a parameter
+
+    def forward(self, images):
+        index = images[:, 0, 0, 0].long()
+        tokens = torch.nn.functional.normalize(torch.eye(4, 3).repeat(len(images), 1, 1) + 0.1, dim=-1)
+        return {"logits": self.logits[index], "tokens": tokens, "grid": (2, 2)}
+
+
+def image_with_index(index):
+    image = torch.zeros(3, 8, 8)
+    image[0, 0, 0] = index
+    return image
+
+
+def test_evaluation_metrics_come_from_the_logits():
+    logits = torch.tensor([[25.0, 30.0, -5.0, -5.0, -5.0], [-4.0, 35.0, 2.0, 40.0, -1.0], [-3.0] * 5])
+    truth = torch.tensor([[2, 1, 0, 0, 0], [4, 2, 3, 0, 0], [0, 0, 0, 0, 0]])
+    dataset = [(image_with_index(k), truth[k]) for k in range(3)]
+    cfg = load_config(None, ["data.num_workers=0", "data.batch_size=2"])
+    metrics = supervised.evaluate(cfg, FixedOutputs(logits), dataset, init_distributed(use_cuda=False), "test")
+    # Every sequence right; from the probabilities, which tie at 1.0, rows 0 and 1 would decode to
+    # (1, 2) and (2, 4, 3).
+    assert metrics["fixed_acc"] == 1.0 and metrics["ordered_pairs"] == 1.0 and metrics["kendall_tau"] == 1.0
+    assert metrics["multilabel_acc"] == 1.0
+    # A split without an image of two edits has no order metric: null in the JSON.
+    single = [(image_with_index(0), torch.tensor([2, 0, 0, 0, 0])), (image_with_index(2), truth[2])]
+    metrics = supervised.evaluate(cfg, FixedOutputs(logits), single, init_distributed(use_cuda=False), "test")
+    assert metrics["ordered_pairs"] is None and metrics["kendall_tau"] is None
+
+
+def test_predict_orders_components_by_their_logits():
+    cfg = load_config(None)
+    model = FixedOutputs(torch.tensor([[25.0, 30.0, -5.0, 3.0, -5.0]]))
+    record, _ = predict.predict_image(cfg, model, image_with_index(0), threshold=0.5)
+    assert [m["name"] for m in record["manipulations"]] == ["eye", "nose", "lip"]
+    assert [m["probability"] for m in record["manipulations"]][:2] == [1.0, 1.0]
 
 
 # --- binary detection --------------------------------------------------------------------------

@@ -1,0 +1,291 @@
+"""The paper's loss ablation (its Table 3) in one command:
+``python -m mlrank.ablate [--config FILE_OR_NAME] [--output-dir DIR] [key=value ...]``.
+
+Each row of ``ROWS`` is a normal training run (``mlrank.train.run``, the code path of
+``python -m mlrank.train``) of the same config, seed, data and schedule with some loss terms switched
+off, in its own subfolder ``DIR/<row name>``; its best checkpoint (chosen on the validation split)
+is evaluated on the test split as training always does (``test_metrics.json``). The command then
+writes one table of the rows, ``DIR/ablation.md`` and ``DIR/ablation.json`` (atomically, after every
+row), and prints it. ``key=value`` overrides apply to every row, before the row's own switches.
+
+Decisions:
+- Rows follow Table 3: BCE^U alone, then BCE^U plus each other term, plus CLS and Rank together,
+  and all terms (docs/method.md section 6). A row switches terms *off* (weight 0) and leaves the
+  weights of the terms it keeps at the config's values, so the ablation of a config that sets, say,
+  lambda2 = 0.5 keeps 0.5 wherever Rank is on. A base config that has a term off already is an error:
+  the rows that add it would be mislabelled.
+- Rows are data: a new loss term adds its weight to ``term_weights`` and its rows to ``ROWS``;
+  running the command again trains only the new rows.
+- Resume: a row whose folder holds ``test_metrics.json`` is finished and not trained again (its
+  config must be the one the row would use now, output_dir aside, or the command stops before
+  training anything); a row with ``last.pt`` but no test metrics continues from it (``--resume``);
+  a folder with a run but no checkpoint is reported as a failed row (delete it to train it again).
+- A row that fails (any exception) is reported in the table with its error, its traceback goes to
+  stderr, and the other rows go on; the exit status is then 1. Under torchrun a failure ends the
+  command, since the other processes cannot be told to skip the row.
+- Only the supervised method with L >= 2 components (Seq-DeepFake-like sequences) has these terms
+  and metrics; SeeABLE and binary configs are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlrank import train
+from mlrank.config import Config, config_to_dict, load_config, resolve_config_path
+from mlrank.distributed import DistContext, cleanup, init_distributed
+from mlrank.runs import RunFolder, atomic_write_json, atomic_write_text
+
+TABLE_NAME = "ablation"
+# (key in test_metrics.json, column heading)
+METRIC_COLUMNS = (
+    ("fixed_acc", "Fixed-Acc"),
+    ("adaptive_acc", "Adaptive-Acc"),
+    ("multilabel_acc", "multi-label acc"),
+    ("ordered_pairs", "ordered pairs"),
+    ("kendall_tau", "Kendall tau"),
+)
+
+
+@dataclass(frozen=True)
+class AblationRow:
+    """One training run of the ablation: its folder name, its label in the table, and the config
+    overrides that switch its terms off."""
+
+    name: str
+    label: str
+    overrides: tuple[str, ...]
+
+
+CLS_OFF = "loss.lambda_cls=0"
+BCE_CLASS_OFF = "loss.lambda_bce_class=0"
+RANK_OFF = "loss.lambda2=0"
+
+ROWS: list[AblationRow] = [
+    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF)),
+    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF)),
+    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF)),
+    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF)),
+    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF,)),
+    AblationRow("all_terms", "all terms", ()),
+]
+
+
+def term_weights(cfg: Config) -> dict[str, float]:
+    """The weight each loss term gets in L_Total under ``cfg`` (0: off); see mlrank.losses."""
+    loss = cfg.loss
+    return {
+        "BCE^U": loss.lambda1 * loss.lambda_bce_patch,
+        "BCE^V": loss.lambda1 * loss.lambda_bce_class,
+        "CLS": loss.lambda_cls,
+        "Rank": loss.lambda2,
+    }
+
+
+def check_base_config(cfg: Config) -> None:
+    """Refuse configs the ablation does not apply to, or whose terms are not all on."""
+    if cfg.method != "mlrank":
+        raise ValueError(f"the loss ablation is for method 'mlrank', the config has method {cfg.method!r}")
+    if cfg.model.num_classes < 2:
+        raise ValueError(
+            f"the loss ablation needs L >= 2 components (model.num_classes = {cfg.model.num_classes}): "
+            "binary detection has no rank loss and no sequence metrics"
+        )
+    off = [term for term, weight in term_weights(cfg).items() if weight == 0]
+    if off:
+        raise ValueError(
+            f"the base config switches off {off} (loss.lambda_cls, loss.lambda1, loss.lambda_bce_patch, "
+            "loss.lambda_bce_class, loss.lambda2); the ablation switches terms off itself: start from a "
+            "config with every term on"
+        )
+
+
+def row_config(
+    config: str | Path | None, overrides: Sequence[str], row: AblationRow, output_dir: Path
+) -> Config:
+    """The config of one row: the base config, the user's overrides, the row's switches, its folder."""
+    cfg = load_config(config, [*overrides, *row.overrides])
+    return dataclasses.replace(cfg, output_dir=str(output_dir / row.name))
+
+
+def _without_output_dir(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if key != "output_dir"}
+
+
+def check_existing_run(cfg: Config, row: AblationRow) -> None:
+    """A row folder that holds a run must hold this row's config (output_dir aside)."""
+    run_folder = RunFolder(cfg.output_dir, is_main=False)
+    if not run_folder.config_path.is_file():
+        return
+    existing = config_to_dict(load_config(run_folder.config_path))
+    planned = config_to_dict(cfg)
+    if _without_output_dir(existing) != _without_output_dir(planned):
+        changed = sorted(key for key in planned if key != "output_dir" and existing.get(key) != planned[key])
+        raise ValueError(
+            f"ablation row {row.name!r}: {run_folder.path} holds a run with another config (it differs in "
+            f"{changed}); give another --output-dir, or the config and overrides that run was trained with"
+        )
+
+
+def train_row(cfg: Config, argv: Sequence[str], ctx: DistContext) -> tuple[str, dict[str, Any]]:
+    """("reused" or "trained", the row's test metrics as in its test_metrics.json): trains, resumes,
+    or reads a finished row."""
+    run_folder = RunFolder(cfg.output_dir, is_main=False)
+    finished = run_folder.path / "test_metrics.json"
+    if finished.is_file():
+        return "reused", json.loads(finished.read_text(encoding="utf-8"))
+    resume = run_folder.checkpoint_path("last").is_file()
+    if not resume and run_folder.config_path.is_file():
+        raise FileExistsError(
+            f"{run_folder.path} holds a run that stopped before its first checkpoint; delete the folder "
+            "to train this row again"
+        )
+    metrics = train.run(cfg, resume, argv, ctx)
+    # The main process wrote the file (which also names the checkpoint); the others have the numbers.
+    return "trained", json.loads(finished.read_text(encoding="utf-8")) if ctx.is_main else metrics
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return "n/a"
+    return f"{value:.4f}"
+
+
+def _weight(value: float) -> str:
+    return f"{value:g}"
+
+
+def format_markdown(results: list[dict[str, Any]], header: str) -> str:
+    """The table: one line per row, the terms' weights, the test metrics and the row's status."""
+    terms = list(results[0]["terms"]) if results else []
+    columns = ["row", *terms, *(heading for _, heading in METRIC_COLUMNS), "status"]
+    lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for result in results:
+        metrics = result["metrics"] or {}
+        status = result["status"] if result["error"] is None else f"failed: {result['error']}"
+        cells = [
+            result["label"],
+            *(_weight(weight) for weight in result["terms"].values()),
+            *(_number(metrics.get(key)) for key, _ in METRIC_COLUMNS),
+            status.replace("|", "\\|").replace("\n", " "),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(output_dir: Path, summary: dict[str, Any]) -> str:
+    """Write ablation.json and ablation.md atomically; returns the Markdown."""
+    header = (
+        "# Loss ablation (docs/method.md section 6, the paper's Table 3)\n\n"
+        f"Config: {summary['config'] or 'the defaults (synthetic)'}; overrides: "
+        f"{' '.join(summary['overrides']) or 'none'}. Each row's best checkpoint (on the validation "
+        "split), on the test split; the term columns are each loss term's weight in L_Total."
+    )
+    markdown = format_markdown(summary["rows"], header)
+    atomic_write_json(output_dir / f"{TABLE_NAME}.json", summary)
+    atomic_write_text(output_dir / f"{TABLE_NAME}.md", markdown)
+    return markdown
+
+
+def default_output_dir(cfg: Config) -> Path:
+    """``<the config's output_dir>_ablation``, beside the config's own run."""
+    base = Path(cfg.output_dir)
+    return base.with_name(f"{base.name}_ablation")
+
+
+def run_ablation(
+    config: str | Path | None,
+    overrides: Sequence[str],
+    output_dir: Path | None,
+    argv: Sequence[str],
+    ctx: DistContext,
+) -> dict[str, Any]:
+    """Train (or reuse) every row of ``ROWS``; returns the summary written to ablation.json."""
+    if any(override.partition("=")[0].strip() == "output_dir" for override in overrides):
+        raise ValueError(
+            "give the ablation's folder as --output-dir, not output_dir=...; each row gets a subfolder"
+        )
+    base = load_config(config, overrides)
+    check_base_config(base)
+    output_dir = default_output_dir(base) if output_dir is None else Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NotADirectoryError(f"--output-dir {output_dir} exists and is not a folder")
+    names = [row.name for row in ROWS]
+    if len(set(names)) != len(names):
+        raise ValueError(f"ablation rows must have distinct names, got {names}")
+    planned = [(row, row_config(config, overrides, row, output_dir)) for row in ROWS]
+    for row, cfg in planned:
+        check_existing_run(cfg, row)
+
+    summary: dict[str, Any] = {
+        "config": None if config is None else str(config),
+        "overrides": list(overrides),
+        "rows": [],
+    }
+    for row, cfg in planned:
+        result = {
+            "name": row.name,
+            "label": row.label,
+            "overrides": list(row.overrides),
+            "folder": cfg.output_dir,
+            "terms": term_weights(cfg),
+            "status": None,
+            "error": None,
+            "metrics": None,
+        }
+        try:
+            result["status"], result["metrics"] = train_row(cfg, argv, ctx)
+        except Exception as error:  # a failed row is reported; the others still run
+            if ctx.distributed:
+                raise
+            result["status"], result["error"] = "failed", f"{type(error).__name__}: {error}"
+            print(f"ablation row {row.name!r} failed:", file=sys.stderr, flush=True)
+            traceback.print_exc()
+        summary["rows"].append(result)
+        if ctx.is_main:
+            write_table(output_dir, summary)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: 0 when every row has its test metrics, 1 when some row failed."""
+    parser = argparse.ArgumentParser(prog="python -m mlrank.ablate", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help="a YAML file or the name of a shipped config (default: synthetic)")
+    parser.add_argument("--output-dir", help="the ablation's folder (default: <config's output_dir>_ablation)")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="applied to every row, e.g. optim.epochs=8"
+    )
+    args = parser.parse_args(argv)
+    config = resolve_config_path(args.config) if args.config else None
+    ctx = init_distributed()
+    try:
+        summary = run_ablation(
+            config,
+            args.overrides,
+            None if args.output_dir is None else Path(args.output_dir),
+            list(sys.argv if argv is None else argv),
+            ctx,
+        )
+    finally:
+        cleanup(ctx)
+    failed = [row["name"] for row in summary["rows"] if row["error"] is not None]
+    if ctx.is_main:
+        print(format_markdown(summary["rows"], f"Loss ablation ({len(summary['rows'])} rows):"), end="")
+        if failed:
+            print(
+                f"{len(failed)} row(s) failed: {', '.join(failed)}; run the command again to retry them",
+                file=sys.stderr,
+            )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

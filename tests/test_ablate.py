@@ -1,0 +1,208 @@
+"""python -m mlrank.ablate end to end on a tiny synthetic set: every row trained through train.run with
+its terms switched off, the table, resume and skip, a failing row, rows as data, bad input."""
+
+import json
+
+import pytest
+
+from mlrank import ablate, supervised, train
+from mlrank.ablate import AblationRow, row_config, term_weights
+from mlrank.config import config_to_dict, load_config
+from mlrank.runs import RunFolder
+
+TINY = [
+    "data.image_size=32",
+    "data.synthetic_train_size=12",
+    "data.synthetic_val_size=6",
+    "data.synthetic_test_size=6",
+    "data.batch_size=6",
+    "data.num_workers=0",
+    "model.backbone=resnet10t",
+    "model.token_dim=16",
+    "model.num_heads=2",
+    "model.out_stride=8",
+    "optim.epochs=1",
+    "train.max_steps_per_epoch=1",
+]
+
+# Each row's weight of (BCE^U, BCE^V, CLS, Rank), written out by hand from the paper's Table 3.
+EXPECTED_TERMS = {
+    "bce_u": (1, 0, 0, 0),
+    "bce_u_bce_v": (1, 1, 0, 0),
+    "bce_u_cls": (1, 0, 1, 0),
+    "bce_u_rank": (1, 0, 0, 1),
+    "bce_u_cls_rank": (1, 0, 1, 1),
+    "all_terms": (1, 1, 1, 1),
+}
+WEIGHT_KEYS = ("lambda1", "lambda2", "lambda_cls", "lambda_bce_patch", "lambda_bce_class")
+
+
+def effective(weights):
+    """(BCE^U, BCE^V, CLS, Rank) from the keyword weights total_loss received."""
+    return (
+        weights["lambda1"] * weights["lambda_bce_patch"],
+        weights["lambda1"] * weights["lambda_bce_class"],
+        weights["lambda_cls"],
+        weights["lambda2"],
+    )
+
+
+def test_rows_switch_exactly_their_terms_off(tmp_path):
+    assert [row.name for row in ablate.ROWS] == list(EXPECTED_TERMS)
+    for row in ablate.ROWS:
+        cfg = row_config(None, [], row, tmp_path)
+        assert tuple(term_weights(cfg).values()) == EXPECTED_TERMS[row.name], row.name
+        assert cfg.output_dir == str(tmp_path / row.name)
+        # Nothing but the loss weights and the folder differs from the base config.
+        base = load_config(None)
+        assert (cfg.data, cfg.model, cfg.optim, cfg.train, cfg.seed) == (base.data, base.model, base.optim, base.train, base.seed)
+    # A term's weight from the config is kept wherever the row keeps the term.
+    cfg = row_config(None, ["loss.lambda2=0.5", "loss.lambda1=2"], ablate.ROWS[3], tmp_path)
+    assert term_weights(cfg) == {"BCE^U": 2.0, "BCE^V": 0.0, "CLS": 0.0, "Rank": 0.5}
+
+
+def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ablation"
+    calls = []  # (output_dir of the run, weights total_loss was called with)
+    current = {}
+    real_total_loss, real_run = supervised.total_loss, train.run
+
+    def recording_total_loss(*args, **kwargs):
+        calls.append((current["dir"], {key: kwargs[key] for key in WEIGHT_KEYS}))
+        return real_total_loss(*args, **kwargs)
+
+    def recording_run(cfg, resume, argv, ctx):
+        current["dir"] = cfg.output_dir
+        return real_run(cfg, resume, argv, ctx)
+
+    def run_that_fails_one_row(cfg, resume, argv, ctx):
+        if cfg.output_dir.endswith("bce_u_cls"):
+            raise RuntimeError("boom in this row")
+        return recording_run(cfg, resume, argv, ctx)
+
+    monkeypatch.setattr(supervised, "total_loss", recording_total_loss)
+    monkeypatch.setattr(train, "run", run_that_fails_one_row)
+
+    # First run: one row fails, the others are trained and tabled.
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 1
+    assert "ablation row 'bce_u_cls' failed" in capsys.readouterr().err
+    summary = json.loads((out / "ablation.json").read_text())
+    rows = {row["name"]: row for row in summary["rows"]}
+    assert list(rows) == list(EXPECTED_TERMS)
+    assert rows["bce_u_cls"]["status"] == "failed" and rows["bce_u_cls"]["error"] == "RuntimeError: boom in this row"
+    assert rows["bce_u_cls"]["metrics"] is None
+    assert not (out / "bce_u_cls").exists()
+    trained = [name for name in EXPECTED_TERMS if name != "bce_u_cls"]
+    assert all(rows[name]["status"] == "trained" for name in trained)
+    # total_loss was called with exactly each row's switches.
+    assert {dir_.rsplit("/", 1)[1] for dir_, _ in calls} == set(trained)
+    for dir_, weights in calls:
+        assert effective(weights) == EXPECTED_TERMS[dir_.rsplit("/", 1)[1]]
+    for name in trained:
+        folder = out / name
+        test_metrics = json.loads((folder / "test_metrics.json").read_text())
+        assert rows[name]["metrics"] == test_metrics
+        assert {"fixed_acc", "adaptive_acc", "multilabel_acc", "ordered_pairs", "kendall_tau"} <= set(test_metrics)
+        assert tuple(rows[name]["terms"].values()) == EXPECTED_TERMS[name]
+        # The logged total is the switched sum of the logged (unweighted) terms.
+        (record,) = RunFolder(folder).read_metrics()
+        u, v, cls, rank = EXPECTED_TERMS[name]
+        assert record["loss_bce"] == pytest.approx(u * record["loss_bce_patch"] + v * record["loss_bce_class"], rel=1e-5)
+        assert record["loss_total"] == pytest.approx(
+            cls * record["loss_cls"] + record["loss_bce"] + rank * record["loss_rank"], rel=1e-5
+        )
+    markdown = (out / "ablation.md").read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert table[0] == (
+        "| row | BCE^U | BCE^V | CLS | Rank | Fixed-Acc | Adaptive-Acc | multi-label acc | ordered pairs "
+        "| Kendall tau | status |"
+    )
+    assert len(table) == 1 + len(EXPECTED_TERMS)
+    first = rows["bce_u"]["metrics"]
+    assert table[1].startswith(f"| BCE^U only | 1 | 0 | 0 | 0 | {first['fixed_acc']:.4f} | {first['adaptive_acc']:.4f} |")
+    assert "| + CLS | 1 | 0 | 1 | 0 | n/a | n/a | n/a | n/a | n/a | failed: RuntimeError: boom in this row |" in table
+
+    # Second run: the finished rows are reused as they are, the failed one is trained.
+    checkpoints = {name: (out / name / "best.pt").stat().st_mtime_ns for name in trained}
+    calls.clear()
+    monkeypatch.setattr(train, "run", recording_run)
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    assert {row["name"]: row["status"] for row in summary["rows"]} == {
+        name: "trained" if name == "bce_u_cls" else "reused" for name in EXPECTED_TERMS
+    }
+    assert [effective(weights) for _, weights in calls] == [EXPECTED_TERMS["bce_u_cls"]]
+    assert {name: (out / name / "best.pt").stat().st_mtime_ns for name in trained} == checkpoints
+    assert all(row["metrics"]["fixed_acc"] is not None for row in summary["rows"])
+
+    # Rows are data: a new row is trained alone and joins the table.
+    calls.clear()
+    extra = AblationRow("all_terms_double_rank", "all terms, Rank x 2", ("loss.lambda2=2",))
+    monkeypatch.setattr(ablate, "ROWS", [*ablate.ROWS, extra])
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 0
+    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2)]
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [row["status"] for row in summary["rows"]] == ["reused"] * 6 + ["trained"]
+    assert "| all terms, Rank x 2 | 1 | 1 | 1 | 2 |" in (out / "ablation.md").read_text()
+
+
+def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "ablation"
+    monkeypatch.setattr(ablate, "ROWS", [ablate.ROWS[-1]])
+    two_epochs = [*TINY, "optim.epochs=2"]
+    original_save = RunFolder.save_checkpoint
+
+    def save_then_stop(self, state, name="last"):
+        path = original_save(self, state, name)
+        if name == "last" and state["epoch"] == 0:
+            raise KeyboardInterrupt  # the machine goes down after epoch 0
+        return path
+
+    monkeypatch.setattr(RunFolder, "save_checkpoint", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        ablate.main(["--output-dir", str(out), *two_epochs])
+    monkeypatch.setattr(RunFolder, "save_checkpoint", original_save)
+    assert ablate.main(["--output-dir", str(out), *two_epochs]) == 0
+    run_info = json.loads((out / "all_terms" / "run.json").read_text())
+    assert [resume["from_epoch"] for resume in run_info["resumes"]] == [0]
+    assert [record["epoch"] for record in RunFolder(out / "all_terms").read_metrics()] == [0, 1]
+
+
+def test_a_run_without_checkpoint_is_reported_not_deleted(tmp_path, monkeypatch):
+    out = tmp_path / "ablation"
+    monkeypatch.setattr(ablate, "ROWS", [ablate.ROWS[-1]])
+    cfg = row_config(None, TINY, ablate.ROWS[0], out)
+    RunFolder(cfg.output_dir).start(config_to_dict(cfg), seed=0, argv=[], world_size=1)
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 1
+    (row,) = json.loads((out / "ablation.json").read_text())["rows"]
+    assert row["error"].startswith("FileExistsError:") and "stopped before its first checkpoint" in row["error"]
+    assert (out / "all_terms" / "config.yaml").is_file()
+
+
+@pytest.mark.parametrize(
+    "overrides, error, words",
+    [
+        (["loss.lambda2=0"], ValueError, r"switches off \['Rank'\]"),
+        (["loss.lambda1=0"], ValueError, r"switches off \['BCE\^U', 'BCE\^V'\]"),
+        (["loss.lambda_cls=0"], ValueError, r"switches off \['CLS'\]"),
+        (["model.num_classes=1"], ValueError, "binary detection has no rank loss"),
+        (["method=seeable"], ValueError, "for method 'mlrank'"),
+        (["output_dir=elsewhere"], ValueError, "as --output-dir"),
+        (["loss.lambda_clss=0"], ValueError, "did you mean 'loss.lambda_cls'"),
+    ],
+)
+def test_bad_ablation_input_is_refused_before_training(tmp_path, monkeypatch, overrides, error, words):
+    monkeypatch.setattr(train, "run", lambda *args: pytest.fail("nothing may be trained"))
+    with pytest.raises(error, match=words):
+        ablate.main(["--output-dir", str(tmp_path / "ablation"), *TINY, *overrides])
+
+
+def test_a_row_folder_with_another_config_stops_the_command(tmp_path, monkeypatch):
+    out = tmp_path / "ablation"
+    monkeypatch.setattr(ablate, "ROWS", [ablate.ROWS[-1]])
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 0
+    monkeypatch.setattr(train, "run", lambda *args: pytest.fail("nothing may be trained"))
+    with pytest.raises(ValueError, match=r"'all_terms': .* holds a run with another config \(it differs in \['optim'\]\)"):
+        ablate.main(["--output-dir", str(out), *TINY, "optim.lr=0.5"])
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        ablate.main(["--output-dir", str(out / "ablation.md"), *TINY])
