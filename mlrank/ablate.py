@@ -10,7 +10,10 @@ row), and prints it. ``key=value`` overrides apply to every row, before the row'
 
 Decisions:
 - Rows follow Table 3: BCE^U alone, then BCE^U plus each other term, plus CLS and Rank together,
-  and all terms (docs/method.md section 6). A row switches terms *off* (weight 0) and leaves the
+  and all terms (docs/method.md section 6), each with the order term beyond the paper (L_Order) off,
+  so they are the paper's losses whatever the base config says of it. Two more rows add L_Order:
+  to BCE^U alone, and to all terms, at the config's ``loss.lambda_order`` (1 where the config has
+  it off). A row switches terms *off* (weight 0) and leaves the
   weights of the terms it keeps at the config's values, so the ablation of a config that sets, say,
   lambda2 = 0.5 keeps 0.5 wherever Rank is on. A base config that has a term off already is an error:
   the rows that add it would be mislabelled.
@@ -68,14 +71,19 @@ class AblationRow:
 CLS_OFF = "loss.lambda_cls=0"
 BCE_CLASS_OFF = "loss.lambda_bce_class=0"
 RANK_OFF = "loss.lambda2=0"
+ORDER_OFF = "loss.lambda_order=0"
+ORDER_ON = "loss.lambda_order=ON"  # the config's weight, or 1 where it has the term off (row_config)
+DEFAULT_ORDER_WEIGHT = 1.0
 
 ROWS: list[AblationRow] = [
-    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF)),
-    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF)),
-    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF)),
-    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF)),
-    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF,)),
-    AblationRow("all_terms", "all terms", ()),
+    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_OFF)),
+    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF, ORDER_OFF)),
+    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF, ORDER_OFF)),
+    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF, ORDER_OFF)),
+    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF, ORDER_OFF)),
+    AblationRow("all_terms", "all terms", (ORDER_OFF,)),
+    AblationRow("bce_u_order", "+ Order (beyond the paper)", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON)),
+    AblationRow("all_terms_order", "all terms + Order (beyond the paper)", (ORDER_ON,)),
 ]
 
 
@@ -87,6 +95,7 @@ def term_weights(cfg: Config) -> dict[str, float]:
         "BCE^V": loss.lambda1 * loss.lambda_bce_class,
         "CLS": loss.lambda_cls,
         "Rank": loss.lambda2,
+        "Order": loss.lambda_order,
     }
 
 
@@ -99,7 +108,7 @@ def check_base_config(cfg: Config) -> None:
             f"the loss ablation needs L >= 2 components (model.num_classes = {cfg.model.num_classes}): "
             "binary detection has no rank loss and no sequence metrics"
         )
-    off = [term for term, weight in term_weights(cfg).items() if weight == 0]
+    off = [term for term, weight in term_weights(cfg).items() if weight == 0 and term != "Order"]
     if off:
         raise ValueError(
             f"the base config switches off {off} (loss.lambda_cls, loss.lambda1, loss.lambda_bce_patch, "
@@ -112,7 +121,9 @@ def row_config(
     config: str | Path | None, overrides: Sequence[str], row: AblationRow, output_dir: Path
 ) -> Config:
     """The config of one row: the base config, the user's overrides, the row's switches, its folder."""
-    cfg = load_config(config, [*overrides, *row.overrides])
+    base_order = load_config(config, overrides).loss.lambda_order or DEFAULT_ORDER_WEIGHT
+    switches = [f"loss.lambda_order={base_order}" if switch == ORDER_ON else switch for switch in row.overrides]
+    cfg = load_config(config, [*overrides, *switches])
     return dataclasses.replace(cfg, output_dir=str(output_dir / row.name))
 
 

@@ -119,6 +119,7 @@ class LossConfig:
     lambda_cls: float = 1.0  # L_CLS
     lambda_bce_patch: float = 1.0  # L_BCE^U, the patch branch, times lambda1
     lambda_bce_class: float = 1.0  # L_BCE^V, the class branch, times lambda1
+    lambda_order: float = 0.0  # L_Order, beyond the paper: pairwise order of the edited components
 
 
 @dataclass
@@ -181,7 +182,7 @@ _POSITIVE_INTS = [
 _POSITIVE_FLOATS = ["loss.tau", "optim.lr", "optim.backbone_lr_scale", "optim.grad_clip", "seeable.temperature"]
 _NON_NEGATIVE = [
     "data.synthetic_seed", "data.num_workers", "loss.lambda1", "loss.lambda2", "loss.lambda_cls",
-    "loss.lambda_bce_patch", "loss.lambda_bce_class", "loss.alpha", "optim.weight_decay",
+    "loss.lambda_bce_patch", "loss.lambda_bce_class", "loss.lambda_order", "loss.alpha", "optim.weight_decay",
     "optim.warmup_epochs", "seeable.lambda_gui",
 ]
 

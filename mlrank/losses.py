@@ -8,6 +8,9 @@ Each term has its own switch for ablations (the paper's Table 3, ``python -m mlr
               + lambda2 L_Rank
 
 lambda1 stays the paper's joint weight of both BCE terms and multiplies the branch weights.
+Beyond the paper, ``lambda_order L_Order`` (default weight 0, so eq. 15 is unchanged) adds a pairwise
+ranking term that orders the manipulated components' fused logits as they were edited
+(:func:`order_loss`, docs/method.md section 5).
 lambda_cls, lambda_bce_patch and lambda_bce_class default to 1, which leaves eq. 15 as it was, bit
 for bit (a weight of 1 multiplies exactly). A weight of 0 switches its term off: the term is still
 computed and reported, and sends no gradient.
@@ -287,6 +290,47 @@ def rank_loss(
     return _masked_batch_mean((weights * bce).sum(dim=1), sample_mask)
 
 
+def order_loss(
+    logits_fused: torch.Tensor,
+    sequences: torch.Tensor,
+    sample_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_Order, beyond the paper: a pairwise logistic ranking term over the manipulated components.
+
+    For every pair (a, b) of components with a edited before b (r_a < r_b, both in Y), the earlier
+    edit's fused logit should be the larger, as decoding orders by decreasing logit:
+
+        l_Order = sum over such pairs of softplus(f_b - f_a) = -log sigmoid(f_a - f_b)
+
+    Images with fewer than two edits contribute 0. Unlike eq. 14's weighted BCE, which pushes every
+    manipulated component towards 1 whatever its rank, this term can push an over-ranked component
+    down relative to an earlier one (docs/method.md section 5).
+
+    Args:
+        logits_fused: (B, L) fused logits f, L >= 2.
+        sequences: (B, T) ground-truth sequences.
+        sample_mask: optional (B,) 0/1; the mean runs over the samples with 1.
+
+    Returns:
+        Scalar, mean over the (unmasked) samples of the per-image sum over ordered pairs.
+    """
+    check_scores(logits_fused, "logits_fused", probabilities=False)
+    if logits_fused.shape[1] < 2:
+        raise ValueError("order_loss needs L >= 2 components; binary mode (L = 1) has no order")
+    labels, ranks = sequence_targets(sequences, logits_fused.shape[1])
+    if labels.shape[0] != logits_fused.shape[0]:
+        raise ValueError(f"logits_fused has {logits_fused.shape[0]} rows but sequences has {labels.shape[0]}")
+    if sample_mask is not None:
+        sample_mask = _check_mask(sample_mask, labels.shape[0], "sample_mask")
+    labels, ranks = labels.to(logits_fused.device), ranks.to(logits_fused.device)
+    manipulated = labels > 0
+    # earlier[b, a, c]: a and c both edited, a before c.
+    earlier = manipulated.unsqueeze(2) & manipulated.unsqueeze(1) & (ranks.unsqueeze(2) < ranks.unsqueeze(1))
+    margins = logits_fused.unsqueeze(2) - logits_fused.unsqueeze(1)  # f_a - f_c
+    per_sample = (F.softplus(-margins) * earlier).sum(dim=(1, 2))
+    return _masked_batch_mean(per_sample, sample_mask)
+
+
 def total_loss(
     outputs: Mapping[str, torch.Tensor],
     sequences: torch.Tensor,
@@ -301,6 +345,7 @@ def total_loss(
     lambda_cls: float = 1.0,
     lambda_bce_patch: float = 1.0,
     lambda_bce_class: float = 1.0,
+    lambda_order: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
     + lambda2 L_Rank: eq. 15 with every weight at its default 1 (module docstring).
@@ -316,12 +361,13 @@ def total_loss(
             (pseudo-fakes): fakes for L_CLS, left out of L_BCE and L_Rank.
         lambda_cls: weight of L_CLS.
         lambda_bce_patch, lambda_bce_class: weights of L_BCE^U and L_BCE^V inside L_BCE.
+        lambda_order: weight of L_Order (:func:`order_loss`), beyond the paper; 0 leaves eq. 15.
 
     Returns:
-        {"cls", "bce", "bce_patch", "bce_class", "rank", "total"}: scalar tensors. Each term is
-        unweighted except "bce", which is lambda_bce_patch "bce_patch" + lambda_bce_class
+        {"cls", "bce", "bce_patch", "bce_class", "rank", "order", "total"}: scalar tensors. Each
+        term is unweighted except "bce", which is lambda_bce_patch "bce_patch" + lambda_bce_class
         "bce_class" (the paper's L_BCE with the default weights); "total" is the weighted sum.
-        "rank" is absent when L = 1.
+        "rank" and "order" are absent when L = 1.
     """
     if not isinstance(outputs, Mapping):
         raise TypeError(f"outputs must be a dict, got {type(outputs).__name__}")
@@ -333,6 +379,7 @@ def total_loss(
     lambda_cls = _check_weight(lambda_cls, "lambda_cls")
     lambda_bce_patch = _check_weight(lambda_bce_patch, "lambda_bce_patch")
     lambda_bce_class = _check_weight(lambda_bce_class, "lambda_bce_class")
+    lambda_order = _check_weight(lambda_order, "lambda_order")
     tokens, logits = outputs["tokens"], outputs["logits"]
     check_scores(logits, "outputs['logits']", probabilities=False)
     batch, num_components = logits.shape
@@ -364,5 +411,8 @@ def total_loss(
     if num_components > 1:
         terms["rank"] = rank_loss(logits, sequences, alpha, mask)
         total = total + lambda2 * terms["rank"]
+        terms["order"] = order_loss(logits, sequences, mask)
+        if lambda_order:  # off: eq. 15 exactly, not eq. 15 + 0 * L_Order
+            total = total + lambda_order * terms["order"]
     terms["total"] = total
     return terms

@@ -94,6 +94,7 @@ def train_one_epoch(
             lambda_cls=cfg.loss.lambda_cls,
             lambda_bce_patch=cfg.loss.lambda_bce_patch,
             lambda_bce_class=cfg.loss.lambda_bce_class,
+            lambda_order=cfg.loss.lambda_order,
         )
         return losses, images.shape[0]
 

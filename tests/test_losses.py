@@ -312,7 +312,7 @@ def test_total_loss_terms_add_up_and_gradients_flow():
     raw, outputs = make_outputs(4, 5)
     sequences = torch.tensor([[4, 2, 0, 0, 0], [0, 0, 0, 0, 0], [1, 2, 3, 4, 5], [3, 0, 0, 0, 0]])
     terms = total_loss(outputs, sequences, lambda1=0.5, lambda2=2.0, alpha=1.5, num_k=4, reg="sum")
-    assert set(terms) == {"cls", "bce", "bce_patch", "bce_class", "rank", "total"}
+    assert set(terms) == {"cls", "bce", "bce_patch", "bce_class", "rank", "order", "total"}
     is_fake = torch.tensor([1, 0, 1, 1])
     y, _ = sequence_targets(sequences)
     torch.testing.assert_close(terms["cls"], cls_loss(outputs["tokens"], is_fake, 0.2, 4, "sum")[0])
@@ -459,3 +459,49 @@ def test_lambda1_multiplies_the_branch_weights():
     torch.testing.assert_close(terms["bce"], 2.0 * terms["bce_patch"] + 0.25 * terms["bce_class"])
     expected = terms["cls"] + 0.5 * (2.0 * terms["bce_patch"] + 0.25 * terms["bce_class"]) + terms["rank"]
     torch.testing.assert_close(terms["total"], expected)
+
+
+# --- L_Order, beyond the paper --------------------------------------------------------------------
+
+
+def test_order_loss_by_hand():
+    from mlrank.losses import order_loss
+
+    softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    logits = torch.tensor([[0.0, 1.0, -1.0], [0.5, 2.0, -0.5], [3.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
+    sequences = torch.tensor([[2, 3, 0, 0, 0], [3, 1, 2, 0, 0], [0, 0, 0, 0, 0], [1, 0, 0, 0, 0]])
+    # Row 0: 2 before 3: softplus(f3 - f2). Row 1: 3 < 1 < 2: pairs (3,1), (3,2), (1,2).
+    # Rows 2 (genuine) and 3 (one edit) have no pair.
+    row0 = softplus(-1.0 - 1.0)
+    row1 = softplus(0.5 - -0.5) + softplus(2.0 - -0.5) + softplus(2.0 - 0.5)
+    expected = (row0 + row1) / 4
+    assert order_loss(logits, sequences).item() == pytest.approx(expected, rel=1e-6)
+    masked = order_loss(logits, sequences, sample_mask=torch.tensor([1, 0, 1, 1]))
+    assert masked.item() == pytest.approx(row0 / 3, rel=1e-6)
+
+
+def test_order_loss_pushes_the_earlier_edit_up_and_the_later_down():
+    from mlrank.losses import order_loss
+
+    logits = torch.zeros(1, 3, requires_grad=True)
+    order_loss(logits, torch.tensor([[3, 1, 0, 0, 0]])).backward()
+    grad = logits.grad[0]
+    assert grad[2] < 0 < grad[0] and grad[1] == 0  # descent raises f3 (first), lowers f1 (second)
+
+
+def test_total_loss_adds_the_order_term_only_when_weighted():
+    from mlrank.losses import order_loss
+
+    generator = torch.Generator().manual_seed(3)
+    outputs = {
+        "tokens": torch.nn.functional.normalize(torch.randn(4, 9, 8, generator=generator), dim=-1),
+        "logits_patch": torch.randn(4, 5, generator=generator),
+        "logits_class": torch.randn(4, 5, generator=generator),
+    }
+    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0], [2, 0, 0, 0, 0]])
+    off = total_loss(outputs, sequences)
+    on = total_loss(outputs, sequences, lambda_order=0.5)
+    assert torch.equal(off["order"], order_loss(outputs["logits"], sequences))
+    assert torch.equal(on["total"], off["total"] + 0.5 * off["order"])
+    assert off["order"] > 0
