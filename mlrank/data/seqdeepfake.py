@@ -37,12 +37,16 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
-from ..runs import check_inside_root, read_utf8_text
+import cv2
+import numpy as np
+
+from ..runs import atomic_write_bytes, check_inside_root, read_utf8_text
 from .io import read_rgb
 from .vocab import SEQUENCE_LENGTH, names_of
 
@@ -180,3 +184,50 @@ def _read_csv(csv_path: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     except csv.Error as error:
         raise ValueError(f"{csv_path}, line {reader.line_num}: not CSV: {error}") from None
     return header, rows
+
+
+def sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
+    """`nose-eye-lip` in edit order, `original` for an unmanipulated face."""
+    return "-".join(names[c - 1] for c in ids if c) or "original"
+
+
+def write_split(
+    root: str | os.PathLike,
+    subset: str,
+    split: str,
+    sequences: Sequence[Sequence[int]],
+    render: Callable[[int], np.ndarray],
+    extension: str = ".png",
+) -> Path:
+    """Writes one split in the official layout and returns its CSV's path.
+
+    Item i, with manipulation sequence ``sequences[i]`` (5 ids padded with 0), goes to
+    ``root/<subset>/images/<split>/<sequence-name>/<i:06d><extension>`` from ``render(i)`` (an RGB
+    uint8 array), and its row to ``root/<subset>/annotations/<split>.csv`` (``file_path`` relative to
+    root, ``label`` like ``[1, 2, 0, 0, 0]``). Images already on disk are kept, so an interrupted
+    writer resumes; every file is written atomically.
+    """
+    names = names_of(subset)
+    root = Path(root)
+    rows, made_folders = [], set()
+    for index, sequence in enumerate(sequences):
+        sequence = [int(c) for c in sequence]
+        relative = f"{subset}/images/{split}/{sequence_folder(sequence, names)}/{index:06d}{extension}"
+        path = root / relative
+        if not path.exists():
+            if path.parent not in made_folders:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                made_folders.add(path.parent)
+            ok, encoded = cv2.imencode(extension, cv2.cvtColor(render(index), cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise ValueError(f"OpenCV could not encode {path.name} as {extension}")
+            atomic_write_bytes(path, encoded.tobytes(), durable=False)
+        rows.append((relative, str(sequence)))
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(REQUIRED_COLUMNS)
+    writer.writerows(rows)
+    csv_path = root / subset / "annotations" / f"{split}.csv"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(csv_path, table.getvalue().encode(), durable=False)
+    return csv_path

@@ -33,9 +33,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import csv
 import enum
-import io
 import json
 import operator
 import os
@@ -50,6 +48,7 @@ from torch.utils.data import Dataset
 
 from . import faces, manipulations
 from ..runs import atomic_write_bytes
+from .seqdeepfake import write_split
 from .vocab import SEQUENCE_LENGTH, SUBSETS, names_of
 
 SPLITS = ("train", "val", "test")
@@ -308,11 +307,6 @@ def _check_settings(subset_root: Path, settings: dict) -> None:
         atomic_write_bytes(path, (json.dumps(settings, indent=2) + "\n").encode(), durable=False)
 
 
-def _sequence_folder(ids: Iterable[int], names: tuple[str, ...]) -> str:
-    """`nose-eye-lip` in edit order, `original` for an unmanipulated face."""
-    return "-".join(names[c - 1] for c in ids if c) or "original"
-
-
 def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_components",
                              sizes: Mapping[str, int] | None = None, size: int = 128, seed: int = 0,
                              image_format: str = "png") -> Path:
@@ -325,7 +319,7 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
     with another seed, size or format raises a ValueError. PNG stores exactly the generated pixels;
     JPEG re-encodes them at OpenCV's default quality (95).
     """
-    names = names_of(subset)
+    names_of(subset)  # an unknown subset is an error before anything is written
     sizes = _check_sizes(sizes)
     size, seed = _check_size(size), _check_seed(seed)
     if image_format not in IMAGE_FORMATS:
@@ -339,23 +333,6 @@ def write_seqdeepfake_layout(root: str | os.PathLike, subset: str = "facial_comp
 
     for split, count in sizes.items():
         dataset = SyntheticSeqDeepFake(split, subset, size=size, num_images=count, seed=seed)
-        rows, made_folders = [], set()
-        for index, sequence in enumerate(dataset.sequences().tolist()):
-            relative = f"{subset}/images/{split}/{_sequence_folder(sequence, names)}/{index:06d}{extension}"
-            path = root / relative
-            if not path.exists():
-                if path.parent not in made_folders:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    made_folders.add(path.parent)
-                bgr = cv2.cvtColor(dataset.sample(index).image, cv2.COLOR_RGB2BGR)
-                ok, encoded = cv2.imencode(extension, bgr)
-                if not ok:
-                    raise ValueError(f"OpenCV could not encode {path.name} as {extension}")
-                atomic_write_bytes(path, encoded.tobytes(), durable=False)
-            rows.append((relative, str(sequence)))
-        table = io.StringIO()
-        writer = csv.writer(table, lineterminator="\n")
-        writer.writerow(("file_path", "label"))
-        writer.writerows(rows)
-        atomic_write_bytes(subset_root / "annotations" / f"{split}.csv", table.getvalue().encode(), durable=False)
+        write_split(root, subset, split, dataset.sequences().tolist(),
+                    lambda index: dataset.sample(index).image, extension)
     return root
