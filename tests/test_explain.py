@@ -178,7 +178,7 @@ def explained(tmp_path_factory, checkpoint):
 
 
 @needs_matplotlib
-def test_figures_and_records_of_every_image(explained, checkpoint, capsys):
+def test_figures_and_records_of_every_image(explained, checkpoint):
     tmp, status, records = explained
     assert status == 1  # notes.png is unreadable; the others are explained
     assert records["notes.png"]["error"].startswith("cannot decode image")
