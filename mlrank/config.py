@@ -143,6 +143,9 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validation passes
     amp: Literal["auto", "bf16", "fp32"] = "auto"
     max_steps_per_epoch: int | None = None  # cap for quick runs; None: the whole training split
+    # Each epoch's record (metrics.jsonl) as TensorBoard scalars in RUN/tensorboard too; needs the
+    # optional package tensorboard.
+    tensorboard: bool = False
 
 
 @dataclass

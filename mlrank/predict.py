@@ -97,6 +97,55 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+class ViewFailure(Exception):
+    """An input the model cannot see: unreadable, or no face found. `reason` counts it, `error` goes in
+    the image's record, `message` to stderr."""
+
+    def __init__(self, reason: str, error: str, message: str) -> None:
+        super().__init__(error)
+        self.reason, self.error, self.message = reason, error, message
+
+
+def read_view(path: Path, detect: Any, detector_name: str, margin: float) -> tuple[np.ndarray, Square]:
+    """The image at `path` and the square the model sees of it: the whole image's, or with the face
+    detector `detect` the largest face's crop; a ViewFailure when it cannot be read or holds no face."""
+    try:
+        image = read_image(path)
+    except (ValueError, OSError) as error:
+        raise ViewFailure("unreadable", str(error), f"error: {error}") from error
+    if detect is None:
+        return image, whole_image_square(image)
+    box = largest_face(detect(to_bgr8(image)))
+    if box is None:
+        raise ViewFailure("without a face", f"no face found by the {detector_name} detector", f"{path}: no face found")
+    return image, face_square(box, margin)
+
+
+def upscale_warning(square: Square, size: int, detected: bool) -> str | None:
+    """The warning for a square upscaled more than UPSCALE_WARNING times to the model's input, else None."""
+    if square[2] * UPSCALE_WARNING >= size:
+        return None
+    return (f"upscaled {size / square[2]:.1f}x: the {'face' if detected else 'image'} is {square[2]} px across, "
+            f"far smaller than the model's {size} px input")
+
+
+def add_view_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose what the model sees and where it runs (shared by predict and explain)."""
+    parser.add_argument("--detect-faces", action="store_true", help="score the largest face's crop, as preprocess")
+    parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS), help="with --detect-faces")
+    parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
+    parser.add_argument("--margin", type=float, default=1.3, help="with --detect-faces: crop side / face side")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+
+
+def face_detector(args: argparse.Namespace) -> Any:
+    """The face detector of --detect-faces (its --margin checked), or None without it."""
+    if not args.detect_faces:
+        return None
+    check_margin(args.margin)
+    return create_detector(args.detector, args.detector_model)
+
+
 def whole_image_square(image: np.ndarray) -> Square:
     """The centred square around the whole image (side = its longer side)."""
     height, width = image.shape[:2]
@@ -119,11 +168,17 @@ def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.T
 
 def heat_map_png(image: np.ndarray, similarity_map: torch.Tensor, square: Square) -> bytes:
     """The float RGB image at its own size, the model's view `square` in it coloured hot where similarity is low."""
+    return overlay_png(image, 1.0 - similarity_map.float(), square)
+
+
+def overlay_png(image: np.ndarray, values: torch.Tensor, square: Square) -> bytes:
+    """The float RGB image at its own size, the (h, w) map `values` laid over `square`, scaled to its own
+    range: hot (red) where highest, cold (blue) where lowest; uniform maps are drawn cold."""
     left, top, side = square
-    suspicion = 1.0 - similarity_map.float()
-    spread = suspicion.max() - suspicion.min()
-    suspicion = (suspicion - suspicion.min()) / spread if spread > 0 else torch.zeros_like(suspicion)
-    heat = cv2.resize(suspicion.numpy().astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    values = values.float().cpu()
+    spread = values.max() - values.min()
+    values = (values - values.min()) / spread if spread > 0 else torch.zeros_like(values)
+    heat = cv2.resize(values.numpy().astype(np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
     colours = cv2.applyColorMap(np.clip(heat * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_JET)
     picture = to_bgr8(image)
     height, width = picture.shape[:2]
@@ -131,9 +186,14 @@ def heat_map_png(image: np.ndarray, similarity_map: torch.Tensor, square: Square
     if x1 > x0 and y1 > y0:
         seen = colours[y0 - top : y1 - top, x0 - left : x1 - left]
         picture[y0:y1, x0:x1] = cv2.addWeighted(picture[y0:y1, x0:x1], 0.55, seen, 0.45, 0.0)
+    return png_of(picture)
+
+
+def png_of(picture: np.ndarray) -> bytes:
+    """An 8-bit BGR picture encoded as PNG."""
     ok, encoded = cv2.imencode(".png", picture)
     if not ok:
-        raise RuntimeError("could not encode the heat map as PNG")
+        raise RuntimeError("could not encode the picture as PNG")
     return encoded.tobytes()
 
 
@@ -148,7 +208,11 @@ def predict_image(cfg: Config, model: Any, image: torch.Tensor, threshold: float
         from mlrank.seeable import training
 
         return {"anomaly_score": float(training.score_images(cfg, model, batch)[0])}, None
-    outputs = model(batch)
+    return prediction_record(cfg, model(batch), threshold)
+
+
+def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) -> tuple[dict[str, Any], torch.Tensor]:
+    """The record and similarity map of the multi-label ranking model's outputs for one image."""
     logits = outputs["logits"].float()[0].cpu()
     probs = logits.sigmoid()
     tokens = outputs["tokens"].float().cpu()
@@ -175,55 +239,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and the heat maps")
     parser.add_argument("--threshold", type=float, default=0.5, help="P_i above which a component is manipulated")
     parser.add_argument("--no-heatmaps", action="store_true")
-    parser.add_argument("--detect-faces", action="store_true", help="score the largest face's crop, as preprocess")
-    parser.add_argument("--detector", default="haar", choices=sorted(DETECTORS), help="with --detect-faces")
-    parser.add_argument("--detector-model", help="the detector's weights (yunet: face_detection_yunet_*.onnx)")
-    parser.add_argument("--margin", type=float, default=1.3, help="with --detect-faces: crop side / face side")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    add_view_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace predictions and heat maps that exist")
     args = parser.parse_args(argv)
 
     check_checkpoint_exists(args.checkpoint)  # before any work on the images
     device = resolve_device(args.device)
-    detect = None
-    if args.detect_faces:
-        check_margin(args.margin)
-        detect = create_detector(args.detector, args.detector_model)
+    detect = face_detector(args)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
     heat_maps = None
     if not args.no_heatmaps:
         heat_maps = [output_dir / f"{index:05d}_{path.stem}_heatmap.png" for index, path in enumerate(paths)]
-    _check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
+    check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
     cfg, _, model = load_model(args.checkpoint, device=device)
     size = cfg.data.image_size
 
     records, failures = [], Counter()
     for index, path in enumerate(paths):
         try:
-            image = read_image(path)
-        except (ValueError, OSError) as error:
-            records.append({"image": str(path), "error": str(error)})
-            failures["unreadable"] += 1
-            print(f"error: {error}", file=sys.stderr, flush=True)
+            image, square = read_view(path, detect, args.detector, args.margin)
+        except ViewFailure as failure:
+            records.append({"image": str(path), "error": failure.error})
+            failures[failure.reason] += 1
+            print(failure.message, file=sys.stderr, flush=True)
             continue
-        square = whole_image_square(image)
-        if detect is not None:
-            box = largest_face(detect(to_bgr8(image)))
-            if box is None:
-                records.append({"image": str(path), "error": f"no face found by the {args.detector} detector"})
-                failures["without a face"] += 1
-                print(f"{path}: no face found", file=sys.stderr, flush=True)
-                continue
-            square = face_square(box, args.margin)
         prediction, similarity = predict_image(cfg, model, model_input(image, square, size), args.threshold)
         record = {"image": str(path), **prediction}
-        if square[2] * UPSCALE_WARNING < size:
-            record["warnings"] = [
-                f"upscaled {size / square[2]:.1f}x: the {'face' if detect else 'image'} is {square[2]} px across, "
-                f"far smaller than the model's {size} px input"
-            ]
-            print(f"warning: {path}: {record['warnings'][0]}", file=sys.stderr, flush=True)
+        warning = upscale_warning(square, size, detect is not None)
+        if warning:
+            record["warnings"] = [warning]
+            print(f"warning: {path}: {warning}", file=sys.stderr, flush=True)
         if similarity is not None and heat_maps is not None:
             atomic_write_bytes(heat_maps[index], heat_map_png(image, similarity, square))
             record["heatmap"] = str(heat_maps[index])
@@ -240,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _check_outputs(output_dir: Path, inputs: Sequence[str], outputs: list[Path], overwrite: bool) -> None:
+def check_outputs(output_dir: Path, inputs: Sequence[str], outputs: list[Path], overwrite: bool) -> None:
+    """--output-dir is a folder (or not yet there) apart from the inputs; `outputs` that exist need `overwrite`."""
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output-dir {output_dir} is an existing file; it must be a folder")
     check_output_apart(output_dir, "--output-dir", inputs)

@@ -9,7 +9,8 @@ A run folder (``Config.output_dir``) holds
   record of the same facts to its ``resumes`` list;
 * ``metrics.jsonl``: one JSON object per evaluated epoch, each carrying an ``epoch`` key, flushed and
   fsynced line by line;
-* ``last.pt`` and ``best.pt``: checkpoints, ``best`` chosen on the validation split only.
+* ``last.pt`` and ``best.pt``: checkpoints, ``best`` chosen on the validation split only;
+* ``tensorboard/`` (with ``RunFolder(..., tensorboard=True)``): the same records as TensorBoard scalars.
 
 Every file but the metrics log is replaced atomically: written to a temporary file in the same folder
 (``.<name>.<pid>.<8 hex digits>.tmp``), fsynced, then ``os.replace``-d over the old one, so a crash or a
@@ -25,6 +26,13 @@ that show a later epoch without ``last.pt`` make it refuse instead, since they a
 The log is append-only; ``resume`` drops the lines of epochs after the checkpoint (and a last
 line cut short by a crash), so the log always matches the state training continues from. For that to
 hold, log an epoch's metrics *before* saving its checkpoint.
+
+TensorBoard: ``log_metrics`` writes each record's numbers as scalars at step = epoch (tags in
+``tensorboard_scalars``), on the main process only, flushed at once so a running TensorBoard shows
+every epoch as it ends. The package is imported when the RunFolder is made, on every rank, so a
+missing one stops the run before the folder exists. The writer opens at the first record a process
+logs, with TensorBoard's ``purge_step`` at that epoch: a resumed run hides the events an earlier
+attempt wrote for the epochs it drops from ``metrics.jsonl``, so both logs tell the same story.
 
 A checkpoint is a dict with at least ``REQUIRED_CHECKPOINT_KEYS``: model, optimizer and scheduler state
 dicts, ``epoch`` (the last completed one), ``global_step``, ``best_metric``, ``rng`` (from
@@ -393,14 +401,39 @@ def _start_facts(seed: int, argv: Sequence[str], world_size: int) -> dict[str, A
 # ---------------------------------------------------------------- the run folder
 
 
+def _summary_writer_class() -> Any:
+    from mlrank.optional import require
+
+    return require("torch.utils.tensorboard", "tensorboard", "train.tensorboard: true").SummaryWriter
+
+
+def tensorboard_scalars(record: Mapping[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars of one metrics record: its numbers by key, ``loss_X`` as ``loss/X`` and
+    ``val_X`` as ``val/X`` (TensorBoard's groups), list items as ``KEY/INDEX``; ``epoch`` (the step),
+    flags (``best``), text and nulls are left out."""
+    scalars: dict[str, float] = {}
+    for key, value in record.items():
+        if key == "epoch":
+            continue
+        group, _, name = key.partition("_")
+        tag = f"{group}/{name}" if group in ("loss", "val") and name else key
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, (int, float)) and not isinstance(item, bool):
+                scalars[tag if index is None else f"{tag}/{index}"] = float(item)
+    return scalars
+
+
 class RunFolder:
     """The folder of one training run. On ranks other than the main one (``is_main=False``) every write
     is skipped, so the training loop can call these methods unconditionally; reads work on all ranks.
     """
 
-    def __init__(self, path: str | Path, *, is_main: bool = True) -> None:
+    def __init__(self, path: str | Path, *, is_main: bool = True, tensorboard: bool = False) -> None:
         self.path = Path(path)
         self.is_main = is_main
+        self._summary_writer_class = _summary_writer_class() if tensorboard else None
+        self._tensorboard: Any = None  # the open SummaryWriter (main process, after the first record)
 
     @property
     def config_path(self) -> Path:
@@ -423,6 +456,10 @@ class RunFolder:
     @property
     def test_metrics_path(self) -> Path:
         return self.path / "test_metrics.json"
+
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / "tensorboard"
 
     def has_completed_epoch(self) -> bool:
         """Whether the folder holds a run that can be resumed (its ``last.pt``)."""
@@ -506,6 +543,18 @@ class RunFolder:
             file.write(line + "\n")
             file.flush()
             os.fsync(file.fileno())
+        if self._summary_writer_class is not None:
+            if self._tensorboard is None:
+                self._tensorboard = self._summary_writer_class(str(self.tensorboard_path), purge_step=record["epoch"])
+            for tag, value in tensorboard_scalars(record).items():
+                self._tensorboard.add_scalar(tag, value, record["epoch"])
+            self._tensorboard.flush()
+
+    def close(self) -> None:
+        """Close the TensorBoard writer, if one is open (a later record opens a new one)."""
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The logged records, in order; a last line cut short by a crash is left out."""

@@ -20,6 +20,7 @@ Several GPUs or nodes: ``torchrun --nproc_per_node=G -m mlrank.train ...`` (DDP,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -53,10 +54,10 @@ from mlrank.runs import (
 )
 
 
-# Config keys a resume may change: where files are (a moved run folder, data set or weights file)
-# and how many processes load data. Everything else would change the numbers.
+# Config keys a resume may change: where files are (a moved run folder, data set or weights file),
+# how many processes load data, and what is logged. Everything else would change the numbers.
 RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.num_workers", "model.pretrained_file",
-                     "train.log_every")
+                     "train.log_every", "train.tensorboard")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -176,7 +177,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
     method = method_module(cfg)
     check_seed(cfg, ctx)
     check_paths(cfg)
-    run_folder = RunFolder(cfg.output_dir, is_main=ctx.is_main)
+    run_folder = RunFolder(cfg.output_dir, is_main=ctx.is_main, tensorboard=cfg.train.tensorboard)
     if not (resume and run_folder.has_completed_epoch()):
         run_folder.check_startable(resume_command(cfg.output_dir, ctx))  # before hours of data preparation
     seed_everything(cfg.seed + ctx.rank, cfg.deterministic)
@@ -226,27 +227,28 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
             )
     model = wrap_ddp(model, ctx)
 
-    for epoch in range(first_epoch, cfg.optim.epochs):
-        sampler.set_epoch(epoch)
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        record: dict[str, Any] = {"epoch": epoch}
-        record |= method.train_one_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps)
-        global_step += steps
-        record["lr"] = max(scheduler.get_last_lr())  # the heads' lr; the backbone's is scaled down
-        if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
-            metrics = method.evaluate(cfg, unwrap_model(model), validation_set, ctx, "val")
-            record |= {f"val_{key}": value for key, value in metrics.items()}
-            score = method.selection_metric(metrics)
-            record["best"] = score > best
-            if score > best:
-                best = score
-                run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "best")
-        # The log first, then the state it describes: a resume from this checkpoint finds its line.
-        run_folder.log_metrics(record)
-        run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "last")
-        if ctx.is_main:
-            print(summary_line(record), flush=True)
+    with contextlib.closing(run_folder):  # closes the TensorBoard writer, if any
+        for epoch in range(first_epoch, cfg.optim.epochs):
+            sampler.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            record: dict[str, Any] = {"epoch": epoch}
+            record |= method.train_one_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps)
+            global_step += steps
+            record["lr"] = max(scheduler.get_last_lr())  # the heads' lr; the backbone's is scaled down
+            if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
+                metrics = method.evaluate(cfg, unwrap_model(model), validation_set, ctx, "val")
+                record |= {f"val_{key}": value for key, value in metrics.items()}
+                score = method.selection_metric(metrics)
+                record["best"] = score > best
+                if score > best:
+                    best = score
+                    run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "best")
+            # The log first, then the state it describes: a resume from this checkpoint finds its line.
+            run_folder.log_metrics(record)
+            run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "last")
+            if ctx.is_main:
+                print(summary_line(record), flush=True)
 
     return test_best(cfg, method, run_folder, test_set, ctx)
 
