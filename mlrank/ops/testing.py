@@ -35,5 +35,5 @@ def clustered_tokens(
     noise = torch.randn(batch, num_tokens, dim, generator=generator, dtype=dtype)
     tokens = centres[torch.arange(batch)[:, None], members] + 0.6 * noise
     if repeat:
-        tokens[:, num_tokens // 2 :] = tokens[:, : num_tokens - num_tokens // 2]
+        tokens[:, num_tokens // 2 :] = tokens[:, : num_tokens - num_tokens // 2].clone()  # may overlap (odd N)
     return torch.nn.functional.normalize(tokens, dim=-1).to(device)
