@@ -66,10 +66,16 @@ class DataConfig:
     synthetic_test_size: int = 300
     synthetic_seed: int = 0  # the synthetic data set's content; the training seed is `seed`
     synthetic_in_memory: bool = True  # render the synthetic images once and keep them in memory
-    json_path: str | None = None  # DeepfakeBench data set JSON index
+    json_path: str | None = None  # DeepfakeBench JSON index, or its folder of <data set>.json (dataset_json_folder)
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
     frames_per_video: int = 8
+    # "evenly_spaced" over each video's frames, or DeepfakeBench's loader's rule: the first ones
+    frame_selection: Literal["evenly_spaced", "first"] = "evenly_spaced"
+    # The leading part of the JSON's frame paths that data.root replaces (absolute paths under
+    # data.root itself need none; Windows drive and backslash paths are matched too)
+    json_prefix: str | None = None
+    lmdb_path: str | None = None  # DeepfakeBench's LMDB database (or lmdb_dir) instead of frame files
     # Seq-DeepFake CSV rows and DeepfakeBench frame paths must stay inside data.root (relative, no
     # ".." component; symlinks inside the root are followed); true reads any path they name.
     allow_paths_outside_root: bool = False
