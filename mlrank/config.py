@@ -170,13 +170,16 @@ class TrainConfig:
 
 @dataclass
 class SeeableConfig:
-    """SeeABLE (ICCV 2023), the one-class detector; placeholders its module refines."""
+    """SeeABLE (ICCV 2023), the one-class detector (docs/seeable.md)."""
 
     grid: tuple[int, int] = (4, 4)  # local regions the soft discrepancies are placed in
+    # mlrank's four types; SeeABLE's two are [spatial, frequency] (seeable_ffpp)
     types: list[str] = field(default_factory=lambda: ["colour", "blur", "resample", "frequency"])
     embed_dim: int = 128
-    temperature: float = 0.1
+    temperature: float = 0.07  # SeeABLE's code (its BCR loss)
     lambda_gui: float = 1.0
+    feather: float = 0.25  # soft mask ramp, as a fraction of the cell's shorter side, in (0, 1]
+    blend_range: tuple[float, float] = (0.5, 1.0)  # peak blend weight drawn uniformly, 0 < low <= high <= 1
 
 
 @dataclass
@@ -566,9 +569,14 @@ def _check_seeable(config: Config) -> None:
     from mlrank.seeable.spec import DiscrepancySpec
 
     try:
-        DiscrepancySpec(grid=config.seeable.grid, types=tuple(config.seeable.types))
+        DiscrepancySpec(
+            grid=config.seeable.grid, types=tuple(config.seeable.types), feather=config.seeable.feather,
+            blend_range=config.seeable.blend_range,
+        )
     except (TypeError, ValueError) as error:
-        raise ValueError(f"config keys 'seeable.grid' / 'seeable.types': {error}") from None
+        raise ValueError(
+            f"config keys 'seeable.grid' / 'seeable.types' / 'seeable.feather' / 'seeable.blend_range': {error}"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -18,6 +18,7 @@ from mlrank.builders import Resize, build_optimizer
 from mlrank.config import config_to_dict, load_config
 from mlrank.data.io import read_rgb
 from mlrank.runs import RunFolder, capture_rng_state
+from mlrank.seeable import anomaly_score, training
 from mlrank.train import method_module
 
 SIZE = 32
@@ -59,12 +60,13 @@ def layouts(tmp_path_factory):
     json_folder.mkdir()
     write_deepfakebench_set(rgb, json_folder, "Celeb-DF-v2", "CelebDFv2_real", "CelebDFv2_fake", seed=1)
     write_deepfakebench_set(rgb, json_folder, "DFDC", "DFDC_Real", "DFDC_Fake", videos=3, frames=2, seed=2)
+    write_deepfakebench_set(rgb, json_folder, "DFDCP", "DFDCP_Real", "DFDCP_FakeA", frames=2, seed=3)
     write_frame_folders(data / "wild")
     return data
 
 
-def save_untrained(folder, overrides):
-    cfg = load_config(overrides=[f"output_dir={folder}", *overrides])
+def save_untrained(folder, overrides, config=None):
+    cfg = load_config(config, [f"output_dir={folder}", *overrides])
     torch.manual_seed(0)
     model = method_module(cfg).build_model(cfg)
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch=1)
@@ -200,3 +202,25 @@ def test_a_sequence_model_is_refused(tmp_path, capsys):
     checkpoint, _ = save_untrained(tmp_path / "run", ["data.image_size=32", "model.token_dim=16", "model.num_heads=2"])
     assert run_cli(checkpoint, "--set", "name=X,kind=frames,root=/x") == 2
     assert "trained on data.kind 'synthetic': crosseval needs a binary detector" in capsys.readouterr().err
+
+
+def test_seeable_ffpp_is_tested_on_its_three_sets(layouts, tmp_path):
+    metrics = pytest.importorskip("sklearn.metrics")
+    overrides = [
+        f"data.root={layouts / 'rgb'}", f"data.json_path={layouts / 'dataset_json'}", f"data.image_size={SIZE}",
+        "data.num_workers=0", "data.batch_size=8", "model.backbone=resnet10t", "seeable.embed_dim=16",
+    ]
+    checkpoint, model = save_untrained(tmp_path / "run", overrides, config="seeable_ffpp")
+    # one frame per video (the first of the evenly spaced): each face is scored K = 32 times
+    assert crosseval.main([checkpoint, "--output", str(tmp_path / "seeable"), "data.frames_per_video=1"]) == 0
+    table = json.loads((tmp_path / "seeable.json").read_text())
+    assert [row["name"] for row in table["sets"]] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
+    spec = training.discrepancy_spec(load_config("seeable_ffpp", overrides))
+    assert spec.K == 32
+    for row, fake in zip(table["sets"], ["CelebDFv2_fake", "DFDC_Fake", "DFDCP_FakeA"]):
+        frames = [frame for frame in deepfakebench_frames(layouts, row["name"], fake) if frame[0].endswith("/0.png")]
+        images = torch.stack([Resize(SIZE)(read_rgb(path)) for path, _, _ in frames])
+        scores = anomaly_score(model, images, spec, seed=0).double().numpy()
+        labels = [label for _, label, _ in frames]
+        assert row["metrics"]["auc"] == pytest.approx(metrics.roc_auc_score(labels, scores), abs=1e-6)
+        assert row["frames"] == len(frames)
