@@ -91,6 +91,10 @@ def build_sets(cfg: Config, method: Any, sets: Sequence[CrossTestSet]) -> list[t
     for test_set in sets:
         set_cfg = set_config(cfg, test_set)
         try:
+            if set_cfg.data.kind not in ("deepfakebench", "frames"):
+                raise ValueError(
+                    f"kind must be deepfakebench or frames (data.kind is {cfg.data.kind!r}); set the set's kind"
+                )
             check_paths(set_cfg)
             built.append((test_set, set_cfg, method.evaluation_dataset(set_cfg, test_set.split)))
         except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as error:

@@ -204,6 +204,14 @@ def test_a_sequence_model_is_refused(tmp_path, capsys):
     assert "trained on data.kind 'synthetic': crosseval needs a binary detector" in capsys.readouterr().err
 
 
+def test_a_set_without_a_binary_kind_is_refused(tmp_path, capsys):
+    # a SeeABLE model trained on the synthetic set: a set must say which layout it is in
+    overrides = ["method=seeable", "data.image_size=32", "seeable.grid=[1,1]", "seeable.embed_dim=8"]
+    checkpoint, _ = save_untrained(tmp_path / "run", overrides)
+    assert run_cli(checkpoint, "--set", "name=X") == 2
+    assert "test set 'X': kind must be deepfakebench or frames (data.kind is 'synthetic')" in capsys.readouterr().err
+
+
 def test_seeable_ffpp_is_tested_on_its_three_sets(layouts, tmp_path):
     metrics = pytest.importorskip("sklearn.metrics")
     overrides = [
