@@ -92,25 +92,31 @@ def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
         if data.synthetic_in_memory and preload:
             dataset.preload(data.num_workers, progress=is_main_process())
         return dataset
-    root = _required(data.root, "data.root")
-    if data.kind == "seqdeepfake":
-        return SeqDeepFakeDataset(
-            root, data.subset, split, transform=resize, allow_paths_outside_root=data.allow_paths_outside_root
-        )
     if data.kind == "deepfakebench":
         name = data.test_dataset_name if split == "test" and data.test_dataset_name else data.dataset_name
         return DeepfakeBenchDataset(
             _required(data.json_path, "data.json_path"),
             _required(name, "data.dataset_name"),
             split,
-            root=root,
+            root=data.root if data.lmdb_path is not None else _required(data.root, "data.root"),
             compression=data.compression,
             frames_per_video=data.frames_per_video,
             transform=resize,
+            json_prefix=data.json_prefix,
             allow_paths_outside_root=data.allow_paths_outside_root,
+            frame_selection=data.frame_selection,
+            lmdb_path=data.lmdb_path,
+        )
+    root = _required(data.root, "data.root")
+    if data.kind == "seqdeepfake":
+        return SeqDeepFakeDataset(
+            root, data.subset, split, transform=resize, allow_paths_outside_root=data.allow_paths_outside_root
         )
     if data.kind == "frames":
-        return FrameFolderDataset(f"{root}/{split}", frames_per_video=data.frames_per_video, transform=resize)
+        return FrameFolderDataset(
+            f"{root}/{split}", frames_per_video=data.frames_per_video, transform=resize,
+            frame_selection=data.frame_selection,
+        )
     raise ValueError(f"unknown data.kind {data.kind!r}")
 
 

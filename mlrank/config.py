@@ -54,6 +54,21 @@ SEED_LIMIT = 2**32  # numpy's global seed is a 32-bit unsigned integer
 
 
 @dataclass
+class CrossTestSet:
+    """One test set of a cross-data-set evaluation (``python -m mlrank.crosseval``). Keys left unset
+    (null) take the value of the same key in ``data``, so a set often needs only its name."""
+
+    name: str = ""  # its row in the table; also the DeepfakeBench data set unless dataset_name is set
+    kind: Literal["deepfakebench", "frames"] | None = None
+    root: str | None = None
+    json_path: str | None = None  # an index file, or the folder of <data set>.json files
+    json_prefix: str | None = None
+    lmdb_path: str | None = None
+    dataset_name: str | None = None  # the data set's key in the JSON, when it differs from name
+    split: Literal["train", "val", "test"] = "test"
+
+
+@dataclass
 class DataConfig:
     """Which images, how they are split, loaded and augmented."""
 
@@ -66,14 +81,22 @@ class DataConfig:
     synthetic_test_size: int = 300
     synthetic_seed: int = 0  # the synthetic data set's content; the training seed is `seed`
     synthetic_in_memory: bool = True  # render the synthetic images once and keep them in memory
-    json_path: str | None = None  # DeepfakeBench data set JSON index
+    json_path: str | None = None  # DeepfakeBench JSON index, or its folder of <data set>.json (dataset_json_folder)
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
     frames_per_video: int = 8
+    # "evenly_spaced" over each video's frames, or DeepfakeBench's loader's rule: the first ones
+    frame_selection: Literal["evenly_spaced", "first"] = "evenly_spaced"
+    # The leading part of the JSON's frame paths that data.root replaces (absolute paths under
+    # data.root itself need none; Windows drive and backslash paths are matched too)
+    json_prefix: str | None = None
+    lmdb_path: str | None = None  # DeepfakeBench's LMDB database (or lmdb_dir) instead of frame files
     # Seq-DeepFake CSV rows and DeepfakeBench frame paths must stay inside data.root (relative, no
     # ".." component; symlinks inside the root are followed); true reads any path they name.
     allow_paths_outside_root: bool = False
     test_dataset_name: str | None = None  # cross-data-set evaluation, e.g. "Celeb-DF-v2"
+    # The test sets of python -m mlrank.crosseval, e.g. [{name: Celeb-DF-v2}, {name: DFDC, json_path: ...}]
+    cross_test_sets: list[CrossTestSet] = field(default_factory=list)
     num_workers: int = 2
     weak_augment: bool = False  # flip, random crop, colour jitter, Gaussian blur (the real-data configs set it)
     strong_augment: bool = False  # self-blended pseudo-fakes from real faces
@@ -150,13 +173,16 @@ class TrainConfig:
 
 @dataclass
 class SeeableConfig:
-    """SeeABLE (ICCV 2023), the one-class detector; placeholders its module refines."""
+    """SeeABLE (ICCV 2023), the one-class detector (docs/seeable.md)."""
 
     grid: tuple[int, int] = (4, 4)  # local regions the soft discrepancies are placed in
+    # mlrank's four types; SeeABLE's two are [spatial, frequency] (seeable_ffpp)
     types: list[str] = field(default_factory=lambda: ["colour", "blur", "resample", "frequency"])
     embed_dim: int = 128
-    temperature: float = 0.1
+    temperature: float = 0.07  # SeeABLE's code (its BCR loss)
     lambda_gui: float = 1.0
+    feather: float = 0.25  # soft mask ramp, as a fraction of the cell's shorter side, in (0, 1]
+    blend_range: tuple[float, float] = (0.5, 1.0)  # peak blend weight drawn uniformly, 0 < low <= high <= 1
 
 
 @dataclass
@@ -412,6 +438,9 @@ def _type_name(hint: Any) -> str:
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """The value as the field's type, or a ValueError naming the key and the expected type."""
+    item = typing.get_args(hint)[0] if typing.get_origin(hint) is list else None
+    if dataclasses.is_dataclass(item):
+        return _build_list(item, value, key)
     try:
         return _coerce_or_raise(value, hint)
     except _WrongType:
@@ -420,6 +449,25 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 class _WrongType(Exception):
     pass
+
+
+def _build_list(cls: type, value: Any, key: str) -> list[Any]:
+    """A list of mappings, each checked as the section ``cls``; errors name ``key[i].field``."""
+    fields = list(_field_types(cls))
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"config key '{key}' expects a list of mappings with keys {fields}, got {value!r}")
+    items = []
+    for index, raw in enumerate(value):
+        where = f"{key}[{index}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"config key '{where}' expects a mapping with keys {fields}, got {raw!r}")
+        for name in raw:
+            if name not in fields:
+                close = difflib.get_close_matches(str(name), fields, n=1, cutoff=0.6)
+                hint = f"did you mean '{where}.{close[0]}'?" if close else f"valid keys here: {fields}"
+                raise ValueError(f"unknown config key '{where}.{name}'; {hint}")
+        items.append(_build(cls, raw, where + "."))
+    return items
 
 
 def _coerce_or_raise(value: Any, hint: Any) -> Any:
@@ -448,6 +496,8 @@ def _coerce_or_raise(value: Any, hint: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise _WrongType
         return [_coerce_or_raise(item, typing.get_args(hint)[0]) for item in value]
+    if dataclasses.is_dataclass(hint):  # an item of a list of sections; _coerce builds those
+        raise _WrongType
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -506,6 +556,12 @@ def _check_ranges(config: Config) -> None:
             f"config key 'data.image_size' ({config.data.image_size}) must be divisible by "
             f"'model.out_stride' ({config.model.out_stride})"
         )
+    names = [test_set.name for test_set in config.data.cross_test_sets]
+    for index, name in enumerate(names):
+        if not name:
+            raise ValueError(f"config key 'data.cross_test_sets[{index}].name' must be set (the table's row)")
+        if names.index(name) != index:
+            raise ValueError(f"config key 'data.cross_test_sets': the name {name!r} is used twice")
     if config.method == "seeable":
         _check_seeable(config)
 
@@ -516,9 +572,14 @@ def _check_seeable(config: Config) -> None:
     from mlrank.seeable.spec import DiscrepancySpec
 
     try:
-        DiscrepancySpec(grid=config.seeable.grid, types=tuple(config.seeable.types))
+        DiscrepancySpec(
+            grid=config.seeable.grid, types=tuple(config.seeable.types), feather=config.seeable.feather,
+            blend_range=config.seeable.blend_range,
+        )
     except (TypeError, ValueError) as error:
-        raise ValueError(f"config keys 'seeable.grid' / 'seeable.types': {error}") from None
+        raise ValueError(
+            f"config keys 'seeable.grid' / 'seeable.types' / 'seeable.feather' / 'seeable.blend_range': {error}"
+        ) from None
 
 
 def _plain(value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 The model and data come from the config stored in the checkpoint; ``key=value`` overrides change
 the data side (say ``data.root=/data/Seq-DeepFake`` or ``data.test_dataset_name=Celeb-DF-v2`` for a
-cross-data-set test). Every metric goes to a JSON file (default: ``<checkpoint>_<split>_metrics.json`` beside the
+cross-data-set test; ``python -m mlrank.crosseval`` tests on several sets in one table). Every metric goes to a JSON file (default: ``<checkpoint>_<split>_metrics.json`` beside the
 checkpoint, written atomically) and a readable table goes to stdout: Fixed-Acc, Adaptive-Acc,
 multi-label accuracy, the order metrics (ordered pairs, Kendall's tau, and the per-component R^2 of
 the paper's Table 4; "n/a" where undefined, null in the JSON) for Seq-DeepFake; AUC, EER, AP,

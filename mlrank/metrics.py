@@ -38,11 +38,17 @@ Decisions:
   the order alone; whether i is found at all is multi-label accuracy's business, and genuine images
   would otherwise inflate R^2 with trivially matching ranks. When i was never manipulated, or always
   at the same position (zero variance), R^2 is undefined and reported as NaN.
-- Binary metrics are computed in float64 numpy with scikit-learn's conventions (scikit-learn is not
-  a dependency): ROC points at every distinct score, AUC by the trapezoid rule over them (ties give a
-  diagonal segment), AP = sum_k (R_k - R_{k-1}) P_k over distinct thresholds in decreasing order, and
-  EER where FNR = 1 - TPR and FPR cross along the ROC polyline, linearly interpolated inside the
-  segment. Accuracy predicts fake when score > threshold (strict, as in decoding).
+- Binary metrics are computed in float64 numpy with scikit-learn's conventions (scikit-learn is a
+  test dependency only; tests/test_metrics.py checks AUC and AP equal to its roc_auc_score and
+  average_precision_score on random cases with ties): ROC points at every distinct score, AUC by the
+  trapezoid rule over them (ties give a diagonal segment), AP = sum_k (R_k - R_{k-1}) P_k over
+  distinct thresholds in decreasing order, and EER where FNR = 1 - TPR and FPR cross along the ROC
+  polyline, linearly interpolated inside the segment. DeepfakeBench instead reports the FPR of the
+  ROC vertex nearest the crossing (``fpr[argmin |fnr - fpr|]`` on sklearn's curve with collinear
+  points dropped). Both lie on the segment that crosses, so they agree to within its width (one
+  score's step on large test sets); the crossing is the EER by definition and the vertex rule is
+  not: a constant score, which knows nothing, gets 1/2 here and 0 from the vertex rule.
+  Accuracy predicts fake when score > threshold (strict, as in decoding).
 """
 
 from __future__ import annotations

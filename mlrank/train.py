@@ -56,8 +56,8 @@ from mlrank.runs import (
 
 # Config keys a resume may change: where files are (a moved run folder, data set or weights file),
 # how many processes load data, and what is logged. Everything else would change the numbers.
-RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.num_workers", "model.pretrained_file",
-                     "train.log_every", "train.tensorboard")
+RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.json_prefix", "data.lmdb_path",
+                     "data.num_workers", "model.pretrained_file", "train.log_every", "train.tensorboard")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -96,20 +96,22 @@ def check_paths(cfg: Config) -> None:
     """Each file or folder the config names for its data and model exists, or an error naming its key."""
     data = cfg.data
     named = [("model.pretrained_file", cfg.model.pretrained_file, False)]
-    if data.kind != "synthetic":
+    lmdb = data.kind == "deepfakebench" and data.lmdb_path is not None  # frames need no root folder
+    if data.kind != "synthetic" and not lmdb:
         if data.root is None:
             raise ValueError(f"config key 'data.root' must be set for data.kind {data.kind!r}")
         named.append(("data.root", data.root, True))
     if data.kind == "deepfakebench":
-        named.append(("data.json_path", data.json_path, False))
+        # an index file or DeepfakeBench's folder of them
+        named += [("data.json_path", data.json_path, None), ("data.lmdb_path", data.lmdb_path, True)]
     for key, path, is_folder in named:
         if path is None:
             continue
         if not os.path.exists(path):
             raise FileNotFoundError(f"config key '{key}': {path} does not exist")
-        if is_folder and not os.path.isdir(path):
+        if is_folder is True and not os.path.isdir(path):
             raise NotADirectoryError(f"config key '{key}': {path} is not a folder")
-        if not is_folder and os.path.isdir(path):
+        if is_folder is False and os.path.isdir(path):
             raise IsADirectoryError(f"config key '{key}': {path} is a folder, not a file")
 
 

@@ -2,14 +2,18 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from mlrank.builders import build_dataset
+from mlrank.config import load_config
 from mlrank.data.binary import DeepfakeBenchDataset, FrameFolderDataset
 from mlrank.data.io import evenly_spaced_indices
+from mlrank.train import check_paths
 
 
 def write_frame(path, grey):
@@ -118,7 +122,7 @@ def test_json_index_without_compression_level_and_absolute_paths(tmp_path):
     assert dataset.video_ids() == ["CelebDFv2_real/id0_0000"] * 2 + ["CelebDFv2_fake/id0_id1_0000"] * 2
     assert round(float(dataset[3][0][0, 0, 0]) * 255) == 61
 
-    absolute = "id0_0000, frames\\[0\\]: frame path .* is absolute, outside the data root; pass json_prefix"
+    absolute = "id0_0000, frames\\[0\\]: frame path .* is absolute, outside the data root .*; set json_prefix"
     with pytest.raises(ValueError, match=absolute):
         DeepfakeBenchDataset(json_path, "Celeb-DF-v2", "test", root=local)
     with pytest.raises(ValueError, match="does not start with json_prefix '/elsewhere'"):
@@ -289,3 +293,191 @@ def test_frame_folders_errors(tmp_path):
         FrameFolderDataset(tmp_path)
     with pytest.raises(TypeError, match="frames_per_video must be an int"):
         FrameFolderDataset(tmp_path, frames_per_video=2.5)
+
+
+# ---------------------------------------------------------------- DeepfakeBench's own output
+
+
+def rearranged_indexes(tmp_path, written_root=None, windows=False):
+    """Frames under tmp_path/rgb and a folder of indexes as DeepfakeBench's rearrange.py writes them
+    for `dataset_root_path = written_root` (default: the real absolute frames folder): one JSON per
+    data set, frame paths os.path.join(dataset_root_path, <data set>, ...) listed in scandir order,
+    FaceForensics++ split by compression level, a Celeb-DF test video whose frame glob found nothing.
+    Returns (json folder, frames folder)."""
+    frames_root = tmp_path / "rgb"
+    written_root = str(frames_root) if written_root is None else written_root
+    separator = "\\" if windows else "/"
+
+    def listed(paths):
+        relative = (os.path.relpath(path, frames_root) for path in paths)
+        return [written_root + separator + path.replace("/", separator) for path in relative]
+
+    ff = frames_root / "FaceForensics++"
+    real = write_video(ff / "original_sequences/youtube/c23/frames/000", 12, lambda i: i)
+    fake = write_video(ff / "manipulated_sequences/Deepfakes/c23/frames/000_003", 2, lambda i: 200 + i)
+    celeb = frames_root / "Celeb-DF-v2"
+    celeb_real = write_video(celeb / "Celeb-real/frames/id0_0000", 5, lambda i: 10 + i)
+    celeb_fake = write_video(celeb / "Celeb-synthesis/frames/id0_id1_0000", 3, lambda i: 100 + i)
+    empty = {"train": {}, "val": {}, "test": {}}
+    indexes = {
+        "FaceForensics++": {
+            "FF-real": {
+                "train": {"c23": {"000": {"label": "FF-real", "frames": listed(real)}}},
+                "val": {"c23": {}},
+                "test": {"c23": {}},
+            },
+            "FF-DF": {
+                "train": {"c23": {"000_003": {"label": "FF-DF", "frames": listed(fake), "masks": []}}},
+                "val": {"c23": {}},
+                "test": {"c23": {}},
+            },
+        },
+        "Celeb-DF-v2": {
+            "CelebDFv2_real": {
+                **empty,
+                "test": {
+                    "id0_0000": {"label": "CelebDFv2_real", "frames": listed(celeb_real)},
+                    "id9_0000": {"label": "CelebDFv2_real", "frames": []},
+                },
+            },
+            "CelebDFv2_fake": {
+                **empty,
+                "test": {"id0_id1_0000": {"label": "CelebDFv2_fake", "frames": listed(celeb_fake)}},
+            },
+        },
+    }
+    json_folder = tmp_path / "dataset_json"
+    json_folder.mkdir()
+    for name, index in indexes.items():
+        (json_folder / f"{name}.json").write_text(json.dumps({name: index}))
+    return json_folder, frames_root
+
+
+def deepfakebench_config(json_path, root, *overrides):
+    return load_config(
+        None,
+        [
+            "data.kind=deepfakebench", f"data.json_path={json_path}", f"data.root={root}",
+            "data.dataset_name=FaceForensics++", "data.frames_per_video=4", "data.image_size=4",
+            "model.out_stride=4", *overrides,
+        ],
+    )
+
+
+def greys(dataset):
+    return [round(float(dataset[i][0][0, 0, 0]) * 255) for i in range(len(dataset))]
+
+
+def test_rearranged_absolute_paths_and_json_folder_load_through_the_config(tmp_path):
+    json_folder, frames_root = rearranged_indexes(tmp_path)
+    cfg = deepfakebench_config(json_folder, frames_root, "data.test_dataset_name=Celeb-DF-v2")
+    check_paths(cfg)  # a folder of indexes is a valid data.json_path
+
+    train = build_dataset(cfg, "train")  # FaceForensics++.json, absolute paths under data.root
+    assert greys(train) == [0, 3, 7, 11, 200, 201]
+    assert train.video_ids() == ["FF-real/000"] * 4 + ["FF-DF/000_003"] * 2
+
+    with pytest.warns(UserWarning, match=r"1 of the 3 videos of 'Celeb-DF-v2', split 'test', list no frames "
+                                         r"and are left out \(CelebDFv2_real/id9_0000\)"):
+        test = build_dataset(cfg, "test")  # another data set by name: Celeb-DF-v2.json
+    assert test.json_path == str(json_folder / "Celeb-DF-v2.json")
+    assert test.videos_without_frames == ["CelebDFv2_real/id9_0000"]
+    assert greys(test) == [10, 11, 12, 14, 100, 101, 102]  # 5 frames -> linspace 0, 1, 2, 4; 3 -> all
+    assert test.labels().tolist() == [0] * 4 + [1] * 3
+
+    missing = deepfakebench_config(json_folder, frames_root, "data.dataset_name=DFDC")
+    with pytest.raises(FileNotFoundError, match=r"no index DFDC.json in the JSON folder .*\['Celeb-DF-v2', 'FaceForensics\+\+'\]"):
+        build_dataset(missing, "train")
+    # an absolute path outside data.root is still refused, naming the key that fixes it
+    elsewhere = deepfakebench_config(json_folder, tmp_path / "dataset_json")
+    with pytest.raises(ValueError, match=r"frames\[0\]: frame path '.*rgb/FaceForensics\+\+/.*' is absolute, "
+                                         r"outside the data root .*data.json_prefix"):
+        build_dataset(elsewhere, "train")
+
+
+def test_json_prefix_is_a_config_key_for_moved_data(tmp_path):
+    json_folder, frames_root = rearranged_indexes(tmp_path, written_root="/old/machine/datasets/rgb")
+    cfg = deepfakebench_config(json_folder, frames_root, "data.json_prefix=/old/machine/datasets/rgb/")
+    assert greys(build_dataset(cfg, "train")) == [0, 3, 7, 11, 200, 201]
+    # the prefix matches whole folder names only
+    near_miss = deepfakebench_config(json_folder, frames_root, "data.json_prefix=/old/machine/datasets/rg")
+    with pytest.raises(ValueError, match="does not start with json_prefix '/old/machine/datasets/rg'"):
+        build_dataset(near_miss, "train")
+
+
+@pytest.mark.parametrize(
+    "prefix", ["F:\\DeepfakeBench\\datasets\\rgb", "f:/deepfakebench/datasets/rgb/", "F:/DeepfakeBench/datasets/rgb"]
+)
+def test_windows_drive_and_backslash_paths(tmp_path, prefix):
+    json_folder, frames_root = rearranged_indexes(tmp_path, "F:\\DeepfakeBench\\datasets\\rgb", windows=True)
+    cfg = deepfakebench_config(json_folder, frames_root, f"data.json_prefix={prefix}")
+    assert greys(build_dataset(cfg, "train")) == [0, 3, 7, 11, 200, 201]
+    # without the prefix a drive path is absolute, not a relative "F:/..." under the root
+    with pytest.raises(ValueError, match=r"frame path 'F:\\\\DeepfakeBench\\\\.*' is absolute, outside the data root"):
+        build_dataset(deepfakebench_config(json_folder, frames_root), "train")
+
+
+def test_frame_selection_first_is_deepfakebenchs_loader_rule(tmp_path):
+    json_folder, frames_root = rearranged_indexes(tmp_path)
+    first = build_dataset(deepfakebench_config(json_folder, frames_root, "data.frame_selection=first"), "train")
+    assert greys(first) == [0, 1, 2, 3, 200, 201]  # 12 frames: the first 4, not 0, 3, 7, 11
+    folders = tmp_path / "folders"
+    write_video(folders / "real/v", 7, lambda i: 30 + i)
+    assert greys(FrameFolderDataset(folders, frames_per_video=3, frame_selection="first")) == [30, 31, 32]
+    assert greys(FrameFolderDataset(folders, frames_per_video=3)) == [30, 33, 36]
+    with pytest.raises(ValueError, match="config key 'data.frame_selection' expects one of 'evenly_spaced', 'first'"):
+        deepfakebench_config(json_folder, frames_root, "data.frame_selection=middle")
+    with pytest.raises(ValueError, match="frame_selection must be one of"):
+        FrameFolderDataset(folders, frame_selection="last")
+
+
+def write_lmdb(database, files, dataset_folder):
+    """An LMDB database as DeepfakeBench's dataset2lmdb writes it: key "<data set>\\<path relative to
+    the data set's folder>" (os.path.relpath, so "/" inside on POSIX), value the file's bytes."""
+    lmdb = pytest.importorskip("lmdb")
+    env = lmdb.open(str(database), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for path, content in files.items():
+            key = f"{os.path.basename(dataset_folder)}\\" + os.path.relpath(path, dataset_folder)
+            txn.put(key.encode("utf-8"), content)
+    env.close()
+
+
+def test_lmdb_storage_is_read(tmp_path):
+    pytest.importorskip("lmdb")
+    json_folder, frames_root = rearranged_indexes(tmp_path)
+    celeb = frames_root / "Celeb-DF-v2"
+    files = {str(path): path.read_bytes() for path in sorted(celeb.rglob("*.png"))}
+    first = str(celeb / "Celeb-real/frames/id0_0000/0.png")
+    incomplete, lmdb_dir = tmp_path / "incomplete", tmp_path / "lmdb"
+    incomplete.mkdir(), lmdb_dir.mkdir()
+    write_lmdb(incomplete / "Celeb-DF-v2_lmdb", {p: b for p, b in files.items() if p != first}, celeb)
+    write_lmdb(lmdb_dir / "Celeb-DF-v2_lmdb", files, celeb)
+    shutil.rmtree(frames_root)  # frames come from the database only
+    settings = ("data.dataset_name=Celeb-DF-v2", "data.frames_per_video=3")
+    cfg = deepfakebench_config(json_folder, frames_root, f"data.lmdb_path={incomplete}", *settings)
+    check_paths(cfg)  # data.root need not exist: it names the paths' prefix only
+    with pytest.raises(FileNotFoundError, match=r"not found in the LMDB database .*Celeb-DF-v2_lmdb: "
+                                                r"'Celeb-DF-v2/Celeb-real/frames/id0_0000/0.png'"):
+        with pytest.warns(UserWarning, match="list no frames"):
+            build_dataset(cfg, "test")
+
+    cfg = deepfakebench_config(json_folder, frames_root, f"data.lmdb_path={lmdb_dir}", *settings)
+    with pytest.warns(UserWarning, match="list no frames"):
+        dataset = build_dataset(cfg, "test")
+    assert greys(dataset) == [10, 12, 14, 100, 101, 102]
+    assert dataset.video_ids() == ["CelebDFv2_real/id0_0000"] * 3 + ["CelebDFv2_fake/id0_id1_0000"] * 3
+    # DataLoader workers open their own environment
+    loader = torch.utils.data.DataLoader(dataset, batch_size=6, num_workers=1)
+    images, labels, _ = next(iter(loader))
+    assert [round(float(grey) * 255) for grey in images[:, 0, 0, 0]] == [10, 12, 14, 100, 101, 102]
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1]
+    # the database itself may be named, and a folder without one is an error naming what it holds
+    direct = deepfakebench_config(
+        json_folder, frames_root, f"data.lmdb_path={lmdb_dir / 'Celeb-DF-v2_lmdb'}",
+        "data.dataset_name=Celeb-DF-v2", "data.frames_per_video=3",
+    )
+    with pytest.warns(UserWarning):
+        assert len(build_dataset(direct, "test")) == 6
+    with pytest.raises(FileNotFoundError, match=r"holds no FaceForensics\+\+_lmdb/data.mdb; databases there: \['Celeb-DF-v2_lmdb'\]"):
+        build_dataset(deepfakebench_config(json_folder, frames_root, f"data.lmdb_path={lmdb_dir}"), "train")

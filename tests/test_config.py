@@ -52,9 +52,13 @@ def test_every_shipped_config_loads_with_the_papers_settings():
         if name not in ("synthetic", "seeable_synthetic"):
             assert config.optim.lr == 1e-4 and config.optim.backbone_lr_scale == 0.1
             assert config.data.root is None and config.model.pretrained_file is None  # the user's paths
-            assert config.model.normalize_patch_tokens  # the paper's row-normalised U
+            assert config.method == "seeable" or config.model.normalize_patch_tokens  # the paper's row-normalised U
     components = load_config("seqdeepfake_components_r50")
     assert (components.model.backbone, components.optim.epochs, components.loss.lambda2) == ("resnet50", 200, 1.0)
+    seeable = load_config("seeable_ffpp")  # SeeABLE's protocol and settings
+    assert (seeable.method, seeable.data.dataset_name, seeable.data.json_path) == ("seeable", "FaceForensics++", None)
+    assert [test_set.name for test_set in seeable.data.cross_test_sets] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
+    assert (seeable.seeable.grid, seeable.seeable.types, seeable.seeable.temperature) == ((4, 4), ["spatial", "frequency"], 0.07)
     swin = load_config("ffpp_swin")
     assert (swin.model.num_classes, swin.optim.epochs, swin.data.image_size) == (1, 400, 384)
     assert swin.data.kind == "deepfakebench" and swin.loss.lambda2 == 0.0
@@ -257,3 +261,24 @@ def test_every_field_is_a_valid_key_and_subsets_match_the_vocabulary():
     assert "optim.lr" in keys and "data" in keys and "seeable.lambda_gui" in keys
     subset_hint = typing.get_type_hints(DataConfig)["subset"]
     assert set(typing.get_args(subset_hint)) == set(SUBSETS)
+
+
+def test_cross_test_sets_are_a_checked_list_of_sections(tmp_path):
+    sets = "[{name: Celeb-DF-v2}, {name: Wild, kind: frames, root: /data/wdf}]"
+    config = load_config(None, [f"data.cross_test_sets={sets}"])
+    first, second = config.data.cross_test_sets
+    assert (first.name, first.kind, first.root, first.split) == ("Celeb-DF-v2", None, None, "test")
+    assert (second.name, second.kind, second.root) == ("Wild", "frames", "/data/wdf")
+    saved = tmp_path / "saved.yaml"
+    save_config(config, saved)
+    assert load_config(saved) == config  # a checkpoint's config gives the same sets back
+    errors = {
+        "[{nmae: A}]": r"unknown config key 'data.cross_test_sets\[0\].nmae'; did you mean 'data.cross_test_sets\[0\].name'\?",
+        "[{name: A, kind: lmdb}]": r"config key 'data.cross_test_sets\[0\].kind' expects one of 'deepfakebench', 'frames' or null",
+        "[{name: A}, {name: A}]": r"config key 'data.cross_test_sets': the name 'A' is used twice",
+        "[{root: /x}]": r"config key 'data.cross_test_sets\[0\].name' must be set",
+        "[Celeb-DF-v2]": r"config key 'data.cross_test_sets\[0\]' expects a mapping with keys \['name', ",
+    }
+    for value, message in errors.items():
+        with pytest.raises(ValueError, match=message):
+            load_config(None, [f"data.cross_test_sets={value}"])

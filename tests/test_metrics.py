@@ -349,3 +349,75 @@ def test_binary_metrics_degenerate_input(scores, labels, words):
     for metric in (auc, eer, average_precision):
         with pytest.raises(ValueError, match=words):
             metric(scores, labels)
+
+
+# --- binary metrics against scikit-learn (the field's reference: DeepfakeBench computes with it) --
+
+
+def random_binary_cases(count=300, seed=0):
+    """Scores on a coarse grid (so many tie, across and within classes), both classes present."""
+    generator = np.random.default_rng(seed)
+    for case in range(count):
+        size = int(generator.integers(2, 60))
+        labels = generator.integers(0, 2, size=size)
+        labels[:2] = (0, 1)
+        generator.shuffle(labels)
+        levels = int(generator.integers(1, 8))  # 1: every score tied
+        scores = generator.integers(0, levels, size=size) / max(1, levels - 1)
+        if case % 3 == 0:  # some cases without ties
+            scores = generator.random(size)
+        yield scores, labels
+
+
+def roc_crossing(fpr, tpr):
+    """Where FNR = 1 - TPR meets FPR on the polyline through sklearn's ROC points: the gap FNR - FPR
+    falls along the curve, so the crossing is the zero of the piecewise-linear gap over the index."""
+    gap = (1 - tpr) - fpr
+    position = np.interp(0.0, -gap, np.arange(gap.size))  # -gap rises from -1 to 1
+    return float(np.interp(position, np.arange(fpr.size), fpr))
+
+
+def test_auc_and_ap_equal_scikit_learn_on_random_cases_with_ties():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    for scores, labels in random_binary_cases():
+        assert auc(scores, labels) == pytest.approx(sklearn_metrics.roc_auc_score(labels, scores), abs=1e-12)
+        assert average_precision(scores, labels) == pytest.approx(
+            sklearn_metrics.average_precision_score(labels, scores), abs=1e-12
+        )
+
+
+def test_eer_is_the_crossing_on_scikit_learns_roc_curve():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    for scores, labels in random_binary_cases():
+        fpr, tpr, _ = sklearn_metrics.roc_curve(labels, scores, drop_intermediate=False)
+        assert eer(scores, labels) == pytest.approx(roc_crossing(fpr, tpr), abs=1e-12)
+
+
+def deepfakebench_eer(scores, labels, sklearn_metrics):
+    """DeepfakeBench's rule (training/metrics/utils.py): the FPR of the ROC vertex (sklearn's
+    default, intermediate points dropped) where |FNR - FPR| is smallest."""
+    fpr, tpr, _ = sklearn_metrics.roc_curve(labels, scores)
+    return float(fpr[np.nanargmin(np.abs((1 - tpr) - fpr))])
+
+
+def test_eer_against_deepfakebenchs_nearest_vertex_rule():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    # Both agree where the ROC has a vertex with FPR = FNR: scores 0.1 .. 0.4 (reals) below
+    # 0.5 .. 0.8 (fakes) except one swap on each side gives the vertex (1/4, 1/4).
+    scores = [0.1, 0.2, 0.3, 0.6, 0.4, 0.5, 0.7, 0.8]
+    labels = [0, 0, 0, 0, 1, 1, 1, 1]
+    assert eer(scores, labels) == pytest.approx(0.25)
+    assert deepfakebench_eer(scores, labels, sklearn_metrics) == pytest.approx(0.25)
+    # They differ where the crossing lies inside a segment. A constant score (a model that knows
+    # nothing) has EER 1/2; the nearest-vertex rule reports the FPR of (0, 0), an EER of 0.
+    assert eer([0.5] * 4, [0, 1, 0, 1]) == pytest.approx(0.5)
+    assert deepfakebench_eer([0.5] * 4, [0, 1, 0, 1], sklearn_metrics) == 0.0
+    # On random cases the rule's value is an FPR of one end of the crossing segment of the
+    # (intermediate-dropped) curve, so it never lies farther from ours than that segment is wide.
+    for scores, labels in random_binary_cases(seed=1):
+        fpr, tpr, _ = sklearn_metrics.roc_curve(labels, scores)
+        ours = eer(scores, labels)
+        crossing = int(np.flatnonzero((1 - tpr) - fpr <= 0)[0])
+        low, high = fpr[max(crossing - 1, 0)], fpr[crossing]
+        assert low - 1e-12 <= ours <= high + 1e-12
+        assert low - 1e-12 <= deepfakebench_eer(scores, labels, sklearn_metrics) <= high + 1e-12

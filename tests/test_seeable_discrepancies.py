@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from mlrank.seeable import (
+    PROJECT_TYPES,
+    SEEABLE_TYPES,
     DiscrepancySpec,
     SeeableDataset,
     SeeableTransform,
@@ -120,8 +122,9 @@ def full_face_block(k, spec, size):
     return block
 
 
-def test_every_discrepancy_changes_only_its_cell_on_a_full_face():
-    spec = DiscrepancySpec()
+@pytest.mark.parametrize("types", [PROJECT_TYPES, SEEABLE_TYPES])
+def test_every_discrepancy_changes_only_its_cell_on_a_full_face(types):
+    spec = DiscrepancySpec(types=types)
     image = textured_image()
     face = torch.ones(32, 32, dtype=torch.bool)
     for k in range(spec.K):

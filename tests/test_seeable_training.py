@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mlrank.config import Config
+from mlrank.config import Config, load_config
 from mlrank.distributed import DistContext
-from mlrank.seeable import DiscrepancySpec, SeeableDataset
+from mlrank.seeable import SEEABLE_TYPES, DiscrepancySpec, SeeableDataset, apply_discrepancy
+from mlrank.seeable.discrepancies import DISCREPANCY_FUNCTIONS
 from mlrank.seeable import training
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -118,3 +119,65 @@ def test_flipped_training_faces_keep_their_label_with_their_mask():
             assert torch.equal(discrepant[:, :, :8], mirrored[:, :, :8])
             assert not torch.equal(discrepant[:, :, 8:], mirrored[:, :, 8:])
     assert outcomes == {"kept", "flipped"}
+
+
+# --- SeeABLE on real data: the shipped config and the blending keys ---------------------------------
+
+
+def test_seeable_ffpp_config_loads_and_builds():
+    cfg = load_config("seeable_ffpp", ["data.image_size=64", "data.root=/data/rgb", "data.json_path=/data/json"])
+    assert cfg.method == "seeable" and cfg.data.kind == "deepfakebench" and cfg.data.dataset_name == "FaceForensics++"
+    assert [test_set.name for test_set in cfg.data.cross_test_sets] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
+    spec = training.discrepancy_spec(cfg)
+    # SeeABLE's settings: a 4 x 4 grid, its two types, temperature 0.07
+    assert spec == DiscrepancySpec(grid=(4, 4), types=SEEABLE_TYPES, feather=0.25, blend_range=(0.25, 1.0))
+    assert spec.K == 32 and cfg.seeable.temperature == 0.07
+    model = training.build_model(cfg)  # the shipped backbone, randomly initialised
+    assert model.prototypes.shape == (32, 128)
+    with torch.no_grad():
+        z = model.eval()(torch.rand(2, 3, 64, 64))
+    assert z.shape == (2, 128) and torch.allclose(z.norm(dim=1), torch.ones(2))
+    # mlrank's four types through the same key
+    four = load_config("seeable_ffpp", ["seeable.types=[colour,blur,resample,frequency]"])
+    assert training.discrepancy_spec(four).K == 64
+    with pytest.raises(ValueError, match="seeable.blend_range.*0 < low <= high <= 1"):
+        load_config("seeable_ffpp", ["seeable.blend_range=[0.8,0.2]"])
+    with pytest.raises(ValueError, match=r"seeable.feather.*feather must be in \(0, 1\]"):
+        load_config("seeable_ffpp", ["seeable.feather=0"])
+
+
+def expected_blend(image, k, spec, seed, face_box):
+    """sd_k(I) = M T(I) + (1 - M) I computed by hand for a rectangular face: the grid's cells are
+    equal rectangles, a pixel's distance to the nearest pixel outside its cell is the smallest of
+    its four axis distances, and M = w smoothstep(d / (feather x the cell's shorter side))."""
+    top, left, side = face_box
+    row, col = spec.location_of(k)
+    cell = side // spec.rows
+    rows = torch.arange(image.shape[1])[:, None] - (top + row * cell)
+    cols = torch.arange(image.shape[2])[None, :] - (left + col * cell)
+    inside = (rows >= 0) & (rows < cell) & (cols >= 0) & (cols < cell)
+    distance = torch.minimum(torch.minimum(rows + 1, cell - rows), torch.minimum(cols + 1, cell - cols)).double()
+    ramp = (distance / (spec.feather * cell)).clamp(0, 1)
+    rng = np.random.default_rng(seed)
+    weight = rng.uniform(*spec.blend_range)  # the first draw, then the type's own parameters
+    mask = torch.where(inside, weight * ramp * ramp * (3 - 2 * ramp), 0.0)
+    pixels = image.permute(1, 2, 0).numpy()
+    source = torch.from_numpy(DISCREPANCY_FUNCTIONS[spec.type_of(k)](pixels, rng).clip(0, 1)).permute(2, 0, 1)
+    return (mask * source.double() + (1 - mask) * image.double()).float()
+
+
+def test_feather_and_blend_range_keys_reach_the_discrepancies():
+    image = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(3))
+    face = torch.zeros(48, 48, dtype=torch.bool)
+    face[8:40, 8:40] = True  # a 32 x 32 face: 4 x 4 cells of 8 pixels
+    results = {}
+    for feather, blend in [(0.25, (0.5, 1.0)), (0.5, (0.3, 0.3)), (0.25, (0.9, 0.9))]:
+        cfg = load_config("seeable_ffpp", [f"seeable.feather={feather}", f"seeable.blend_range=[{blend[0]},{blend[1]}]"])
+        spec = training.discrepancy_spec(cfg)
+        k = spec.class_of(1, 2, "spatial")
+        discrepant, _ = apply_discrepancy(image, k, spec, np.random.default_rng(7), face)
+        expected = expected_blend(image, k, spec, 7, (8, 8, 32))
+        assert torch.allclose(discrepant, expected, atol=1e-5), (feather, blend)
+        results[feather, blend] = discrepant
+    first, wider, stronger = results.values()
+    assert not torch.allclose(first, wider) and not torch.allclose(wider, stronger)

@@ -27,6 +27,7 @@ Decisions:
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -59,17 +60,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file not found: {path}")
-    _check_declared_size(path)
-    # imdecode over the bytes rather than imread, which fails on non-ASCII paths on some platforms
-    data = np.fromfile(path, dtype=np.uint8)
+    # decoded from the bytes rather than imread, which fails on non-ASCII paths on some platforms
+    with open(path, "rb") as file:
+        return decode_image(file.read(), path)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """`read_image` of an encoded image held in memory (say, an LMDB value); `name` says in messages
+    where it came from. Same checks, same result as reading the bytes from a file."""
+    _check_declared_size(data, name)
+    buffer = np.frombuffer(data, dtype=np.uint8)
     try:
-        pixels = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if buffer.size else None
     except cv2.error as error:
-        raise ValueError(f"cannot decode image {path}: {str(error).strip().splitlines()[-1]}") from None
+        raise ValueError(f"cannot decode image {name}: {str(error).strip().splitlines()[-1]}") from None
     if pixels is None:
-        raise ValueError(f"cannot decode image {path}: corrupt, truncated or not an image")
-    _check_pixel_count(path, pixels.shape[1], pixels.shape[0])
-    return _unit_rgb(pixels, path)
+        raise ValueError(f"cannot decode image {name}: corrupt, truncated or not an image")
+    _check_pixel_count(name, pixels.shape[1], pixels.shape[0])
+    return _unit_rgb(pixels, name)
 
 
 def read_rgb(path: str | os.PathLike) -> torch.Tensor:
@@ -82,11 +90,11 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((np.clip(image[..., ::-1], 0.0, 1.0) * 255.0).round().astype(np.uint8))
 
 
-def _check_declared_size(path: str) -> None:
+def _check_declared_size(data: bytes, path: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our bound decides
-            with Image.open(path) as image:  # reads the header only
+            with Image.open(io.BytesIO(data)) as image:  # parses the header only
                 width, height = image.size
     except Image.DecompressionBombError as error:
         raise ValueError(f"image {path} is too large to read: {error} (mlrank reads at most "

@@ -11,12 +11,14 @@ from .masks import default_face_mask
 from .model import SeeableModel
 from .prototypes import make_prototypes, min_pairwise_angle
 from .score import anomaly_score
-from .spec import DISCREPANCY_TYPES, FREQUENCY_TYPES, SPATIAL_TYPES, DiscrepancySpec
+from .spec import DISCREPANCY_TYPES, FREQUENCY_TYPES, PROJECT_TYPES, SEEABLE_TYPES, SPATIAL_TYPES, DiscrepancySpec
 from .transform import SeeableDataset, SeeableTransform
 
 __all__ = [
     "DISCREPANCY_TYPES",
     "FREQUENCY_TYPES",
+    "PROJECT_TYPES",
+    "SEEABLE_TYPES",
     "SPATIAL_TYPES",
     "DiscrepancySpec",
     "SeeableDataset",

@@ -14,6 +14,9 @@ Types (parameters drawn from the caller's ``numpy.random.Generator``):
 * ``blur``: Gaussian blur, sigma in [1, 2] pixels (OpenCV, edges replicated).
 * ``resample``: nearest-neighbour down-sampling by 2, 3 or 4, bilinear up-sampling back (SBI's
   RandomDownScale): aliasing and blur, the trace of a resized paste.
+* ``spatial``: SeeABLE's spatial discrepancy, the source transform of Self-Blended Images that it
+  builds on: ``colour``, then either ``resample`` or a sharpening (unsharp mask, amount in
+  [0.2, 0.5], the range of SBI's Sharpen alpha), each with probability 1/2.
 * ``frequency``: the amplitude of one radial band of the 2-D spectrum, [f, f + 0.15) cycles per
   pixel with f in [0.15, 0.35], multiplied by a gain in [2, 4]. The band is kept away from DC so
   the mean colour stays; boosting (not damping, which would repeat ``blur``) mimics the spectral
@@ -42,6 +45,8 @@ RESAMPLE_FACTORS = (2, 3, 4)
 FREQUENCY_BAND_START_RANGE = (0.15, 0.35)
 FREQUENCY_BAND_WIDTH = 0.15
 FREQUENCY_GAIN_RANGE = (2.0, 4.0)
+SHARPEN_AMOUNT_RANGE = (0.2, 0.5)
+SHARPEN_SIGMA = 1.0
 
 
 def colour_change(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -78,11 +83,25 @@ def frequency_band_boost(pixels: np.ndarray, rng: np.random.Generator) -> np.nda
     return np.fft.irfft2(spectrum, s=(height, width), axes=(0, 1))
 
 
+def sharpen(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    amount = rng.uniform(*SHARPEN_AMOUNT_RANGE)
+    blurred = cv2.GaussianBlur(
+        pixels, (0, 0), sigmaX=SHARPEN_SIGMA, sigmaY=SHARPEN_SIGMA, borderType=cv2.BORDER_REPLICATE
+    )
+    return pixels + amount * (pixels - blurred)
+
+
+def self_blend_source(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    changed = colour_change(pixels, rng)
+    return resample(changed, rng) if rng.random() < 0.5 else sharpen(changed, rng)
+
+
 # Each takes and returns float32 (H, W, 3) pixels; the result is clamped to [0, 1] by the caller.
 DISCREPANCY_FUNCTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
     "colour": colour_change,
     "blur": gaussian_blur,
     "resample": resample,
+    "spatial": self_blend_source,
     "frequency": frequency_band_boost,
 }
 

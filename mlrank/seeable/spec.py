@@ -11,9 +11,14 @@ import math
 import numbers
 from dataclasses import dataclass
 
-SPATIAL_TYPES = ("colour", "blur", "resample")
+SPATIAL_TYPES = ("colour", "blur", "resample", "spatial")
 FREQUENCY_TYPES = ("frequency",)
-DISCREPANCY_TYPES = SPATIAL_TYPES + FREQUENCY_TYPES
+DISCREPANCY_TYPES = SPATIAL_TYPES + FREQUENCY_TYPES  # every known type
+# The two SeeABLE states: one spatial discrepancy (Self-Blended Images' source transform, a colour
+# change then a resample or a sharpening) and one in the frequency domain.
+SEEABLE_TYPES = ("spatial", "frequency")
+# mlrank's default: the spatial cues as classes of their own (docs/seeable.md says why).
+PROJECT_TYPES = ("colour", "blur", "resample", "frequency")
 # At most 16 x 16 cells of the four types. The cost grows with K: past 2 x embed_dim the
 # prototypes are optimised over K x K cosines (about 40 s for K = 1024 on one CPU thread,
 # over 11 minutes and 7 GB for K = 16384), and scoring one face runs K forward passes and
@@ -36,14 +41,14 @@ class DiscrepancySpec:
     Args:
         grid: (rows, cols) of the grid over the face's bounding box.
         types: discrepancy types, a subset of :data:`DISCREPANCY_TYPES` in the order that
-            numbers them.
+            numbers them: :data:`PROJECT_TYPES` (the default) or SeeABLE's :data:`SEEABLE_TYPES`.
         feather: width of the soft mask's ramp from the region's border to full strength, as a
             fraction of the cell's shorter side.
         blend_range: (low, high) of the peak blend weight, drawn uniformly per discrepancy.
     """
 
     grid: tuple[int, int] = (4, 4)
-    types: tuple[str, ...] = DISCREPANCY_TYPES
+    types: tuple[str, ...] = PROJECT_TYPES
     feather: float = 0.25
     blend_range: tuple[float, float] = (0.5, 1.0)
 

@@ -9,8 +9,8 @@ method module: ``train_dataset``, ``train_batch_size``, ``build_model``, ``train
   augmentation is reduced to a horizontal flip of face and mask before the discrepancy: a crop
   would move the face off its mask, and colour jitter or blur would imitate the discrepancies.
 - The prototypes are seeded by ``cfg.seed`` and stored in the checkpoint; the discrepancy
-  classes come from ``cfg.seeable`` (grid, types), the model from ``cfg.model`` (backbone,
-  pretrained_file) and ``cfg.seeable.embed_dim``.
+  classes and their blending come from ``cfg.seeable`` (grid, types, feather, blend_range), the
+  model from ``cfg.model`` (backbone, pretrained_file) and ``cfg.seeable.embed_dim``.
 - Evaluation scores every face of the split with all K discrepancies (seeded by ``cfg.seed``)
   and reports the real-vs-fake AUC, EER and AP of the anomaly score (no accuracy: the score
   has no natural threshold), the mean score of real and fake faces, and the pretext accuracy:
@@ -49,7 +49,12 @@ from .transform import SeeableDataset, image_and_face_mask
 
 
 def discrepancy_spec(cfg: Config) -> DiscrepancySpec:
-    return DiscrepancySpec(grid=tuple(cfg.seeable.grid), types=tuple(cfg.seeable.types))
+    """The discrepancy classes and their blending, from ``cfg.seeable``."""
+    seeable = cfg.seeable
+    return DiscrepancySpec(
+        grid=tuple(seeable.grid), types=tuple(seeable.types), feather=seeable.feather,
+        blend_range=tuple(seeable.blend_range),
+    )
 
 
 def is_fake_per_item(dataset: Dataset) -> torch.Tensor:
