@@ -1,5 +1,6 @@
 """Binary data sets: DeepfakeBench's JSON index and the real/fake frame-folder layout."""
 
+import sys
 import json
 import os
 import shutil
@@ -481,3 +482,12 @@ def test_lmdb_storage_is_read(tmp_path):
         assert len(build_dataset(direct, "test")) == 6
     with pytest.raises(FileNotFoundError, match=r"holds no FaceForensics\+\+_lmdb/data.mdb; databases there: \['Celeb-DF-v2_lmdb'\]"):
         build_dataset(deepfakebench_config(json_folder, frames_root, f"data.lmdb_path={lmdb_dir}"), "train")
+
+
+def test_lmdb_storage_without_the_lmdb_package_is_a_one_line_user_error(tmp_path, monkeypatch):
+    from mlrank.cli import USER_ERRORS
+    from mlrank.data import binary
+
+    monkeypatch.setitem(sys.modules, "lmdb", None)  # import lmdb now raises ImportError
+    with pytest.raises(USER_ERRORS, match="pip install lmdb"):
+        binary._lmdb_environment(str(tmp_path))

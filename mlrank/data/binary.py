@@ -70,6 +70,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..optional import require
 from ..runs import check_inside_root, read_utf8_text
 from .io import check_frames_per_video, decode_image, evenly_spaced_indices, is_image_file, natural_sort_key, read_rgb
 
@@ -393,13 +394,7 @@ _LMDB_ENVIRONMENTS: dict[str, Any] = {}
 def _lmdb_environment(path: str) -> Any:
     key = os.path.realpath(path)
     if key not in _LMDB_ENVIRONMENTS:
-        try:
-            import lmdb
-        except ModuleNotFoundError:
-            raise ModuleNotFoundError(
-                "reading DeepfakeBench's LMDB storage (config key data.lmdb_path) needs the lmdb "
-                "package: pip install lmdb"
-            ) from None
+        lmdb = require("lmdb", "lmdb", "reading DeepfakeBench's LMDB storage (config key data.lmdb_path)")
         try:
             _LMDB_ENVIRONMENTS[key] = lmdb.open(path, readonly=True, lock=False, subdir=True, readahead=False)
         except lmdb.Error as error:
