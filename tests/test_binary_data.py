@@ -1,9 +1,9 @@
 """Binary data sets: DeepfakeBench's JSON index and the real/fake frame-folder layout."""
 
-import sys
 import json
 import os
 import shutil
+import sys
 
 import numpy as np
 import pytest
