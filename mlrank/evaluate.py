@@ -12,7 +12,6 @@ accuracy and video-level AUC for binary detection; AUC for SeeABLE.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path

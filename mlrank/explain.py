@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import html
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,7 +71,7 @@ from mlrank.ops.validation import compute_dtype
 from mlrank.optional import require
 from mlrank.plot import new_figure, png_bytes
 from mlrank.predict import (
-    ViewFailure,
+    ImageRun,
     add_view_options,
     check_outputs,
     face_detector,
@@ -82,9 +81,7 @@ from mlrank.predict import (
     overlay_png,
     png_of,
     prediction_record,
-    read_view,
     resolve_device,
-    upscale_warning,
 )
 from mlrank.preprocess import crop_square
 from mlrank.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, check_checkpoint_exists
@@ -388,35 +385,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "model's figures (method mlrank), which it has not"
         )
 
-    records: list[dict[str, Any]] = []
-    failures: Counter[str] = Counter()
-    for path, folder in zip(paths, folders):
-        try:
-            image, square = read_view(path, detect, args.detector, args.margin)
-        except ViewFailure as failure:
-            records.append({"image": str(path), "error": failure.error})
-            failures[failure.reason] += 1
-            print(failure.message, file=sys.stderr, flush=True)
-            continue
-        record = {"image": str(path), **explain_image(cfg, model, image, square, args.threshold, folder)}
-        warning = upscale_warning(square, cfg.data.image_size, detect is not None)
-        if warning:
-            record["warnings"] = [warning]
-            print(f"warning: {path}: {warning}", file=sys.stderr, flush=True)
-        records.append(record)
+    run = ImageRun()
+    for index, path, image, square, record in run.views(paths, detect, args, cfg.data.image_size):
+        record.update(explain_image(cfg, model, image, square, args.threshold, folders[index]))
         order = " -> ".join(m["name"] for m in record.get("manipulations", [])) or "none"
         found = f"; manipulated: {order}" if "manipulations" in record else ""
         print(f"{path.name}: fake {record['fake_probability']:.3f}, k* = {record['k_star']}{found}", flush=True)
-    atomic_write_json(output_dir / RECORDS_NAME, records)
-    atomic_write_text(output_dir / INDEX_NAME, index_html(records, args.checkpoint, args.threshold))
-    print(f"{len(records) - sum(failures.values())} image(s) explained: open {output_dir / INDEX_NAME}")
-    if failures:
-        counts = ", ".join(f"{count} {reason}" for reason, count in failures.items())
-        print(f"{sum(failures.values())} of {len(records)} image(s) not explained ({counts}); "
-              f"listed with the reason in {output_dir / RECORDS_NAME}", file=sys.stderr)
-        return 1
-    return 0
-
+    atomic_write_json(output_dir / RECORDS_NAME, run.records)
+    atomic_write_text(output_dir / INDEX_NAME, index_html(run.records, args.checkpoint, args.threshold))
+    return run.finish(f"explained: open {output_dir / INDEX_NAME}", "not explained", output_dir / RECORDS_NAME)
 
 if __name__ == "__main__":
     sys.exit(run_cli(main))

@@ -121,6 +121,50 @@ def read_view(path: Path, detect: Any, detector_name: str, margin: float) -> tup
     return image, face_square(box, margin)
 
 
+class ImageRun:
+    """The records of one run of predict or explain over images, and the images it could not use.
+
+    ``views`` yields each usable image with its record begun; the caller completes the record, which
+    joins ``records`` in input order. An unusable image gets a record with its error instead, and
+    counts in ``failures`` by reason. ``finish`` reports both and returns the exit status.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.failures: Counter[str] = Counter()
+
+    def views(self, paths: Sequence[Path], detect: Any, args: argparse.Namespace, size: int):
+        """(index, path, image, square, record) for each image the model can see, as ``read_view``
+        gives them; index is the image's place in ``paths``."""
+        for index, path in enumerate(paths):
+            try:
+                image, square = read_view(path, detect, args.detector, args.margin)
+            except ViewFailure as failure:
+                self.records.append({"image": str(path), "error": failure.error})
+                self.failures[failure.reason] += 1
+                print(failure.message, file=sys.stderr, flush=True)
+                continue
+            record: dict[str, Any] = {"image": str(path)}
+            warning = upscale_warning(square, size, detect is not None)
+            if warning:
+                record["warnings"] = [warning]
+                print(f"warning: {path}: {warning}", file=sys.stderr, flush=True)
+            yield index, path, image, square, record
+            self.records.append(record)
+
+    def finish(self, done: str, not_done: str, listed_in: Path) -> int:
+        """Print how many images were `done` (and which were `not_done`, with where they are listed);
+        the exit status: 1 when some image could not be used, else 0."""
+        failed = sum(self.failures.values())
+        print(f"{len(self.records) - failed} image(s) {done}")
+        if not failed:
+            return 0
+        counts = ", ".join(f"{count} {reason}" for reason, count in self.failures.items())
+        print(f"{failed} of {len(self.records)} image(s) {not_done} ({counts}); listed with the reason in {listed_in}",
+              file=sys.stderr)
+        return 1
+
+
 def upscale_warning(square: Square, size: int, detected: bool) -> str | None:
     """The warning for a square upscaled more than UPSCALE_WARNING times to the model's input, else None."""
     if square[2] * UPSCALE_WARNING >= size:
@@ -255,35 +299,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, _, model = load_model(args.checkpoint, device=device)
     size = cfg.data.image_size
 
-    records, failures = [], Counter()
-    for index, path in enumerate(paths):
-        try:
-            image, square = read_view(path, detect, args.detector, args.margin)
-        except ViewFailure as failure:
-            records.append({"image": str(path), "error": failure.error})
-            failures[failure.reason] += 1
-            print(failure.message, file=sys.stderr, flush=True)
-            continue
+    run = ImageRun()
+    for index, _, image, square, record in run.views(paths, detect, args, size):
         prediction, similarity = predict_image(cfg, model, model_input(image, square, size), args.threshold)
-        record = {"image": str(path), **prediction}
-        warning = upscale_warning(square, size, detect is not None)
-        if warning:
-            record["warnings"] = [warning]
-            print(f"warning: {path}: {warning}", file=sys.stderr, flush=True)
+        record.update(prediction)
         if similarity is not None and heat_maps is not None:
             atomic_write_bytes(heat_maps[index], heat_map_png(image, similarity, square))
             record["heatmap"] = str(heat_maps[index])
-        records.append(record)
         print(_summary(record), flush=True)
-    atomic_write_json(output_dir / PREDICTIONS_NAME, records)
-    scored = len(records) - sum(failures.values())
-    print(f"{scored} prediction(s) written to {output_dir / PREDICTIONS_NAME}")
-    if failures:
-        counts = ", ".join(f"{count} {reason}" for reason, count in failures.items())
-        print(f"{sum(failures.values())} of {len(records)} image(s) not scored ({counts}); "
-              f"listed with the reason in {output_dir / PREDICTIONS_NAME}", file=sys.stderr)
-        return 1
-    return 0
+    atomic_write_json(output_dir / PREDICTIONS_NAME, run.records)
+    return run.finish(f"scored; predictions written to {output_dir / PREDICTIONS_NAME}", "not scored",
+                      output_dir / PREDICTIONS_NAME)
 
 
 def check_outputs(output_dir: Path, inputs: Sequence[str], outputs: list[Path], overwrite: bool) -> None:

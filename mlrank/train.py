@@ -26,7 +26,6 @@ import json
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
