@@ -121,6 +121,10 @@ class ModelConfig:
     # configuration), which pretrained weights expect. Checkpoints saved before this key existed
     # were trained without it (mlrank.evaluate.load_model reads them so).
     standardize_input: bool = True
+    # How the fused logits order the edits: False is the paper's (the first edit highest); True
+    # ranks the most recent, most visible edit highest and decodes the other way (docs/method.md
+    # section 5). Checkpoints saved before this key existed decode as the paper does (the default).
+    last_edit_highest: bool = False
 
 
 @dataclass

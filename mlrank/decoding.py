@@ -141,12 +141,44 @@ def _check_threshold(threshold: object) -> None:
         raise ValueError(f"threshold must be a finite real number, got {threshold!r}")
 
 
+def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
+    """Each sequence's manipulations in reverse order, the padding kept at the end: (4, 2, 0) -> (2, 4, 0).
+
+    The order a model trained with ``model.last_edit_highest`` ranks its logits in (the most
+    recent edit first), turned into edit order, and back (docs/method.md section 5).
+    """
+    lengths = (sequences != 0).sum(dim=1, keepdim=True)
+    positions = torch.arange(sequences.shape[1], device=sequences.device).expand_as(sequences)
+    source = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return sequences.gather(1, source)
+
+
+def edit_order_scores(
+    scores: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False, last_edit_highest: bool = False
+) -> torch.Tensor:
+    """Scores whose decreasing order is the predicted edit order, the earliest edit first.
+
+    That is ``scores`` themselves (the paper: the first edit scores highest), or, when the model
+    scores the most recent edit highest (``last_edit_highest``), the detected components' scores
+    mirrored within their own range, so that they keep their place above the undetected ones and
+    the lowest-scored detected component comes first. Detection (the threshold) is unchanged.
+    """
+    if not last_edit_highest:
+        return scores
+    detected = above_threshold(scores, threshold, from_logits)
+    infinity = torch.full_like(scores, float("inf"))
+    highest = torch.where(detected, scores, -infinity).amax(dim=1, keepdim=True)
+    lowest = torch.where(detected, scores, infinity).amin(dim=1, keepdim=True)
+    return torch.where(detected, highest + lowest - scores, scores)
+
+
 def decode(
     scores: torch.Tensor,
     threshold: float = 0.5,
     length: int = SEQUENCE_LENGTH,
     *,
     from_logits: bool = False,
+    last_edit_highest: bool = False,
 ) -> torch.Tensor:
     """Predicted sequences from the fused scores (docs/method.md section 7).
 
@@ -157,10 +189,12 @@ def decode(
             f_i > log(threshold / (1 - threshold)).
         length: width of the output; must be >= L.
         from_logits: ``scores`` are logits.
+        last_edit_highest: the model scores the most recent edit highest (``model.last_edit_highest``):
+            the detected components are listed by increasing score instead, the earliest edit first.
 
     Returns:
         (B, length) int64: ids 1..L of the predicted components by decreasing score (ties: lower
-        id first), padded with 0.
+        id first), or in reverse with ``last_edit_highest``, padded with 0.
 
     Raises:
         TypeError / ValueError: scores is not a 2-D floating tensor of finite values (in [0, 1]
@@ -168,6 +202,8 @@ def decode(
     """
     check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
     is_detected = above_threshold(scores, threshold, from_logits)
+    if last_edit_highest:
+        scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=True)
     batch, num_components = scores.shape
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:
         raise ValueError(

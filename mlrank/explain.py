@@ -242,7 +242,8 @@ def explain_image(cfg: Any, model: torch.nn.Module, image: np.ndarray, square: t
         outputs = model(batch)
     record, similarity = prediction_record(cfg, outputs, threshold)
     logits = outputs["logits"].float().cpu()
-    components = [int(i) for i in decode(logits, threshold, from_logits=True)[0] if i > 0]
+    decoded = decode(logits, threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
+    components = [int(i) for i in decoded[0] if i > 0]
     curve = mil_curve(outputs["tokens"][0].float().cpu(), cfg.loss.tau, cfg.loss.num_k)
     names = ["fake"] if is_binary(cfg) else list(names_of(cfg.data.subset))
     with_gradients, feature_map = forward_with_feature_map(model, batch, getattr(model, GRAD_CAM_LAYER))

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from mlrank.data.vocab import SEQUENCE_LENGTH
-from mlrank.decoding import check_scores, check_sequences, descending_ranks
+from mlrank.decoding import check_scores, check_sequences, descending_ranks, reverse_edit_order
 from mlrank.ops import contrastive_mil
 from mlrank.ops.validation import check_inputs
 
@@ -346,6 +346,7 @@ def total_loss(
     lambda_bce_patch: float = 1.0,
     lambda_bce_class: float = 1.0,
     lambda_order: float = 0.0,
+    last_edit_highest: bool = False,
 ) -> dict[str, torch.Tensor]:
     """L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
     + lambda2 L_Rank: eq. 15 with every weight at its default 1 (module docstring).
@@ -362,6 +363,9 @@ def total_loss(
         lambda_cls: weight of L_CLS.
         lambda_bce_patch, lambda_bce_class: weights of L_BCE^U and L_BCE^V inside L_BCE.
         lambda_order: weight of L_Order (:func:`order_loss`), beyond the paper; 0 leaves eq. 15.
+        last_edit_highest: L_Rank and L_Order rank the most recent edit highest (the rank targets
+            of the reversed sequences), for a model decoded that way (``model.last_edit_highest``,
+            docs/method.md section 5); False is the paper's order, the first edit highest.
 
     Returns:
         {"cls", "bce", "bce_patch", "bce_class", "rank", "order", "total"}: scalar tensors. Each
@@ -409,9 +413,10 @@ def total_loss(
     terms["bce_class"] = _masked_batch_mean(klass, mask)
     total = lambda_cls * terms["cls"] + lambda1 * terms["bce"]
     if num_components > 1:
-        terms["rank"] = rank_loss(logits, sequences, alpha, mask)
+        ranked = reverse_edit_order(_as_sequences(sequences, num_components)) if last_edit_highest else sequences
+        terms["rank"] = rank_loss(logits, ranked, alpha, mask)
         total = total + lambda2 * terms["rank"]
-        terms["order"] = order_loss(logits, sequences, mask)
+        terms["order"] = order_loss(logits, ranked, mask)
         if lambda_order:  # off: eq. 15 exactly, not eq. 15 + 0 * L_Order
             total = total + lambda_order * terms["order"]
     terms["total"] = total

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from mlrank.data.vocab import SEQUENCE_LENGTH
-from mlrank.decoding import above_threshold, check_scores, check_sequences, decode, descending_ranks
+from mlrank.decoding import above_threshold, check_scores, check_sequences, decode, descending_ranks, edit_order_scores
 from mlrank.losses import sequence_targets
 
 ArrayLike = torch.Tensor | np.ndarray | Sequence
@@ -227,7 +227,12 @@ def kendall_tau(scores: torch.Tensor, sequences: torch.Tensor) -> float:
 
 
 def sequence_metrics(
-    scores: torch.Tensor, sequences: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False
+    scores: torch.Tensor,
+    sequences: torch.Tensor,
+    threshold: float = 0.5,
+    *,
+    from_logits: bool = False,
+    last_edit_highest: bool = False,
 ) -> dict:
     """All sequence metrics from the fused scores (M, L) and ground-truth sequences (M, T), T >= L;
     predictions are decoded with :func:`mlrank.decoding.decode` at the same width T.
@@ -238,6 +243,8 @@ def sequence_metrics(
         sequences: ground-truth sequences.
         threshold: P_i above which a component is predicted manipulated.
         from_logits: ``scores`` are logits.
+        last_edit_highest: the scores rank the most recent edit highest (``model.last_edit_highest``):
+            decoding and the order metrics read :func:`mlrank.decoding.edit_order_scores`.
 
     Returns {"fixed_acc", "adaptive_acc", "multilabel_acc", "ordered_pairs", "kendall_tau": float
     (the last two NaN when no image has two manipulated components), "order_r2": list of L floats}.
@@ -245,14 +252,16 @@ def sequence_metrics(
     check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
     num_components = scores.shape[1]
     labels, _ = sequence_targets(sequences, num_components)
-    pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits)
+    pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits,
+                  last_edit_highest=last_edit_highest)
+    order_scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=last_edit_highest)
     return {
         "fixed_acc": fixed_acc(pred, sequences),
         "adaptive_acc": adaptive_acc(pred, sequences),
         "multilabel_acc": multilabel_acc(scores, labels, threshold, from_logits=from_logits),
         "ordered_pairs": ordered_pairs(pred, sequences),
-        "kendall_tau": kendall_tau(scores, sequences),
-        "order_r2": order_r2(scores, sequences, num_components).tolist(),
+        "kendall_tau": kendall_tau(order_scores, sequences),
+        "order_r2": order_r2(order_scores, sequences, num_components).tolist(),
     }
 
 

@@ -266,7 +266,8 @@ def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) ->
         return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
     names = names_of(cfg.data.subset)
     # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
-    order = [int(i) for i in decode(logits[None], threshold, from_logits=True)[0] if i > 0]
+    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
+    order = [int(i) for i in decoded[0] if i > 0]
     record = {
         "fake_probability": mil_prob,
         "manipulations": [{"id": i, "name": names[i - 1], "probability": float(probs[i - 1])} for i in order],

@@ -49,7 +49,7 @@ def evaluate(cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistCon
     """All metrics of ``model`` on ``dataset`` (computed on every rank from the gathered outputs)."""
     predictions = predict_split(cfg, model, dataset, ctx, desc)
     video_ids = list(dataset.video_ids()) if hasattr(dataset, "video_ids") else None
-    return split_metrics(predictions, video_ids)
+    return split_metrics(predictions, video_ids, cfg.model.last_edit_highest)
 
 
 def unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -95,6 +95,7 @@ def train_one_epoch(
             lambda_bce_patch=cfg.loss.lambda_bce_patch,
             lambda_bce_class=cfg.loss.lambda_bce_class,
             lambda_order=cfg.loss.lambda_order,
+            last_edit_highest=cfg.model.last_edit_highest,
         )
         return losses, images.shape[0]
 
@@ -133,14 +134,16 @@ def predict_split(
     return {key: all_gather_tensors(value, ctx, len(dataset)).cpu() for key, value in gathered.items()}
 
 
-def split_metrics(predictions: dict[str, torch.Tensor], video_ids: list[str] | None = None) -> dict[str, Any]:
+def split_metrics(
+    predictions: dict[str, torch.Tensor], video_ids: list[str] | None = None, last_edit_highest: bool = False
+) -> dict[str, Any]:
     """Sequence metrics (Fixed/Adaptive-Acc, ...) and real-vs-fake metrics, or binary metrics."""
     logits, mil_probs, labels = predictions["logits"], predictions["mil_probs"], predictions["labels"]
     if labels.dim() == 1:  # binary detection
         metrics = binary_metrics(logits[:, 0].sigmoid(), labels, video_ids)
         metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
         return metrics
-    metrics = sequence_metrics(logits, labels, from_logits=True)
+    metrics = sequence_metrics(logits, labels, from_logits=True, last_edit_highest=last_edit_highest)
     # Undefined metrics (NaN) are JSON null: R^2 of a component never manipulated, or always at one
     # position; the order metrics of a split without an image of two manipulated components.
     metrics["order_r2"] = [_none_if_nan(r2) for r2 in metrics["order_r2"]]

@@ -505,3 +505,24 @@ def test_total_loss_adds_the_order_term_only_when_weighted():
     assert torch.equal(off["order"], order_loss(outputs["logits"], sequences))
     assert torch.equal(on["total"], off["total"] + 0.5 * off["order"])
     assert off["order"] > 0
+
+
+def test_losses_of_a_model_that_scores_the_latest_edit_highest_use_the_reversed_order():
+    from mlrank.decoding import reverse_edit_order
+
+    generator = torch.Generator().manual_seed(4)
+    outputs = {
+        "tokens": torch.nn.functional.normalize(torch.randn(3, 9, 8, generator=generator), dim=-1),
+        "logits_patch": torch.randn(3, 5, generator=generator),
+        "logits_class": torch.randn(3, 5, generator=generator),
+    }
+    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0]])
+    latest = total_loss(outputs, sequences, lambda_order=1.0, last_edit_highest=True)
+    paper_on_reversed = total_loss(outputs, reverse_edit_order(sequences), lambda_order=1.0)
+    paper = total_loss(outputs, sequences, lambda_order=1.0)
+    for term in ("rank", "order", "total"):
+        assert torch.equal(latest[term], paper_on_reversed[term]), term
+    for term in ("cls", "bce"):  # which components were edited does not depend on the order
+        assert torch.equal(latest[term], paper[term]), term
+    assert not torch.equal(latest["order"], paper["order"])

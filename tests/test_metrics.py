@@ -276,6 +276,55 @@ def test_predict_orders_components_by_their_logits():
     assert [m["probability"] for m in record["manipulations"]][:2] == [1.0, 1.0]
 
 
+# --- a model that scores the most recent edit highest (model.last_edit_highest) ------------------
+
+
+def test_reverse_edit_order_by_hand():
+    from mlrank.decoding import reverse_edit_order
+
+    sequences = torch.tensor([[4, 2, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
+    expected = torch.tensor([[2, 4, 0, 0, 0], [5, 4, 3, 2, 1], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
+    assert torch.equal(reverse_edit_order(sequences), expected)
+    assert torch.equal(reverse_edit_order(expected), sequences)
+
+
+def test_decoding_the_most_recent_edit_highest_lists_the_detected_by_increasing_logit():
+    from mlrank.decoding import decode, edit_order_scores
+
+    logits = torch.tensor([[3.0, -1.0, 1.0, 5.0, -2.0], [-1.0] * 5])
+    # Detected: 1 (3), 3 (1), 4 (5); the paper's order 4, 1, 3; the other way 3, 1, 4.
+    assert decode(logits, from_logits=True)[0].tolist() == [4, 1, 3, 0, 0]
+    assert decode(logits, from_logits=True, last_edit_highest=True)[0].tolist() == [3, 1, 4, 0, 0]
+    assert decode(logits, from_logits=True, last_edit_highest=True)[1].tolist() == [0] * 5
+    # The same from probabilities, and the threshold still decides what is detected.
+    assert decode(logits.sigmoid(), last_edit_highest=True)[0].tolist() == [3, 1, 4, 0, 0]
+    assert decode(logits, 0.9, from_logits=True, last_edit_highest=True)[0].tolist() == [1, 4, 0, 0, 0]
+    # Order scores: detected mirrored within [1, 5] (1 -> 5, 3 -> 3, 5 -> 1), the rest unchanged.
+    mirrored = edit_order_scores(logits, from_logits=True, last_edit_highest=True)
+    assert mirrored[0].tolist() == [3.0, -1.0, 5.0, 1.0, -2.0] and torch.equal(mirrored[1], logits[1])
+
+
+def test_sequence_metrics_of_a_model_that_scores_the_latest_edit_highest():
+    logits = torch.tensor([[30.0, 25.0, -5.0, -5.0, -5.0], [-4.0, 2.0, 35.0, 40.0, -1.0]])
+    truth = torch.tensor([[2, 1, 0, 0, 0], [2, 3, 4, 0, 0]])  # the later edit has the higher logit
+    latest = sequence_metrics(logits, truth, from_logits=True, last_edit_highest=True)
+    paper = sequence_metrics(logits, truth, from_logits=True)
+    assert latest["fixed_acc"] == 1.0 and latest["ordered_pairs"] == 1.0 and latest["kendall_tau"] == 1.0
+    assert paper["ordered_pairs"] == 0.0 and paper["kendall_tau"] == -1.0
+    assert latest["multilabel_acc"] == paper["multilabel_acc"] == 1.0
+
+
+def test_evaluate_and_predict_follow_the_models_order():
+    logits = torch.tensor([[30.0, 25.0, -5.0, -5.0, -5.0]])
+    truth = torch.tensor([2, 1, 0, 0, 0])
+    cfg = load_config(None, ["data.num_workers=0", "data.batch_size=1", "model.last_edit_highest=true"])
+    metrics = supervised.evaluate(cfg, FixedOutputs(logits), [(image_with_index(0), truth)],
+                                  init_distributed(use_cuda=False), "test")
+    assert metrics["fixed_acc"] == 1.0 and metrics["kendall_tau"] == 1.0
+    record, _ = predict.predict_image(cfg, FixedOutputs(logits), image_with_index(0), threshold=0.5)
+    assert [m["name"] for m in record["manipulations"]] == ["eye", "nose"]
+
+
 # --- binary detection --------------------------------------------------------------------------
 
 
