@@ -11,9 +11,10 @@ row), and prints it. ``key=value`` overrides apply to every row, before the row'
 Decisions:
 - Rows follow Table 3: BCE^U alone, then BCE^U plus each other term, plus CLS and Rank together,
   and all terms (docs/method.md section 6), each with the order term beyond the paper (L_Order) off,
-  so they are the paper's losses whatever the base config says of it. Two more rows add L_Order:
-  to BCE^U alone, and to all terms, at the config's ``loss.lambda_order`` (1 where the config has
-  it off). A row switches terms *off* (weight 0) and leaves the
+  and the logits in the paper's order (``model.last_edit_highest`` false), so they are the paper's
+  losses whatever the base config says. Four more rows add L_Order, at the config's
+  ``loss.lambda_order`` (1 where the config has it off), to BCE^U alone and to all terms, each with
+  the logits in the paper's order and with the latest edit highest (docs/method.md section 5). A row switches terms *off* (weight 0) and leaves the
   weights of the terms it keeps at the config's values, so the ablation of a config that sets, say,
   lambda2 = 0.5 keeps 0.5 wherever Rank is on. A base config that has a term off already is an error:
   the rows that add it would be mislabelled.
@@ -74,16 +75,23 @@ RANK_OFF = "loss.lambda2=0"
 ORDER_OFF = "loss.lambda_order=0"
 ORDER_ON = "loss.lambda_order=ON"  # the config's weight, or 1 where it has the term off (row_config)
 DEFAULT_ORDER_WEIGHT = 1.0
+FIRST_HIGHEST = "model.last_edit_highest=false"  # the paper's order of the logits
+LATEST_HIGHEST = "model.last_edit_highest=true"
+PAPER = (ORDER_OFF, FIRST_HIGHEST)  # what every row of the paper's Table 3 has
 
 ROWS: list[AblationRow] = [
-    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_OFF)),
-    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF, ORDER_OFF)),
-    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF, ORDER_OFF)),
-    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF, ORDER_OFF)),
-    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF, ORDER_OFF)),
-    AblationRow("all_terms", "all terms", (ORDER_OFF,)),
-    AblationRow("bce_u_order", "+ Order (beyond the paper)", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON)),
-    AblationRow("all_terms_order", "all terms + Order (beyond the paper)", (ORDER_ON,)),
+    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *PAPER)),
+    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF, *PAPER)),
+    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF, *PAPER)),
+    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF, *PAPER)),
+    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF, *PAPER)),
+    AblationRow("all_terms", "all terms", PAPER),
+    # Beyond the paper: the order term, with the logits in the paper's order and the other way.
+    AblationRow("bce_u_order", "+ Order", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, FIRST_HIGHEST)),
+    AblationRow("all_terms_order", "all terms + Order", (ORDER_ON, FIRST_HIGHEST)),
+    AblationRow("bce_u_order_latest", "+ Order, latest edit highest",
+                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST)),
+    AblationRow("all_terms_order_latest", "all terms + Order, latest edit highest", (ORDER_ON, LATEST_HIGHEST)),
 ]
 
 
@@ -96,7 +104,11 @@ def term_weights(cfg: Config) -> dict[str, float]:
         "CLS": loss.lambda_cls,
         "Rank": loss.lambda2,
         "Order": loss.lambda_order,
+        "latest highest": float(cfg.model.last_edit_highest),  # not a weight: how the logits order edits
     }
+
+
+BEYOND_THE_PAPER = ("Order", "latest highest")  # off in the paper: a base config may have them off
 
 
 def check_base_config(cfg: Config) -> None:
@@ -108,7 +120,7 @@ def check_base_config(cfg: Config) -> None:
             f"the loss ablation needs L >= 2 components (model.num_classes = {cfg.model.num_classes}): "
             "binary detection has no rank loss and no sequence metrics"
         )
-    off = [term for term, weight in term_weights(cfg).items() if weight == 0 and term != "Order"]
+    off = [term for term, weight in term_weights(cfg).items() if weight == 0 and term not in BEYOND_THE_PAPER]
     if off:
         raise ValueError(
             f"the base config switches off {off} (loss.lambda_cls, loss.lambda1, loss.lambda_bce_patch, "
