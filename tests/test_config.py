@@ -55,6 +55,9 @@ def test_every_shipped_config_loads_with_the_papers_settings():
             assert config.method == "seeable" or config.model.normalize_patch_tokens  # the paper's row-normalised U
     components = load_config("seqdeepfake_components_r50")
     assert (components.model.backbone, components.optim.epochs, components.loss.lambda2) == ("resnet50", 200, 1.0)
+    for name in ("seqdeepfake_components_r50", "seqdeepfake_attributes_r50"):  # the paper's loss, exactly
+        config = load_config(name)
+        assert config.loss.lambda_order == 0 and not config.model.last_edit_highest
     seeable = load_config("seeable_ffpp")  # SeeABLE's protocol and settings
     assert (seeable.method, seeable.data.dataset_name, seeable.data.json_path) == ("seeable", "FaceForensics++", None)
     assert [test_set.name for test_set in seeable.data.cross_test_sets] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
