@@ -32,27 +32,28 @@ def run_epoch(
     model.train()
     sums: dict[str, float] = {}
     images_seen, started, step = 0, time.perf_counter(), 0
-    bar = tqdm(total=steps, desc=f"epoch {epoch}", disable=not ctx.is_main, dynamic_ncols=True, leave=False)
-    for step, batch in enumerate(loader):
-        if step >= steps:
-            break
-        losses, batch_images = losses_of(batch)
-        if not torch.isfinite(losses["total"]):
-            raise FloatingPointError(f"epoch {epoch} step {step}: the loss is {losses['total'].item()}")
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        if cfg.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        for key, value in losses.items():
-            sums[key] = sums.get(key, 0.0) + value.item()
-        images_seen += batch_images
-        if ctx.is_main and (step % cfg.train.log_every == 0 or step == steps - 1):
-            rate = images_seen / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{losses['total'].item():.4f}", img_s=f"{rate:.1f}")
-        bar.update(1)
-    bar.close()
+    # Closed on any exit, Ctrl-C included: a bar left open is torn down at interpreter exit, where
+    # it can print a traceback after the clean message the command line gave.
+    with tqdm(total=steps, desc=f"epoch {epoch}", disable=not ctx.is_main, dynamic_ncols=True, leave=False) as bar:
+        for step, batch in enumerate(loader):
+            if step >= steps:
+                break
+            losses, batch_images = losses_of(batch)
+            if not torch.isfinite(losses["total"]):
+                raise FloatingPointError(f"epoch {epoch} step {step}: the loss is {losses['total'].item()}")
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            if cfg.optim.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            images_seen += batch_images
+            if ctx.is_main and (step % cfg.train.log_every == 0 or step == steps - 1):
+                rate = images_seen / (time.perf_counter() - started)
+                bar.set_postfix(loss=f"{losses['total'].item():.4f}", img_s=f"{rate:.1f}")
+            bar.update(1)
     count = max(1, min(steps, step + 1))
     return {f"loss_{key}": value / count for key, value in sums.items()} | {
         "images_per_s": images_seen / (time.perf_counter() - started)

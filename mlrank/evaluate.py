@@ -29,8 +29,10 @@ def load_model(checkpoint_path: str | Path, overrides: Sequence[str] = (), devic
     """(config, method module, model in eval mode) from a checkpoint; a clear error if they do not fit."""
     state = load_checkpoint(checkpoint_path, map_location=device)
     config = dict(state["config"])
-    # Checkpoints saved before model.standardize_input existed were trained on [0, 1] pixels.
-    config["model"] = {"standardize_input": False, **config.get("model", {})}
+    # Checkpoints saved before these keys existed were trained on [0, 1] pixels, with the paper's
+    # loss and order of the logits; their configs lack the keys, whose defaults have since changed.
+    config["model"] = {"standardize_input": False, "last_edit_highest": False, **config.get("model", {})}
+    config["loss"] = {"lambda_order": 0.0, **config.get("loss", {})}
     cfg = config_from_dict(config, overrides)
     method = method_module(cfg)
     model = method.build_model(cfg)

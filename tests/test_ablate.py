@@ -157,10 +157,11 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     extra = AblationRow("all_terms_double_rank", "all terms, Rank x 2", ("loss.lambda2=2",))
     monkeypatch.setattr(ablate, "ROWS", [*ablate.ROWS, extra])
     assert ablate.main(["--output-dir", str(out), *TINY]) == 0
-    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 0, 0)]
+    # The default's own L_Order and order of the logits (a row that does not set them keeps them).
+    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1)]
     summary = json.loads((out / "ablation.json").read_text())
     assert [row["status"] for row in summary["rows"]] == ["reused"] * len(EXPECTED_TERMS) + ["trained"]
-    assert "| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 0 | 0 |" in (out / "ablation.md").read_text()
+    assert "| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 1 | 1 |" in (out / "ablation.md").read_text()
 
 
 def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):

@@ -256,7 +256,7 @@ def test_evaluation_metrics_come_from_the_logits():
     logits = torch.tensor([[25.0, 30.0, -5.0, -5.0, -5.0], [-4.0, 35.0, 2.0, 40.0, -1.0], [-3.0] * 5])
     truth = torch.tensor([[2, 1, 0, 0, 0], [4, 2, 3, 0, 0], [0, 0, 0, 0, 0]])
     dataset = [(image_with_index(k), truth[k]) for k in range(3)]
-    cfg = load_config(None, ["data.num_workers=0", "data.batch_size=2"])
+    cfg = load_config(None, ["data.num_workers=0", "data.batch_size=2", "model.last_edit_highest=false"])
     metrics = supervised.evaluate(cfg, FixedOutputs(logits), dataset, init_distributed(use_cuda=False), "test")
     # Every sequence right; from the probabilities, which tie at 1.0, rows 0 and 1 would decode to
     # (1, 2) and (2, 4, 3).
@@ -269,7 +269,7 @@ def test_evaluation_metrics_come_from_the_logits():
 
 
 def test_predict_orders_components_by_their_logits():
-    cfg = load_config(None)
+    cfg = load_config(None, ["model.last_edit_highest=false"])  # the paper's order: the first edit highest
     model = FixedOutputs(torch.tensor([[25.0, 30.0, -5.0, 3.0, -5.0]]))
     record, _ = predict.predict_image(cfg, model, image_with_index(0), threshold=0.5)
     assert [m["name"] for m in record["manipulations"]] == ["eye", "nose", "lip"]

@@ -233,7 +233,7 @@ def test_standardize_input_is_on_by_default_and_follows_the_config():
     assert isinstance(off.standardize, torch.nn.Identity)
 
 
-def test_checkpoints_from_before_standardisation_load_without_it(tmp_path):
+def test_checkpoints_from_before_standardisation_and_the_order_options_load_as_trained(tmp_path):
     # A checkpoint whose config has no model.standardize_input was trained on [0, 1] pixels.
     from mlrank.builders import build_model
     from mlrank.config import config_to_dict, load_config
@@ -249,12 +249,15 @@ def test_checkpoints_from_before_standardisation_load_without_it(tmp_path):
     for name, drop_key in (("old", True), ("new", False)):
         config = config_to_dict(cfg)
         if drop_key:
-            del config["model"]["standardize_input"]
+            del config["model"]["standardize_input"], config["model"]["last_edit_highest"], config["loss"]["lambda_order"]
         atomic_torch_save({**state, "config": config}, tmp_path / f"{name}.pt")
-    _, _, old = load_model(tmp_path / "old.pt")
-    _, _, new = load_model(tmp_path / "new.pt")
+    old_cfg, _, old = load_model(tmp_path / "old.pt")
+    new_cfg, _, new = load_model(tmp_path / "new.pt")
     assert isinstance(old.standardize, torch.nn.Identity)
     assert not isinstance(new.standardize, torch.nn.Identity)
+    # ... and decode as the paper does, whatever the defaults are now.
+    assert not old_cfg.model.last_edit_highest and old_cfg.loss.lambda_order == 0
+    assert (new_cfg.model.last_edit_highest, new_cfg.loss.lambda_order) == (cfg.model.last_edit_highest, cfg.loss.lambda_order)
 
 
 # --- gradients ---------------------------------------------------------------------------------

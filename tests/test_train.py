@@ -74,8 +74,9 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
         assert 0.0 <= record["fake_probability"] <= 1.0
         probabilities = record["probabilities"]
         order = [m["name"] for m in record["manipulations"]]
-        # the order is by decreasing probability over the components above 0.5
-        assert order == sorted((n for n, p in probabilities.items() if p > 0.5), key=lambda n: -probabilities[n])
+        # the components above 0.5, by increasing probability: the default model scores the latest
+        # edit highest (model.last_edit_highest), so the earliest edit is the lowest above 0.5
+        assert order == sorted((n for n, p in probabilities.items() if p > 0.5), key=lambda n: probabilities[n])
         assert cv2.imread(record["heatmap"]).shape == (64, 64, 3)
 
 
