@@ -456,14 +456,14 @@ def test_impl_selection_per_device(monkeypatch):
     assert module.select_implementation(mps, "auto") == "aten"
     with pytest.raises(RuntimeError, match="no hand-written kernels for mps"):
         module.select_implementation(mps, "kernels")
-    for built, opted_in, auto, kernels in [
+    for built, auto_takes_kernels, auto, kernels in [
         (False, False, "aten", None),
         (False, True, "aten", None),
-        (True, False, "aten", "kernels"),  # not validated on hardware yet: opt in
-        (True, True, "kernels", "kernels"),
+        (True, False, "aten", "kernels"),  # MLRANK_CUDA_KERNELS=0
+        (True, True, "kernels", "kernels"),  # the default
     ]:
         monkeypatch.setattr(module, "compiled_with_cuda", lambda built=built: built)
-        monkeypatch.setattr(module, "CUDA_KERNELS_OPT_IN", opted_in)
+        monkeypatch.setattr(module, "AUTO_TAKES_CUDA_KERNELS", auto_takes_kernels)
         assert module.select_implementation(cuda, "auto") == auto
         assert module.select_implementation(cuda, "aten") == "aten"
         if kernels is None:

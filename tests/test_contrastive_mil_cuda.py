@@ -343,7 +343,7 @@ def test_bad_input(impl):
         getattr(torch.ops.mlrank, "contrastive_mil_forward" + suffix)(unit_tokens(1, 4, 3).half(), 0.2, None)
 
 
-def test_auto_takes_the_kernels_only_when_opted_in():
+def test_auto_takes_the_kernels_unless_opted_out():
     module = importlib.import_module("mlrank.ops.contrastive_mil")
-    expected = "kernels" if compiled_with_cuda() and module.CUDA_KERNELS_OPT_IN else "aten"
+    expected = "kernels" if compiled_with_cuda() and module.AUTO_TAKES_CUDA_KERNELS else "aten"
     assert module.select_implementation(torch.device(DEVICE), "auto") == expected

@@ -8,9 +8,9 @@ One contract, two registered implementations:
   contract from ATen operations only, on any device torch supports. Builds without CUDA kernels also
   register it as the CUDA backend of the kernels' names.
 
-``impl="auto"`` takes the CPU kernels on the CPU and the ATen implementation elsewhere; on CUDA it
-takes the CUDA kernels only when asked (``MLRANK_CUDA_KERNELS=1`` in the environment), until they
-have passed the CUDA tests on real hardware (README, "GPU").
+``impl="auto"`` takes the kernels on the CPU and on CUDA (in builds that compiled them; they passed
+the CUDA tests on an H200, README "GPU"), and the ATen implementation elsewhere.
+``MLRANK_CUDA_KERNELS=0`` in the environment makes ``"auto"`` take ATen on CUDA too.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from mlrank.ops.validation import check_inputs, compute_dtype
 
 IMPLEMENTATIONS = ("auto", "kernels", "aten")
 
-#: Whether ``impl="auto"`` may take the CUDA kernels (read once, at import).
-CUDA_KERNELS_OPT_IN = os.environ.get("MLRANK_CUDA_KERNELS", "0") == "1"
+#: Whether ``impl="auto"`` may take the CUDA kernels (read once, at import; MLRANK_CUDA_KERNELS=0: no).
+AUTO_TAKES_CUDA_KERNELS = os.environ.get("MLRANK_CUDA_KERNELS", "1") != "0"
 
 _OPS = {
     "kernels": (torch.ops.mlrank.contrastive_mil_forward, torch.ops.mlrank.contrastive_mil_backward),
@@ -130,7 +130,7 @@ def select_implementation(device: torch.device, impl: str = "auto") -> str:
     if device.type == "cpu":
         return "kernels"
     if device.type == "cuda":
-        if compiled_with_cuda() and (impl == "kernels" or CUDA_KERNELS_OPT_IN):
+        if compiled_with_cuda() and (impl == "kernels" or AUTO_TAKES_CUDA_KERNELS):
             return "kernels"
         if impl == "kernels":
             raise RuntimeError(
