@@ -41,8 +41,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from . import faces
-from .faces import Base, Face
+from .face_geometry import (bangs_polygon, beard_zone, brow_centreline, brow_polygon, eye_arcs, eye_centres,
+                            glasses_arms, glasses_rims, lips_extent, nose_points, pose_matrix, to_pixels)
+from .face_model import (FRAME_COLOURS, Bangs, Beard, Face, Glasses, palette, sample_brows, sample_eyes,
+                         sample_hair, sample_lips, sample_nose)
+from .face_rendering import Base, render_base, render_features
+from .painting import SUBPIXEL_BITS, fixed_point
 
 # Edits that change the first rendering pass (hair, skin); the others only repaint features.
 BASE_EDITS = frozenset({"hair", "Young"})
@@ -52,41 +56,41 @@ BASE_EDITS = frozenset({"hair", "Young"})
 
 
 def _new_nose(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, nose=faces.sample_nose(rng, unlike=face.nose))
+    return dataclasses.replace(face, nose=sample_nose(rng, unlike=face.nose))
 
 
 def _new_eyes(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, eyes=faces.sample_eyes(rng, unlike=face.eyes))
+    return dataclasses.replace(face, eyes=sample_eyes(rng, unlike=face.eyes))
 
 
 def _new_brows(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, brows=faces.sample_brows(rng, face.hair.colour, unlike=face.brows))
+    return dataclasses.replace(face, brows=sample_brows(rng, face.hair.colour, unlike=face.brows))
 
 
 def _new_lips(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, lips=faces.sample_lips(rng, face.skin.colour, unlike=face.lips))
+    return dataclasses.replace(face, lips=sample_lips(rng, face.skin.colour, unlike=face.lips))
 
 
 def _new_hair(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, hair=faces.sample_hair(rng, unlike=face.hair))
+    return dataclasses.replace(face, hair=sample_hair(rng, unlike=face.hair))
 
 
 def _add_bangs(face: Face, rng: np.random.Generator) -> Face:
     strands = int(rng.integers(9, 17))
-    return dataclasses.replace(face, bangs=faces.Bangs(
+    return dataclasses.replace(face, bangs=Bangs(
         depth=rng.uniform(0.75, 1.15), strands=strands, tips=rng.uniform(0.7, 1.0, strands),
         sweep=rng.uniform(-0.15, 0.15)))
 
 
 def _add_glasses(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, glasses=faces.Glasses(
-        colour=faces.palette(rng, faces.FRAME_COLOURS), half_width=rng.uniform(1.35, 1.7),
+    return dataclasses.replace(face, glasses=Glasses(
+        colour=palette(rng, FRAME_COLOURS), half_width=rng.uniform(1.35, 1.7),
         half_height=rng.uniform(0.95, 1.3), squareness=rng.uniform(2.0, 4.5),
         thickness=rng.uniform(0.006, 0.012), tint=rng.uniform(0.05, 0.35)))
 
 
 def _add_beard(face: Face, rng: np.random.Generator) -> Face:
-    return dataclasses.replace(face, beard=faces.Beard(
+    return dataclasses.replace(face, beard=Beard(
         density=rng.uniform(0.55, 0.95), reach=rng.uniform(0.2, 0.9), moustache=bool(rng.random() < 0.7),
         stubble=rng.standard_normal((16, 16)).astype(np.float32)))
 
@@ -118,12 +122,12 @@ EDITS: dict[str, Callable[[Face, np.random.Generator], Face]] = {
 
 def _hull_region(groups: list[np.ndarray], size: int, margin: int) -> np.ndarray:
     """uint8 mask of the convex hull of each group of pixel points, grown by `margin` pixels."""
-    hulls = [cv2.convexHull(faces.fixed_point(points)) for points in groups]
+    hulls = [cv2.convexHull(fixed_point(points)) for points in groups]
     mask = np.zeros((size, size), np.uint8)
     for hull in hulls:
-        cv2.fillPoly(mask, [hull], 255, cv2.LINE_8, faces.SUBPIXEL_BITS)
+        cv2.fillPoly(mask, [hull], 255, cv2.LINE_8, SUBPIXEL_BITS)
     if margin:
-        cv2.polylines(mask, hulls, True, 255, 2 * margin, cv2.LINE_8, faces.SUBPIXEL_BITS)
+        cv2.polylines(mask, hulls, True, 255, 2 * margin, cv2.LINE_8, SUBPIXEL_BITS)
     return mask
 
 
@@ -137,28 +141,28 @@ def _grown(alpha: np.ndarray, margin: int) -> np.ndarray:
 
 def _between_brow_and_eye(face: Face, side: int) -> np.ndarray:
     """Points halfway from the brow to the eye centre: the band where the eye and brow regions meet."""
-    return 0.5 * (faces.brow_centreline(face, side) + np.array(faces.eye_centres(face)[side]))
+    return 0.5 * (brow_centreline(face, side) + np.array(eye_centres(face)[side]))
 
 
 def _eye_reach(face: Face, side: int) -> np.ndarray:
-    return np.concatenate([*faces.eye_arcs(face, side), _between_brow_and_eye(face, side)])
+    return np.concatenate([*eye_arcs(face, side), _between_brow_and_eye(face, side)])
 
 
 def _brow_reach(face: Face, side: int) -> np.ndarray:
-    return np.concatenate([faces.brow_polygon(face, side), _between_brow_and_eye(face, side)])
+    return np.concatenate([brow_polygon(face, side), _between_brow_and_eye(face, side)])
 
 
 def _nose_reach(face: Face) -> np.ndarray:
     """The nose with the philtrum below it and the inner eye corners' skin beside its bridge."""
     head = face.head
     x = head.centre[0] + head.feature_shift
-    return np.concatenate([faces.nose_points(face), [(x, head.mouth_y - face.lips.upper),
-                                                     (x - 0.03, head.eye_y), (x + 0.03, head.eye_y)]])
+    return np.concatenate([nose_points(face), [(x, head.mouth_y - face.lips.upper),
+                                               (x - 0.03, head.eye_y), (x + 0.03, head.eye_y)]])
 
 
 def _lips_reach(face: Face) -> np.ndarray:
     """The lips (with cheeks and folds when smiling) up to the base of the nose."""
-    return np.concatenate([faces.lips_extent(face), faces.nose_points(face)[4:]])
+    return np.concatenate([lips_extent(face), nose_points(face)[4:]])
 
 
 def edit_region(name: str, before: Face, after: Face, base_before: Base, base_after: Base, size: int,
@@ -168,7 +172,7 @@ def edit_region(name: str, before: Face, after: Face, base_before: Base, base_af
     Neighbouring regions are drawn to overlap, as face-parsing masks do: nose and lip share the
     philtrum, nose and eye the skin beside the bridge, eye and eyebrow the band between them.
     """
-    to_px = lambda face, points: faces.to_pixels(points, faces.pose_matrix(face, size))  # noqa: E731
+    to_px = lambda face, points: to_pixels(points, pose_matrix(face, size))  # noqa: E731
     both = (before, after)
     if name == "nose":
         return _hull_region([np.concatenate([to_px(f, _nose_reach(f)) for f in both])], size, margin)
@@ -181,12 +185,12 @@ def edit_region(name: str, before: Face, after: Face, base_before: Base, base_af
     if name == "hair":
         return _grown(np.maximum(base_before.hair_alpha, base_after.hair_alpha), margin)
     if name == "Bangs":
-        return _hull_region([to_px(after, faces.bangs_polygon(after))], size, margin)
+        return _hull_region([to_px(after, bangs_polygon(after))], size, margin)
     if name == "Eyeglasses":
-        parts = faces.glasses_rims(after) + faces.glasses_arms(after)
+        parts = glasses_rims(after) + glasses_arms(after)
         return _hull_region([to_px(after, part) for part in parts], size, margin)
     if name == "Beard":
-        return _grown(faces.beard_zone(after, size, base_after.face_alpha), margin)
+        return _grown(beard_zone(after, size, base_after.face_alpha), margin)
     if name == "Young":
         return _grown(base_after.face_alpha, margin)
     raise ValueError(f"unknown edit {name!r}; expected one of {sorted(EDITS)}")
@@ -276,14 +280,14 @@ def apply_edit(image: np.ndarray, face: Face, base: Base, name: str, edit_rng: n
     size = image.shape[0]
     edited = EDITS[name](face, edit_rng)
     trace = sample_trace(edit_rng)
-    edited_base = faces.render_base(edited, size) if name in BASE_EDITS else base
+    edited_base = render_base(edited, size) if name in BASE_EDITS else base
     region = edit_region(name, face, edited, base, edited_base, size, margin=round(trace.margin * size))
     alpha = cv2.GaussianBlur(region, (0, 0), max(trace.feather * size, 0.5))
 
     x, y, width, height = cv2.boundingRect(alpha)
     if width and height:
         window = (slice(y, y + height), slice(x, x + width))
-        patch = faces.render_features(edited_base, edited, size, wanted=alpha)
+        patch = render_features(edited_base, edited, size, wanted=alpha)
         patch = patch[window].astype(np.float32)
         patch = _resampled(np.clip(patch + trace.colour_shift, 0, 255), trace.resample)
         blended = image[window].astype(np.float32)

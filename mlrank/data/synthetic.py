@@ -3,9 +3,9 @@
 `SyntheticSeqDeepFake` serves the same items as the real-data loader: a float image in [0, 1] and the
 manipulation sequence padded with 0 to length 5, in Seq-FaceComp's vocabulary (1 nose, 2 eye,
 3 eyebrow, 4 lip, 5 hair) or Seq-FaceAttr's (1 Bangs, 2 Eyeglasses, 3 Beard, 4 Smiling, 5 Young).
-Faces come from `faces` (the renderer), edits from `manipulations`, whose docstring gives the
-generative model. `write_seqdeepfake_layout` caches splits to disk in the official layout, so the
-real-data loader reads them like the real thing.
+Faces come from `face_model` (drawn) and `face_rendering` (painted), edits from `manipulations`,
+whose docstring gives the generative model. `write_seqdeepfake_layout` caches splits to disk in the
+official layout, so the real-data loader reads them like the real thing.
 
 Decisions:
 * Determinism: item i is a pure function of (seed, subset, split, i, size). Every random draw comes
@@ -46,7 +46,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from . import faces, manipulations
+from . import manipulations
+from .face_geometry import landmarks
+from .face_model import sample_face
+from .face_rendering import render
 from ..runs import atomic_write_bytes
 from .seqdeepfake import write_split
 from .vocab import SEQUENCE_LENGTH, SUBSETS, names_of
@@ -136,10 +139,10 @@ def synthesize(sequence: Iterable[int], *, subset: str = "facial_components", si
 
     with _opencv_single_threaded():
         face_rng = _generator(key, _Stream.FACE)
-        face = faces.sample_face(face_rng, min_age=MIN_AGE[subset])
-        rendered, base = faces.render(face, size)
+        face = sample_face(face_rng, min_age=MIN_AGE[subset])
+        rendered, base = render(face, size)
         image = manipulations.camera(rendered, face_rng)
-        original_landmarks = faces.landmarks(face, size)
+        original_landmarks = landmarks(face, size)
         face_mask = base.face_alpha >= 0.5
 
         component_masks = {}
