@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mlrank import builders, supervised
-from mlrank.config import load_config
-from mlrank.distributed import init_distributed
-from mlrank.epoch import run_epoch
-from mlrank.losses import sequence_targets
-from mlrank.metrics import sequence_metrics
+from mlrank.engine.builders import build_dataset, build_optimizer, is_binary
+from mlrank.engine.config import load_config
+from mlrank.engine.distributed import init_distributed
+from mlrank.engine.epoch import run_epoch
+from mlrank.ranking import method as ranking_method
+from mlrank.ranking.metrics import sequence_metrics
+from mlrank.task.sequences import sequence_targets
 
 SMALL_COMPONENTS = slice(0, 4)  # nose, eye, eyebrow, lip (hair, id 5, is large)
 
@@ -76,17 +77,17 @@ def validation_numbers(network: torch.nn.Module, loader: DataLoader) -> tuple[to
 
 def main(overrides: list[str]) -> None:
     cfg = load_config(None, overrides)
-    if cfg.data.kind != "synthetic" or builders.is_binary(cfg):
+    if cfg.data.kind != "synthetic" or is_binary(cfg):
         raise SystemExit("this benchmark compares localisation on the synthetic Seq-DeepFake set")
     torch.manual_seed(cfg.seed)
     ctx = init_distributed(use_cuda=False)
-    train, val = builders.build_dataset(cfg, "train"), builders.build_dataset(cfg, "val")
+    train, val = build_dataset(cfg, "train"), build_dataset(cfg, "val")
     val_loader = DataLoader(val, batch_size=100)
     steps = len(train) // cfg.data.batch_size
-    networks = {"model": builders.build_model(cfg), "plain": PlainClassifier(cfg.model.backbone, cfg.model.num_classes)}
+    networks = {"model": ranking_method.build_model(cfg), "plain": PlainClassifier(cfg.model.backbone, cfg.model.num_classes)}
     small = {}
     for name, network in networks.items():
-        optimizer, scheduler = builders.build_optimizer(cfg, network, steps)
+        optimizer, scheduler = build_optimizer(cfg, network, steps)
         # The same shuffles for both networks.
         loader = DataLoader(train, batch_size=cfg.data.batch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(cfg.seed))
@@ -94,7 +95,7 @@ def main(overrides: list[str]) -> None:
         for epoch in range(cfg.optim.epochs):
             # The loop of `python -m mlrank.train`: the model with its own losses, the plain one with BCE.
             if name == "model":
-                supervised.train_one_epoch(cfg, network, loader, optimizer, scheduler, ctx, epoch, steps)
+                ranking_method.train_one_epoch(cfg, network, loader, optimizer, scheduler, ctx, epoch, steps)
             else:
                 run_epoch(cfg, network, loader, optimizer, scheduler, ctx, epoch, steps,
                           lambda batch: plain_losses(network, batch))

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlrank import ablate
-from mlrank.runs import atomic_write_json
+from mlrank.engine.runs import atomic_write_json
 
 
 @dataclass

@@ -7,7 +7,7 @@ Nothing here asserts a time.
 * ``backbone``: ResNet-50 feature levels used by the model (strides 16 and 32) -> the sum of the
   mean of each level -> backward. The floor of any model on this backbone.
 * ``full``: the model's forward (FPN, projection, encoder layer, both branches) -> L_Total of
-  ``mlrank.losses.total_loss`` (contrastive MIL + BCE on both branches + rank loss) -> backward.
+  ``mlrank.ranking.losses.total_loss`` (contrastive MIL + BCE on both branches + rank loss) -> backward.
 
 The ratio full / backbone is the price of everything the paper adds to the backbone; the target
 is below 1.15 in wall time. Each round runs both steps back to back (alternating which goes
@@ -28,8 +28,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mlrank.losses import total_loss
-from mlrank.models import MultiLabelRankingModel
+from mlrank.ranking import MultiLabelRankingModel
+from mlrank.ranking.losses import total_loss
 
 BATCH = 8
 IMAGE_SIZE = 224

@@ -27,7 +27,7 @@ Decisions:
 - A row that fails (any exception) is reported in the table with its error, its traceback goes to
   stderr, and the other rows go on; the exit status is then 1. Under torchrun a failure ends the
   command, since the other processes cannot be told to skip the row.
-- Only the supervised method with L >= 2 components (Seq-DeepFake-like sequences) has these terms
+- Only the multi-label ranking method with L >= 2 components (Seq-DeepFake-like sequences) has these terms
   and metrics; SeeABLE and binary configs are refused.
 """
 
@@ -44,9 +44,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank import train
-from mlrank.config import Config, config_to_dict, load_config, resolve_config_path
-from mlrank.distributed import DistContext, cleanup, init_distributed
-from mlrank.runs import RunFolder, atomic_write_json, atomic_write_text
+from mlrank.engine.config import Config, config_to_dict, load_config, resolve_config_path
+from mlrank.engine.distributed import DistContext, cleanup, init_distributed
+from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
+from mlrank.ranking.method import METHOD as RANKING
 
 TABLE_NAME = "ablation"
 # (key in test_metrics.json, column heading)
@@ -96,7 +97,7 @@ ROWS: list[AblationRow] = [
 
 
 def term_weights(cfg: Config) -> dict[str, float]:
-    """The weight each loss term gets in L_Total under ``cfg`` (0: off); see mlrank.losses."""
+    """The weight each loss term gets in L_Total under ``cfg`` (0: off); see mlrank.ranking.losses."""
     loss = cfg.loss
     return {
         "BCE^U": loss.lambda1 * loss.lambda_bce_patch,
@@ -113,8 +114,8 @@ BEYOND_THE_PAPER = ("Order", "latest highest")  # off in the paper: a base confi
 
 def check_base_config(cfg: Config) -> None:
     """Refuse configs the ablation does not apply to, or whose terms are not all on."""
-    if cfg.method != "mlrank":
-        raise ValueError(f"the loss ablation is for method 'mlrank', the config has method {cfg.method!r}")
+    if cfg.method != RANKING.name:  # the terms ablated are the multi-label ranking model's loss
+        raise ValueError(f"the loss ablation is for method {RANKING.name!r}, the config has method {cfg.method!r}")
     if cfg.model.num_classes < 2:
         raise ValueError(
             f"the loss ablation needs L >= 2 components (model.num_classes = {cfg.model.num_classes}): "

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from mlrank.distributed import is_main_process
+from mlrank.engine.distributed import is_main_process
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ValueError,

@@ -14,14 +14,15 @@ adds one on the command line (comma-separated key=value pairs, so no comma in it
 
 Writes ``BASE.md`` (a Markdown table) and ``BASE.json`` (the same numbers and every metric of each
 set), both atomically; BASE defaults to the checkpoint's path without ``.pt`` plus ``_crosseval``.
-Per set: videos, frames, frame AUC, video AUC, EER and AP (mlrank.metrics), and their mean over the
+Per set: videos, frames, frame AUC, video AUC, EER and AP (mlrank.task.metrics), and their mean over the
 sets ("n/a", null in the JSON, when a set has no value: one without both classes).
 
 Decisions:
 - Every set's data are built (paths checked, indexes read) before any is evaluated, so a wrong
   path in the last set fails in seconds, not after hours; errors name the set.
-- The checkpoint must be a binary detector (trained with data.kind deepfakebench or frames) or a
-  SeeABLE model: a Seq-DeepFake model's outputs are components, not a real/fake score.
+- The checkpoint's method must give real-vs-fake metrics for its config (``Method.gives_binary_metrics``):
+  a binary detector (trained with data.kind deepfakebench or frames) or a SeeABLE model; a
+  Seq-DeepFake model's outputs are components, not a real/fake score.
 - The model, the image size and the frames per video are the checkpoint's; ``key=value`` overrides
   change the data side as in ``mlrank.evaluate`` (say ``data.frames_per_video=32``).
 """
@@ -35,12 +36,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from mlrank.builders import is_binary
 from mlrank.cli import run_cli
-from mlrank.config import Config, CrossTestSet, config_from_dict, config_to_dict
-from mlrank.distributed import cleanup, init_distributed
+from mlrank.engine.config import Config, CrossTestSet, config_from_dict, config_to_dict
+from mlrank.engine.distributed import cleanup, init_distributed
+from mlrank.engine.methods import Method
+from mlrank.engine.runs import atomic_write_json, atomic_write_text
 from mlrank.evaluate import load_model
-from mlrank.runs import atomic_write_json, atomic_write_text
 from mlrank.train import check_paths
 
 # (column, metric key) of the table, after the set's name, videos and frames
@@ -85,7 +86,7 @@ def chosen_sets(cfg: Config, names: Sequence[str] | None, added: Sequence[str]) 
     return cfg, sets
 
 
-def build_sets(cfg: Config, method: Any, sets: Sequence[CrossTestSet]) -> list[tuple[CrossTestSet, Config, Any]]:
+def build_sets(cfg: Config, method: Method, sets: Sequence[CrossTestSet]) -> list[tuple[CrossTestSet, Config, Any]]:
     """(set, its config, its evaluation data set) for each set, every path checked first."""
     built = []
     for test_set in sets:
@@ -148,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = init_distributed()
     try:
         cfg, method, model = load_model(args.checkpoint, args.overrides, ctx.device)
-        if cfg.method == "mlrank" and not is_binary(cfg):
+        if not method.gives_binary_metrics(cfg):
             raise ValueError(
                 f"{args.checkpoint} was trained on data.kind {cfg.data.kind!r}: crosseval needs a binary "
                 "detector (data.kind deepfakebench or frames) or a SeeABLE model"

@@ -18,15 +18,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank.cli import run_cli
-from mlrank.config import Config, config_from_dict
 from mlrank.data.vocab import names_of
-from mlrank.distributed import cleanup, init_distributed
-from mlrank.runs import atomic_write_json, load_checkpoint
-from mlrank.train import check_paths, method_module
+from mlrank.engine.config import Config, config_from_dict
+from mlrank.engine.distributed import cleanup, init_distributed
+from mlrank.engine.methods import Method, get_method
+from mlrank.engine.runs import atomic_write_json, load_checkpoint
+from mlrank.train import check_paths
 
 
-def load_model(checkpoint_path: str | Path, overrides: Sequence[str] = (), device: Any = "cpu") -> tuple[Config, Any, Any]:
-    """(config, method module, model in eval mode) from a checkpoint; a clear error if they do not fit."""
+def load_model(
+    checkpoint_path: str | Path, overrides: Sequence[str] = (), device: Any = "cpu"
+) -> tuple[Config, Method, Any]:
+    """(config, method, model in eval mode) from a checkpoint; a clear error if they do not fit."""
     state = load_checkpoint(checkpoint_path, map_location=device)
     config = dict(state["config"])
     # Checkpoints saved before these keys existed were trained on [0, 1] pixels, with the paper's
@@ -34,7 +37,7 @@ def load_model(checkpoint_path: str | Path, overrides: Sequence[str] = (), devic
     config["model"] = {"standardize_input": False, "last_edit_highest": False, **config.get("model", {})}
     config["loss"] = {"lambda_order": 0.0, **config.get("loss", {})}
     cfg = config_from_dict(config, overrides)
-    method = method_module(cfg)
+    method = get_method(cfg.method)
     model = method.build_model(cfg)
     try:
         model.load_state_dict(state["model"])

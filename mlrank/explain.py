@@ -18,8 +18,8 @@ u, and the figures' paths) and ``index.html``, a page that shows all images side
 
 Decisions:
 - What the model sees is exactly what ``python -m mlrank.predict`` feeds it (same reader, square,
-  face detection options, device option) and the record is predict's (``predict.prediction_record``):
-  the same numbers as predict gives for the same image.
+  face detection options, device option) and the record is predict's
+  (``mlrank.ranking.method.prediction_record``): the same numbers as predict gives for the same image.
 - The curve is computed from the model's normalised patch tokens U~ with the operations of the op's
   reference (``mlrank.ops.reference``), keeping every k's value; its maximum and argmax are the
   op's P(x) and k* (tested). Where the config samples k (``loss.num_k``), the curve still covers every
@@ -60,11 +60,11 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-from mlrank.builders import is_binary
 from mlrank.cli import run_cli
 from mlrank.data.io import to_bgr8
 from mlrank.data.vocab import names_of
-from mlrank.decoding import decode
+from mlrank.engine.builders import is_binary
+from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, check_checkpoint_exists
 from mlrank.evaluate import load_model
 from mlrank.ops.reference import candidate_ks
 from mlrank.ops.validation import compute_dtype
@@ -80,11 +80,12 @@ from mlrank.predict import (
     model_input,
     overlay_png,
     png_of,
-    prediction_record,
     resolve_device,
 )
 from mlrank.preprocess import crop_square
-from mlrank.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, check_checkpoint_exists
+from mlrank.ranking.decoding import decode
+from mlrank.ranking.method import METHOD as RANKING
+from mlrank.ranking.method import prediction_record
 
 INDEX_NAME = "index.html"
 RECORDS_NAME = "explain.json"
@@ -379,11 +380,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     folders = [output_dir / f"{index:05d}_{path.stem}" for index, path in enumerate(paths)]
     check_outputs(output_dir, args.images, [output_dir / INDEX_NAME, output_dir / RECORDS_NAME, *folders],
                   args.overwrite)
-    cfg, _, model = load_model(args.checkpoint, device=device)
-    if cfg.method != "mlrank":
+    cfg, method, model = load_model(args.checkpoint, device=device)
+    if method is not RANKING:  # the figures are the multi-label ranking model's
         raise ValueError(
             f"checkpoint {args.checkpoint} is a {cfg.method} model; explain draws the multi-label ranking "
-            "model's figures (method mlrank), which it has not"
+            f"model's figures (method {RANKING.name}), which it has not"
         )
 
     run = ImageRun()

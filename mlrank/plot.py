@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank.cli import run_cli
+from mlrank.engine.runs import RunFolder, atomic_write_bytes
 from mlrank.optional import require
-from mlrank.runs import RunFolder, atomic_write_bytes
 
 CURVES_NAME = "curves.png"
 PANELS = ("training losses", "learning rate", "validation", "images/s and other")

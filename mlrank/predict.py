@@ -14,7 +14,7 @@ Decisions:
   centred square around the whole image, padded black (a non-square photo keeps its aspect
   ratio); with it, preprocess's crop of the largest face (`mlrank.preprocess.face_square`, the
   same detector registry, --margin 1.3 as there). The square is resized by the loaders'
-  `builders.Resize`, so a preprocessed square crop is fed exactly as evaluation feeds it.
+  `mlrank.engine.builders.Resize`, so a preprocessed square crop is fed exactly as evaluation feeds it.
 - A square upscaled more than UPSCALE_WARNING = 2x to reach the model's input is scored with a
   warning (stderr and the record's "warnings"): the model has not seen such blur.
 - An image that cannot be read (corrupt, truncated, too large, bad values) or in which no face is
@@ -40,8 +40,6 @@ import cv2
 import numpy as np
 import torch
 
-from mlrank.builders import Resize, is_binary
-from mlrank.config import Config
 from mlrank.data.io import (
     check_output_apart,
     is_image_file,
@@ -50,12 +48,12 @@ from mlrank.data.io import (
     refuse_existing_outputs,
     to_bgr8,
 )
-from mlrank.data.vocab import names_of
-from mlrank.decoding import decode
+from mlrank.engine.builders import Resize
+from mlrank.engine.config import Config
+from mlrank.engine.methods import get_method
+from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, check_checkpoint_exists
 from mlrank.evaluate import load_model
-from mlrank.ops import contrastive_mil
 from mlrank.preprocess import DETECTORS, Square, check_margin, create_detector, crop_square, face_square, largest_face
-from mlrank.runs import atomic_write_bytes, atomic_write_json, check_checkpoint_exists
 
 UPSCALE_WARNING = 2.0
 PREDICTIONS_NAME = "predictions.json"
@@ -202,14 +200,6 @@ def model_input(image: np.ndarray, square: Square, size: int) -> torch.Tensor:
     return Resize(size)(torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))))
 
 
-def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Each patch's mean rectified similarity to the other patches, as an (h, w) map in [0, 1]."""
-    similarity = (tokens @ tokens.transpose(-1, -2)).relu()
-    count = tokens.shape[-2]
-    mean_to_others = (similarity.sum(-1) - similarity.diagonal(dim1=-2, dim2=-1)) / (count - 1)
-    return mean_to_others.reshape(grid)
-
-
 def heat_map_png(image: np.ndarray, similarity_map: torch.Tensor, square: Square) -> bytes:
     """The float RGB image at its own size, the model's view `square` in it coloured hot where similarity is low."""
     return overlay_png(image, 1.0 - similarity_map.float(), square)
@@ -242,38 +232,16 @@ def png_of(picture: np.ndarray) -> bytes:
 
 
 @torch.no_grad()
-def predict_image(cfg: Config, model: Any, image: torch.Tensor, threshold: float) -> tuple[dict[str, Any], torch.Tensor | None]:
-    """The prediction record of one model input [3, S, S], and its similarity map (None for SeeABLE).
+def predict_image(
+    cfg: Config, model: Any, image: torch.Tensor, threshold: float
+) -> tuple[dict[str, Any], torch.Tensor | None]:
+    """The prediction record of one model input [3, S, S] by its method, and the patch similarity map
+    drawn as its heat map (None where the method has none).
 
     The image goes to the model's device; the record and the map come back on the CPU.
     """
     batch = image[None].to(next(model.parameters()).device)
-    if cfg.method == "seeable":
-        from mlrank.seeable import training
-
-        return {"anomaly_score": float(training.score_images(cfg, model, batch)[0])}, None
-    return prediction_record(cfg, model(batch), threshold)
-
-
-def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) -> tuple[dict[str, Any], torch.Tensor]:
-    """The record and similarity map of the multi-label ranking model's outputs for one image."""
-    logits = outputs["logits"].float()[0].cpu()
-    probs = logits.sigmoid()
-    tokens = outputs["tokens"].float().cpu()
-    mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
-    similarity = patch_similarity_map(tokens[0], outputs["grid"])
-    if is_binary(cfg):
-        return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
-    names = names_of(cfg.data.subset)
-    # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
-    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
-    order = [int(i) for i in decoded[0] if i > 0]
-    record = {
-        "fake_probability": mil_prob,
-        "manipulations": [{"id": i, "name": names[i - 1], "probability": float(probs[i - 1])} for i in order],
-        "probabilities": {name: float(p) for name, p in zip(names, probs)},
-    }
-    return record, similarity
+    return get_method(cfg.method).predict_image(cfg, model, batch, threshold)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,7 +64,7 @@ from mlrank.data.io import (
     refuse_existing_outputs,
     to_bgr8,
 )
-from mlrank.runs import atomic_write_bytes
+from mlrank.engine.runs import atomic_write_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 REPORT_NAME = "preprocess_report.json"

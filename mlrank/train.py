@@ -4,7 +4,9 @@ With no arguments it trains the multi-label ranking model on the built-in synthe
 run folder (``output_dir``) receives the resolved config, the run's facts (seed, versions, argv),
 one JSON line of metrics per epoch, and checkpoints written atomically: ``last.pt`` after every
 epoch and ``best.pt`` for the best validation score (never the test split). After the last epoch
-the best checkpoint is evaluated on the test split into ``test_metrics.json``.
+the best checkpoint is evaluated on the test split into ``test_metrics.json``. The loop is the same
+for every method: it calls only the interface of the one ``cfg.method`` names
+(:mod:`mlrank.engine.methods`).
 
 Everything that can be checked (config, data paths, data sets, model) is checked before the run
 folder is created. ``--resume RUN_DIR`` continues the run in that folder, wherever it now is, with
@@ -31,10 +33,10 @@ from typing import Any, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from mlrank.builders import build_optimizer
 from mlrank.cli import run_cli
-from mlrank.config import SEED_LIMIT, Config, config_from_dict, config_to_dict, load_config
-from mlrank.distributed import (
+from mlrank.engine.builders import build_optimizer
+from mlrank.engine.config import SEED_LIMIT, Config, config_from_dict, config_to_dict, load_config
+from mlrank.engine.distributed import (
     DistContext,
     cleanup,
     gather_objects,
@@ -43,7 +45,8 @@ from mlrank.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from mlrank.runs import (
+from mlrank.engine.methods import Method, get_method
+from mlrank.engine.runs import (
     RunFolder,
     atomic_write_json,
     capture_rng_state,
@@ -158,24 +161,13 @@ def resume_command(output_dir: str, ctx: DistContext) -> str:
     return "torchrun <this run's torchrun options> " + shlex.join(arguments)
 
 
-def method_module(cfg: Config) -> Any:
-    """The module that implements ``cfg.method``'s training (the supervised model, or SeeABLE)."""
-    if cfg.method == "seeable":
-        from mlrank.seeable import training
-
-        return training
-    from mlrank import supervised
-
-    return supervised
-
-
 def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dict[str, Any]:
     """Train per ``cfg``; returns the test metrics of the best checkpoint.
 
     ``resume``: continue from the run folder's ``last.pt``, or start afresh in the folder when no
     epoch completed there. Nothing is written before every check has passed.
     """
-    method = method_module(cfg)
+    method = get_method(cfg.method)
     check_seed(cfg, ctx)
     check_paths(cfg)
     run_folder = RunFolder(cfg.output_dir, is_main=ctx.is_main, tensorboard=cfg.train.tensorboard)
@@ -190,7 +182,6 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         batch_size=method.train_batch_size(cfg),
         sampler=sampler,
         num_workers=cfg.data.num_workers,
-        collate_fn=getattr(method, "collate", None),
         pin_memory=ctx.device.type == "cuda",
         drop_last=True,
     )
@@ -278,7 +269,7 @@ def checkpoint(
     }
 
 
-def test_best(cfg: Config, method: Any, run_folder: RunFolder, test_set: Any, ctx: DistContext) -> dict[str, Any]:
+def test_best(cfg: Config, method: Method, run_folder: RunFolder, test_set: Any, ctx: DistContext) -> dict[str, Any]:
     """Evaluate the best checkpoint (or the last, when no epoch was validated) on the test split."""
     name = "best" if run_folder.checkpoint_path("best").is_file() else "last"
     model = method.build_model(cfg).to(ctx.device)

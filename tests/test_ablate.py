@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from mlrank import ablate, supervised, train
+from mlrank import ablate, train
 from mlrank.ablate import AblationRow, row_config, term_weights
-from mlrank.config import config_to_dict, load_config
-from mlrank.runs import RunFolder
+from mlrank.engine.config import config_to_dict, load_config
+from mlrank.engine.runs import RunFolder
+from mlrank.ranking import method as ranking_method
 
 TINY = [
     "data.image_size=32",
@@ -81,7 +82,7 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     out = tmp_path / "ablation"
     calls = []  # (output_dir of the run, weights total_loss was called with)
     current = {}
-    real_total_loss, real_run = supervised.total_loss, train.run
+    real_total_loss, real_run = ranking_method.total_loss, train.run
 
     def recording_total_loss(*args, **kwargs):
         calls.append((current["dir"], {key: kwargs[key] for key in WEIGHT_KEYS}))
@@ -96,7 +97,7 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
             raise RuntimeError("boom in this row")
         return recording_run(cfg, resume, argv, ctx)
 
-    monkeypatch.setattr(supervised, "total_loss", recording_total_loss)
+    monkeypatch.setattr(ranking_method, "total_loss", recording_total_loss)
     monkeypatch.setattr(train, "run", run_that_fails_one_row)
 
     # First run: one row fails, the others are trained and tabled.

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mlrank.builders import build_dataset
-from mlrank.config import load_config
 from mlrank.data.binary import DeepfakeBenchDataset, FrameFolderDataset
 from mlrank.data.io import evenly_spaced_indices
+from mlrank.engine.builders import build_dataset
+from mlrank.engine.config import load_config
 from mlrank.train import check_paths
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from mlrank import supervised, train
+from mlrank import train
 from mlrank.cli import run_cli
-from mlrank.runs import RunFolder, load_checkpoint
+from mlrank.engine.runs import RunFolder, load_checkpoint
+from mlrank.ranking import method as ranking_method
 
 from test_train import tiny_overrides
 
@@ -195,7 +196,7 @@ def test_ctrl_c_before_the_first_epoch_completes_says_there_is_nothing_to_resume
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(supervised, "train_one_epoch", interrupted)
+    monkeypatch.setattr(ranking_method.METHOD, "train_one_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt, match=f"before its first epoch completed.*afresh in {run}"):
         train.main(tiny_overrides(run))
     assert (run / "config.yaml").is_file() and not (run / "last.pt").exists()

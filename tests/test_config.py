@@ -6,7 +6,8 @@ import typing
 import pytest
 import yaml
 
-from mlrank.config import (
+from mlrank.data.vocab import SUBSETS
+from mlrank.engine.config import (
     Config,
     UniqueKeyLoader,
     DataConfig,
@@ -19,7 +20,6 @@ from mlrank.config import (
     shipped_config_names,
     valid_keys,
 )
-from mlrank.data.vocab import SUBSETS
 
 
 def write_yaml(path, content):

@@ -14,12 +14,13 @@ import torch
 from PIL import Image
 
 from mlrank import cli, crosseval
-from mlrank.builders import Resize, build_optimizer
-from mlrank.config import config_to_dict, load_config
 from mlrank.data.io import read_rgb
-from mlrank.runs import RunFolder, capture_rng_state
-from mlrank.seeable import anomaly_score, training
-from mlrank.train import method_module
+from mlrank.engine.builders import Resize, build_optimizer
+from mlrank.engine.config import config_to_dict, load_config
+from mlrank.engine.methods import get_method
+from mlrank.engine.runs import RunFolder, capture_rng_state
+from mlrank.seeable import anomaly_score
+from mlrank.seeable import method as seeable_method
 
 SIZE = 32
 
@@ -68,7 +69,7 @@ def layouts(tmp_path_factory):
 def save_untrained(folder, overrides, config=None):
     cfg = load_config(config, [f"output_dir={folder}", *overrides])
     torch.manual_seed(0)
-    model = method_module(cfg).build_model(cfg)
+    model = get_method(cfg.method).build_model(cfg)
     optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch=1)
     state = {
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -223,7 +224,7 @@ def test_seeable_ffpp_is_tested_on_its_three_sets(layouts, tmp_path):
     assert crosseval.main([checkpoint, "--output", str(tmp_path / "seeable"), "data.frames_per_video=1"]) == 0
     table = json.loads((tmp_path / "seeable.json").read_text())
     assert [row["name"] for row in table["sets"]] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
-    spec = training.discrepancy_spec(load_config("seeable_ffpp", overrides))
+    spec = seeable_method.discrepancy_spec(load_config("seeable_ffpp", overrides))
     assert spec.K == 32
     for row, fake in zip(table["sets"], ["CelebDFv2_fake", "DFDC_Fake", "DFDCP_FakeA"]):
         frames = [frame for frame in deepfakebench_frames(layouts, row["name"], fake) if frame[0].endswith("/0.png")]

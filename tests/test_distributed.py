@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mlrank.distributed import (
+from mlrank.engine.distributed import (
     DistContext,
     all_gather_tensors,
     autocast_dtype,

@@ -23,12 +23,12 @@ from test_predict import texture, write_rgb
 
 from mlrank import explain, predict
 from mlrank.cli import run_cli
-from mlrank.config import config_to_dict, load_config
+from mlrank.engine.config import config_to_dict, load_config
+from mlrank.engine.methods import get_method
+from mlrank.engine.runs import RunFolder
 from mlrank.evaluate import load_model
 from mlrank.ops import contrastive_mil, testing
 from mlrank.optional import MissingDependency
-from mlrank.runs import RunFolder
-from mlrank.train import method_module
 
 needs_matplotlib = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None, reason="matplotlib is not installed (pip install matplotlib)"
@@ -41,7 +41,7 @@ def save_untrained(folder, *overrides):
     """A checkpoint of an untrained tiny model (explain reads only the model and its config)."""
     cfg = load_config(overrides=[*TINY, *overrides, f"output_dir={folder}"])
     torch.manual_seed(0)
-    model = method_module(cfg).build_model(cfg)
+    model = get_method(cfg.method).build_model(cfg)
     state = {"model": model.state_dict(), "optimizer": {}, "scheduler": {}, "epoch": 0, "global_step": 0,
              "best_metric": 0.0, "rng": {}, "config": config_to_dict(cfg)}
     return str(RunFolder(folder).save_checkpoint(state, "best"))

@@ -6,9 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlrank.decoding import decode, descending_ranks
-from mlrank.losses import bce_loss, cls_loss, rank_loss, rank_weights, sequence_targets, total_loss
+from mlrank.ranking.decoding import decode
+
 from mlrank.ops import reference
+from mlrank.ranking.losses import bce_loss, cls_loss, rank_loss, rank_weights, total_loss
+from mlrank.task.sequences import descending_ranks
+from mlrank.task.sequences import sequence_targets
 
 WORKED_EXAMPLE = torch.tensor([[4, 2, 0, 0, 0]])  # docs/method.md section 1: L = 5, Y = (4, 2)
 
@@ -465,7 +468,7 @@ def test_lambda1_multiplies_the_branch_weights():
 
 
 def test_order_loss_by_hand():
-    from mlrank.losses import order_loss
+    from mlrank.ranking.losses import order_loss
 
     softplus = lambda x: math.log1p(math.exp(x))  # noqa: E731
     logits = torch.tensor([[0.0, 1.0, -1.0], [0.5, 2.0, -0.5], [3.0, 1.0, 2.0], [1.0, 1.0, 1.0]])
@@ -481,7 +484,7 @@ def test_order_loss_by_hand():
 
 
 def test_order_loss_pushes_the_earlier_edit_up_and_the_later_down():
-    from mlrank.losses import order_loss
+    from mlrank.ranking.losses import order_loss
 
     logits = torch.zeros(1, 3, requires_grad=True)
     order_loss(logits, torch.tensor([[3, 1, 0, 0, 0]])).backward()
@@ -490,7 +493,7 @@ def test_order_loss_pushes_the_earlier_edit_up_and_the_later_down():
 
 
 def test_total_loss_adds_the_order_term_only_when_weighted():
-    from mlrank.losses import order_loss
+    from mlrank.ranking.losses import order_loss
 
     generator = torch.Generator().manual_seed(3)
     outputs = {
@@ -508,7 +511,7 @@ def test_total_loss_adds_the_order_term_only_when_weighted():
 
 
 def test_losses_of_a_model_that_scores_the_latest_edit_highest_use_the_reversed_order():
-    from mlrank.decoding import reverse_edit_order
+    from mlrank.ranking.decoding import reverse_edit_order
 
     generator = torch.Generator().manual_seed(4)
     outputs = {

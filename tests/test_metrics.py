@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mlrank import predict, supervised
-from mlrank.config import load_config
-from mlrank.distributed import init_distributed
-from mlrank.metrics import (
+from mlrank import predict
+from mlrank.engine.config import load_config
+from mlrank.engine.distributed import init_distributed
+from mlrank.ranking import method as ranking_method
+from mlrank.ranking.metrics import sequence_metrics
+from mlrank.task.metrics import (
     accuracy_at,
     adaptive_acc,
     auc,
@@ -21,7 +23,6 @@ from mlrank.metrics import (
     multilabel_acc,
     order_r2,
     ordered_pairs,
-    sequence_metrics,
     video_auc,
 )
 
@@ -257,14 +258,14 @@ def test_evaluation_metrics_come_from_the_logits():
     truth = torch.tensor([[2, 1, 0, 0, 0], [4, 2, 3, 0, 0], [0, 0, 0, 0, 0]])
     dataset = [(image_with_index(k), truth[k]) for k in range(3)]
     cfg = load_config(None, ["data.num_workers=0", "data.batch_size=2", "model.last_edit_highest=false"])
-    metrics = supervised.evaluate(cfg, FixedOutputs(logits), dataset, init_distributed(use_cuda=False), "test")
+    metrics = ranking_method.evaluate(cfg, FixedOutputs(logits), dataset, init_distributed(use_cuda=False), "test")
     # Every sequence right; from the probabilities, which tie at 1.0, rows 0 and 1 would decode to
     # (1, 2) and (2, 4, 3).
     assert metrics["fixed_acc"] == 1.0 and metrics["ordered_pairs"] == 1.0 and metrics["kendall_tau"] == 1.0
     assert metrics["multilabel_acc"] == 1.0
     # A split without an image of two edits has no order metric: null in the JSON.
     single = [(image_with_index(0), torch.tensor([2, 0, 0, 0, 0])), (image_with_index(2), truth[2])]
-    metrics = supervised.evaluate(cfg, FixedOutputs(logits), single, init_distributed(use_cuda=False), "test")
+    metrics = ranking_method.evaluate(cfg, FixedOutputs(logits), single, init_distributed(use_cuda=False), "test")
     assert metrics["ordered_pairs"] is None and metrics["kendall_tau"] is None
 
 
@@ -280,7 +281,7 @@ def test_predict_orders_components_by_their_logits():
 
 
 def test_reverse_edit_order_by_hand():
-    from mlrank.decoding import reverse_edit_order
+    from mlrank.ranking.decoding import reverse_edit_order
 
     sequences = torch.tensor([[4, 2, 0, 0, 0], [1, 2, 3, 4, 5], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
     expected = torch.tensor([[2, 4, 0, 0, 0], [5, 4, 3, 2, 1], [0, 0, 0, 0, 0], [3, 0, 0, 0, 0]])
@@ -289,7 +290,7 @@ def test_reverse_edit_order_by_hand():
 
 
 def test_decoding_the_most_recent_edit_highest_lists_the_detected_by_increasing_logit():
-    from mlrank.decoding import decode, edit_order_scores
+    from mlrank.ranking.decoding import decode, edit_order_scores
 
     logits = torch.tensor([[3.0, -1.0, 1.0, 5.0, -2.0], [-1.0] * 5])
     # Detected: 1 (3), 3 (1), 4 (5); the paper's order 4, 1, 3; the other way 3, 1, 4.
@@ -318,7 +319,7 @@ def test_evaluate_and_predict_follow_the_models_order():
     logits = torch.tensor([[30.0, 25.0, -5.0, -5.0, -5.0]])
     truth = torch.tensor([2, 1, 0, 0, 0])
     cfg = load_config(None, ["data.num_workers=0", "data.batch_size=1", "model.last_edit_highest=true"])
-    metrics = supervised.evaluate(cfg, FixedOutputs(logits), [(image_with_index(0), truth)],
+    metrics = ranking_method.evaluate(cfg, FixedOutputs(logits), [(image_with_index(0), truth)],
                                   init_distributed(use_cuda=False), "test")
     assert metrics["fixed_acc"] == 1.0 and metrics["kendall_tau"] == 1.0
     record, _ = predict.predict_image(cfg, FixedOutputs(logits), image_with_index(0), threshold=0.5)

@@ -9,8 +9,9 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from mlrank.models import FPN, MultiLabelRankingModel, create_backbone
+from mlrank.models import FPN, create_backbone
 from mlrank.ops import contrastive_mil
+from mlrank.ranking import MultiLabelRankingModel
 
 SWIN = "swin_tiny_patch4_window7_224"
 # A Swin-T with one block per stage, narrow and with 4x4 windows: the same code paths at 64x64.
@@ -189,8 +190,8 @@ def test_encoder_input_is_the_projected_fpn_tokens_normalised_or_not(normalize):
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_build_model_takes_the_model_section_of_the_config(normalize):
-    from mlrank.builders import build_model
-    from mlrank.config import load_config
+    from mlrank.ranking.method import build_model
+    from mlrank.engine.config import load_config
 
     overrides = ["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4",
                  "model.dropout=0.1", f"model.normalize_patch_tokens={str(normalize).lower()}"]
@@ -224,8 +225,8 @@ def test_images_are_standardised_with_the_backbones_own_statistics(kind):
 
 
 def test_standardize_input_is_on_by_default_and_follows_the_config():
-    from mlrank.builders import build_model
-    from mlrank.config import load_config
+    from mlrank.ranking.method import build_model
+    from mlrank.engine.config import load_config
 
     small = ["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4"]
     assert not isinstance(build_model(load_config(overrides=small)).standardize, torch.nn.Identity)
@@ -235,11 +236,11 @@ def test_standardize_input_is_on_by_default_and_follows_the_config():
 
 def test_checkpoints_from_before_standardisation_and_the_order_options_load_as_trained(tmp_path):
     # A checkpoint whose config has no model.standardize_input was trained on [0, 1] pixels.
-    from mlrank.builders import build_model
-    from mlrank.config import config_to_dict, load_config
+    from mlrank.ranking.method import build_model
+    from mlrank.engine.config import config_to_dict, load_config
     from mlrank.evaluate import load_model
-    from mlrank.builders import build_optimizer
-    from mlrank.runs import atomic_torch_save, capture_rng_state
+    from mlrank.engine.builders import build_optimizer
+    from mlrank.engine.runs import atomic_torch_save, capture_rng_state
 
     cfg = load_config(overrides=["model.backbone=resnet18", "model.token_dim=32", "model.num_heads=4"])
     model = build_model(cfg)

@@ -16,10 +16,11 @@ from test_preprocess import bright_region_detector
 
 from mlrank import predict
 from mlrank import preprocess as pp
-from mlrank.builders import Resize, build_model, build_optimizer
-from mlrank.config import config_to_dict, load_config
 from mlrank.data import io
-from mlrank.runs import RunFolder, capture_rng_state
+from mlrank.engine.builders import Resize, build_optimizer
+from mlrank.engine.config import config_to_dict, load_config
+from mlrank.engine.runs import RunFolder, capture_rng_state
+from mlrank.ranking.method import build_model
 
 SIZE = 32  # the model's input side
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mlrank.config import Config, load_config
-from mlrank.distributed import DistContext
+from mlrank.engine.config import Config, load_config
+from mlrank.engine.distributed import DistContext
 from mlrank.seeable import SEEABLE_TYPES, DiscrepancySpec, SeeableDataset, apply_discrepancy
+from mlrank.seeable import method as seeable_method
 from mlrank.seeable.discrepancies import DISCREPANCY_FUNCTIONS
-from mlrank.seeable import training
 
 CPU = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
@@ -51,8 +51,8 @@ def tiny_config():
 
 def test_model_and_spec_follow_the_config():
     cfg = tiny_config()
-    assert training.discrepancy_spec(cfg) == DiscrepancySpec(grid=(2, 2), types=("colour", "blur"))
-    model = training.build_model(cfg)
+    assert seeable_method.discrepancy_spec(cfg) == DiscrepancySpec(grid=(2, 2), types=("colour", "blur"))
+    model = seeable_method.build_model(cfg)
     assert model.prototypes.shape == (8, 16)
     groups = {group["name"]: group for group in model.parameter_groups(1e-3, 0.1, 0.05)}
     assert set(groups) == {"backbone", "backbone_no_decay", "head", "head_no_decay"}
@@ -65,38 +65,38 @@ def test_model_and_spec_follow_the_config():
 def test_one_epoch_trains_on_real_faces_and_lowers_the_loss():
     cfg = tiny_config()
     torch.manual_seed(0)
-    model = training.build_model(cfg)
+    model = seeable_method.build_model(cfg)
     faces = TinyFaces()
-    real = torch.nonzero(~training.is_fake_per_item(faces)).flatten().tolist()
+    real = torch.nonzero(~seeable_method.is_fake_per_item(faces)).flatten().tolist()
     assert real == [0, 2, 4, 6]
-    spec = training.discrepancy_spec(cfg)
-    train_set = SeeableDataset(faces, spec, seed=0, read=training.read_face, indices=real)
+    spec = seeable_method.discrepancy_spec(cfg)
+    train_set = SeeableDataset(faces, spec, seed=0, read=seeable_method.read_face, indices=real)
     loader = DataLoader(train_set, batch_size=4, shuffle=False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    first = training.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
+    first = seeable_method.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
     assert {"loss_supcon", "loss_prototype_ce", "loss_bcr", "loss_guidance", "loss_total"} <= set(first)
     assert all(math.isfinite(value) for value in first.values())
     for _ in range(15):  # the same four discrepant faces: the model must fit them
-        last = training.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
+        last = seeable_method.train_one_epoch(cfg, model, loader, optimizer, scheduler, CPU, epoch=0, steps=1)
     assert last["loss_total"] < first["loss_total"]
 
 
 def test_evaluation_scores_every_face_and_reports_one_class_metrics():
     cfg = tiny_config()
     torch.manual_seed(0)
-    model = training.build_model(cfg)
-    split = training.FacesToScore(TinyFaces())
+    model = seeable_method.build_model(cfg)
+    split = seeable_method.FacesToScore(TinyFaces())
     image, face_mask, is_fake = split[1]
     assert is_fake and face_mask.dtype == torch.bool and face_mask.shape == image.shape[1:]
-    metrics = training.evaluate(cfg, model, split, CPU, "val")
+    metrics = seeable_method.evaluate(cfg, model, split, CPU, "val")
     assert {"pretext_accuracy", "mean_score_real", "mean_score_fake", "auc", "eer", "ap"} <= set(metrics)
     assert "acc" not in metrics
     assert 0 <= metrics["pretext_accuracy"] <= 1 and 0 <= metrics["auc"] <= 1
     # The selection never looks at fakes: it is the pretext accuracy on real faces.
-    assert training.selection_metric(metrics) == metrics["pretext_accuracy"]
-    scores = training.score_images(cfg, model, split.dataset.images[:2])
-    again = training.score_images(cfg, model, split.dataset.images[:2])
+    assert seeable_method.selection_metric(metrics) == metrics["pretext_accuracy"]
+    scores = seeable_method.score_images(cfg, model, split.dataset.images[:2])
+    again = seeable_method.score_images(cfg, model, split.dataset.images[:2])
     assert scores.shape == (2,) and torch.equal(scores, again)
 
 
@@ -128,18 +128,18 @@ def test_seeable_ffpp_config_loads_and_builds():
     cfg = load_config("seeable_ffpp", ["data.image_size=64", "data.root=/data/rgb", "data.json_path=/data/json"])
     assert cfg.method == "seeable" and cfg.data.kind == "deepfakebench" and cfg.data.dataset_name == "FaceForensics++"
     assert [test_set.name for test_set in cfg.data.cross_test_sets] == ["Celeb-DF-v2", "DFDC", "DFDCP"]
-    spec = training.discrepancy_spec(cfg)
+    spec = seeable_method.discrepancy_spec(cfg)
     # SeeABLE's settings: a 4 x 4 grid, its two types, temperature 0.07
     assert spec == DiscrepancySpec(grid=(4, 4), types=SEEABLE_TYPES, feather=0.25, blend_range=(0.25, 1.0))
     assert spec.K == 32 and cfg.seeable.temperature == 0.07
-    model = training.build_model(cfg)  # the shipped backbone, randomly initialised
+    model = seeable_method.build_model(cfg)  # the shipped backbone, randomly initialised
     assert model.prototypes.shape == (32, 128)
     with torch.no_grad():
         z = model.eval()(torch.rand(2, 3, 64, 64))
     assert z.shape == (2, 128) and torch.allclose(z.norm(dim=1), torch.ones(2))
     # mlrank's four types through the same key
     four = load_config("seeable_ffpp", ["seeable.types=[colour,blur,resample,frequency]"])
-    assert training.discrepancy_spec(four).K == 64
+    assert seeable_method.discrepancy_spec(four).K == 64
     with pytest.raises(ValueError, match="seeable.blend_range.*0 < low <= high <= 1"):
         load_config("seeable_ffpp", ["seeable.blend_range=[0.8,0.2]"])
     with pytest.raises(ValueError, match=r"seeable.feather.*feather must be in \(0, 1\]"):
@@ -173,7 +173,7 @@ def test_feather_and_blend_range_keys_reach_the_discrepancies():
     results = {}
     for feather, blend in [(0.25, (0.5, 1.0)), (0.5, (0.3, 0.3)), (0.25, (0.9, 0.9))]:
         cfg = load_config("seeable_ffpp", [f"seeable.feather={feather}", f"seeable.blend_range=[{blend[0]},{blend[1]}]"])
-        spec = training.discrepancy_spec(cfg)
+        spec = seeable_method.discrepancy_spec(cfg)
         k = spec.class_of(1, 2, "spatial")
         discrepant, _ = apply_discrepancy(image, k, spec, np.random.default_rng(7), face)
         expected = expected_blend(image, k, spec, 7, (8, 8, 32))

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mlrank.builders import build_dataset
-from mlrank.config import load_config
 from mlrank.data.seqdeepfake import SeqDeepFakeDataset, parse_sequence
 from mlrank.data.vocab import FACIAL_ATTRIBUTES, FACIAL_COMPONENTS
+from mlrank.engine.builders import build_dataset
+from mlrank.engine.config import load_config
 
 # (sequence folder, image name, label as written in the official CSVs, grey level of the image)
 REQUIRED = ("file_path", "label")

@@ -10,8 +10,8 @@ from test_train import tiny_overrides
 
 from mlrank import train
 from mlrank.cli import run_cli
+from mlrank.engine.runs import RunFolder, tensorboard_scalars
 from mlrank.optional import MissingDependency
-from mlrank.runs import RunFolder, tensorboard_scalars
 
 needs_tensorboard = pytest.mark.skipif(
     importlib.util.find_spec("tensorboard") is None, reason="tensorboard is not installed (pip install tensorboard)"

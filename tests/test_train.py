@@ -14,10 +14,10 @@ import torch.multiprocessing as mp
 import yaml
 
 from mlrank import evaluate, predict, train
-from mlrank.config import load_config
 from mlrank.data.synthetic import SyntheticSeqDeepFake
-from mlrank.distributed import DistContext, init_distributed
-from mlrank.runs import RunFolder, load_checkpoint
+from mlrank.engine.config import load_config
+from mlrank.engine.distributed import DistContext, init_distributed
+from mlrank.engine.runs import RunFolder, load_checkpoint
 
 TINY = [
     "data.image_size=64",

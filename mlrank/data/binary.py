@@ -40,7 +40,7 @@ Decisions:
   writes absolute paths when its dataset_root_path is absolute, the usual setup: set root to that
   folder); a relative path is read under `root` (DeepfakeBench's `rgb_dir`). Windows prefixes
   compare case-insensitively, as Windows does. What remains must stay inside `root`: no ".."
-  component (`mlrank.runs.check_inside_root`; symlinks inside the root are followed). Any other
+  component (`mlrank.engine.runs.check_inside_root`; symlinks inside the root are followed). Any other
   path is an error naming the JSON key and the frame, raised before any stat, so an index cannot
   read or probe files elsewhere. `allow_paths_outside_root=True` (config
   `data.allow_paths_outside_root`) reads such paths as written, and is the only way to go without
@@ -71,7 +71,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..optional import require
-from ..runs import check_inside_root, read_utf8_text
+from ..engine.runs import check_inside_root, read_utf8_text
 from .io import check_frames_per_video, decode_image, evenly_spaced_indices, is_image_file, natural_sort_key, read_rgb
 
 # DeepfakeBench's training/config/{train,test}_config.yaml label_dict, plus WildDeepfake, FFIW and plain names

@@ -21,7 +21,7 @@ Decisions:
 - Images are checked for existence only (one stat per row); a file that fails to decode raises a
   ValueError naming it when it is loaded.
 - A `file_path` must stay inside `root`: relative, without a ".." component
-  (`mlrank.runs.check_inside_root`). Anything else is a malformed row, found before any stat, so a
+  (`mlrank.engine.runs.check_inside_root`). Anything else is a malformed row, found before any stat, so a
   CSV cannot probe which files exist elsewhere. Symlinks inside the root are followed wherever
   they point, as data sets are often assembled from symlinks. `allow_paths_outside_root=True`
   (config `data.allow_paths_outside_root`) reads any path.
@@ -46,7 +46,7 @@ from torch.utils.data import Dataset
 import cv2
 import numpy as np
 
-from ..runs import atomic_write_bytes, check_inside_root, read_utf8_text
+from ..engine.runs import atomic_write_bytes, check_inside_root, read_utf8_text
 from .io import read_rgb
 from .vocab import SEQUENCE_LENGTH, names_of
 

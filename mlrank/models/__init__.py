@@ -1,7 +1,10 @@
-"""Models: timm backbones as feature levels, a one-map FPN, and the multi-label ranking model."""
+"""Model parts the methods share: timm backbones as feature levels, a one-map FPN, input standardisation.
+
+Each method's own model lives with it: :class:`mlrank.ranking.model.MultiLabelRankingModel`,
+:class:`mlrank.seeable.model.SeeableModel`.
+"""
 
 from mlrank.models.backbone import create_backbone
 from mlrank.models.fpn import FPN
-from mlrank.models.ranking_model import MultiLabelRankingModel
 
-__all__ = ["FPN", "MultiLabelRankingModel", "create_backbone"]
+__all__ = ["FPN", "create_backbone"]

@@ -2,7 +2,8 @@
 
 A network learns to tell where (grid cell) and what kind (type) of soft discrepancy was planted
 in a real face, by pulling its embedding to one of K fixed prototypes; a test face whose planted
-discrepancies it cannot recognise is anomalous. See docs/seeable.md for every decision.
+discrepancies it cannot recognise is anomalous. See docs/seeable.md for every decision; ``method``
+is SeeABLE as the entry points drive it (registered as ``method: seeable``).
 """
 
 from .discrepancies import apply_discrepancy

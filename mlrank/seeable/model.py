@@ -83,7 +83,7 @@ class SeeableModel(nn.Module):
     def parameter_groups(
         self, lr: float, backbone_lr_scale: float = 0.1, weight_decay: float = 0.01
     ) -> list[dict[str, Any]]:
-        """AdamW groups as the supervised model gives them: the encoder ("backbone") at
+        """AdamW groups as the multi-label ranking model gives them: the encoder ("backbone") at
         ``lr * backbone_lr_scale``, the projector ("head") at ``lr``; biases and normalisation
         weights without weight decay. Empty groups are left out."""
         return parameter_groups(self, "encoder.", lr, backbone_lr_scale, weight_decay)

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from mlrank.config import Config
-from mlrank.distributed import DistContext
+from mlrank.engine.config import Config
+from mlrank.engine.distributed import DistContext
 
 
 def run_epoch(

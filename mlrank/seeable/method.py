@@ -1,8 +1,8 @@
-"""SeeABLE as the training loop drives it: ``python -m mlrank.train`` with ``method: seeable``.
+"""SeeABLE as the entry points drive it (``method: seeable``): its :class:`~mlrank.engine.methods.Method`.
 
-Provides what :mod:`mlrank.train`, :mod:`mlrank.evaluate` and :mod:`mlrank.predict` call on a
-method module: ``train_dataset``, ``train_batch_size``, ``build_model``, ``train_one_epoch``,
-``evaluation_dataset``, ``evaluate``, ``selection_metric`` and ``score_images``. Decisions:
+``python -m mlrank.train`` builds the model and data through ``METHOD`` and runs ``train_one_epoch``
+(L_BCR + lambda L_GUI); ``evaluate`` and ``crosseval`` call ``evaluate``; ``predict`` scores one image
+with ``score_images``; ``load_config`` checks the discrepancy classes with ``check_config``. Decisions:
 
 - Training reads the **real** faces of the training split only (SeeABLE is one-class), with the
   data set's face masks where its items carry them (the synthetic set's ``sample``). The weak
@@ -28,17 +28,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mlrank import builders
-from mlrank.config import Config
-from mlrank.epoch import run_epoch
-from mlrank.distributed import (
-    DistContext,
-    all_gather_tensors,
-    autocast,
-    make_sampler,
-    unwrap_model,
-)
-from mlrank.metrics import binary_metrics
+from mlrank.engine.builders import build_dataset, labels_of
+from mlrank.engine.config import Config
+from mlrank.engine.distributed import DistContext, all_gather_tensors, autocast, make_sampler, unwrap_model
+from mlrank.engine.epoch import run_epoch
+from mlrank.engine.methods import Method
+from mlrank.task.metrics import binary_metrics
 
 from .losses import seeable_loss
 from .masks import as_face_mask
@@ -59,7 +54,7 @@ def discrepancy_spec(cfg: Config) -> DiscrepancySpec:
 
 def is_fake_per_item(dataset: Dataset) -> torch.Tensor:
     """bool (M,): which items are fakes, from the labels (sequences or 0/1) without images."""
-    labels = builders.labels_of(dataset)
+    labels = labels_of(dataset)
     return labels.reshape(len(labels), -1).ne(0).any(dim=1)
 
 
@@ -71,7 +66,7 @@ def read_face(dataset: Dataset, index: int) -> tuple[Any, Any]:
 
 
 def train_dataset(cfg: Config) -> Dataset:
-    base = builders.build_dataset(cfg, "train", preload=False)
+    base = build_dataset(cfg, "train", preload=False)
     real = torch.nonzero(~is_fake_per_item(base)).flatten().tolist()
     spec = discrepancy_spec(cfg)
     return SeeableDataset(
@@ -139,7 +134,7 @@ class FacesToScore(Dataset):
 
 
 def evaluation_dataset(cfg: Config, split: str) -> FacesToScore:
-    return FacesToScore(builders.build_dataset(cfg, split, preload=False))
+    return FacesToScore(build_dataset(cfg, split, preload=False))
 
 
 @torch.no_grad()
@@ -187,3 +182,36 @@ def score_images(cfg: Config, model: torch.nn.Module, images: torch.Tensor) -> t
     """Anomaly scores (B,) of images (B, 3, H, W) in [0, 1] without face masks (centred face)."""
     spec = discrepancy_spec(cfg)
     return score_from_similarities(discrepancy_similarities(model, images, spec, cfg.seed))
+
+
+def predict_image(
+    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float
+) -> tuple[dict[str, Any], None]:
+    """The anomaly score of one image, a batch (1, 3, H, W) on the model's device; no heat map, and
+    no threshold (the score has no natural one)."""
+    return {"anomaly_score": float(score_images(cfg, model, batch)[0])}, None
+
+
+def check_config(cfg: Config) -> None:
+    """The discrepancy classes of ``seeable.grid`` x ``seeable.types``, checked by their own spec."""
+    try:
+        discrepancy_spec(cfg)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"config keys 'seeable.grid' / 'seeable.types' / 'seeable.feather' / 'seeable.blend_range': {error}"
+        ) from None
+
+
+METHOD = Method(
+    name="seeable",
+    build_model=build_model,
+    train_dataset=train_dataset,
+    train_batch_size=train_batch_size,
+    train_one_epoch=train_one_epoch,
+    evaluation_dataset=evaluation_dataset,
+    evaluate=evaluate,
+    selection_metric=selection_metric,
+    predict_image=predict_image,
+    gives_binary_metrics=lambda cfg: True,  # the anomaly score's AUC, EER, AP (and video AUC)
+    check_config=check_config,
+)

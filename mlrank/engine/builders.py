@@ -1,12 +1,10 @@
-"""Data sets, models and optimisers from a :class:`mlrank.config.Config`.
+"""Data sets and optimisers from a :class:`mlrank.engine.config.Config`, shared by every method.
 
-One place turns the config into objects, so train, evaluate and predict build exactly the same
-things. Decisions:
+One place turns the config into objects, so every method, and train, evaluate and predict, build
+exactly the same things (each method builds its own model and training view). Decisions:
 - Real data sets are resized to ``data.image_size`` (bilinear, antialiased); the synthetic set is
-  rendered at that size. Training applies the weak augmentation with a generator seeded from
+  rendered at that size. ``EpochAugmented`` applies an augmentation with a generator seeded from
   (seed, epoch, index), so an epoch's images do not depend on workers or on a resume.
-- With ``data.strong_augment`` training reads balanced triplets (a real, its self-blended pseudo-fake,
-  a fake); a batch then holds ``batch_size // 3`` triplets so its image count stays near batch_size.
 - The synthetic set's content is seeded by ``data.synthetic_seed``, not the training seed, so runs
   with different training seeds see the same data set.
 """
@@ -21,19 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from mlrank.config import Config
-from mlrank.data import (
-    BalancedTriplets,
-    DeepfakeBenchDataset,
-    FrameFolderDataset,
-    SeqDeepFakeDataset,
-    SyntheticSeqDeepFake,
-    WeakAugment,
-    self_blended_image,
-    split_real_fake,
-)
-from mlrank.distributed import is_main_process
-from mlrank.models import MultiLabelRankingModel
+from mlrank.data import DeepfakeBenchDataset, FrameFolderDataset, SeqDeepFakeDataset, SyntheticSeqDeepFake
+from mlrank.engine.config import Config
+from mlrank.engine.distributed import is_main_process
 
 SPLITS = ("train", "val", "test")
 
@@ -131,41 +119,6 @@ def labels_of(dataset: Dataset) -> torch.Tensor:
     if hasattr(dataset, "sequences"):
         return dataset.sequences()
     return dataset.labels()
-
-
-def build_train_dataset(cfg: Config, dataset: Dataset) -> Dataset:
-    """The training view of ``dataset``: weak augmentation, and triplets when strong augmentation is on."""
-    weak = WeakAugment(cfg.data.image_size) if cfg.data.weak_augment else None
-    if cfg.data.strong_augment:
-        real, fake = split_real_fake(labels_of(dataset))
-        return BalancedTriplets(dataset, real, fake, self_blended_image, weak, seed=cfg.seed)
-    if weak is None:
-        return dataset
-    return EpochAugmented(dataset, weak, seed=cfg.seed)
-
-
-def train_batch_size(cfg: Config) -> int:
-    """Items per training batch: triplets count three images each."""
-    if cfg.data.strong_augment:
-        return max(1, cfg.data.batch_size // 3)
-    return cfg.data.batch_size
-
-
-def build_model(cfg: Config) -> MultiLabelRankingModel:
-    model = cfg.model
-    num_classes = 1 if is_binary(cfg) else model.num_classes
-    return MultiLabelRankingModel(
-        backbone=model.backbone,
-        num_classes=num_classes,
-        token_dim=model.token_dim,
-        out_stride=model.out_stride,
-        num_heads=model.num_heads,
-        pretrained_file=model.pretrained_file,
-        img_size=cfg.data.image_size,
-        dropout=model.dropout,
-        normalize_patch_tokens=model.normalize_patch_tokens,
-        standardize_input=model.standardize_input,
-    )
 
 
 def build_optimizer(

@@ -1,0 +1,101 @@
+"""Decoding: the multi-label ranking model's fused scores turned into manipulation sequences.
+
+Decoding (docs/method.md section 7) keeps the components with P_i > threshold, ordered by decreasing
+score; the sequence format, the threshold and the tie rule are the field's (:mod:`mlrank.task.sequences`).
+
+Decisions:
+- Decode from the fused logits f (``from_logits=True``) whenever they are at hand: the probabilities
+  saturate, and tie, where the logits do not (:mod:`mlrank.task.sequences`). Probabilities are still
+  accepted (the default), for callers that have nothing else.
+- With ``model.last_edit_highest`` the logits rank the most recent edit highest, so the detected
+  components are listed by increasing score, the earliest edit first (docs/method.md section 5).
+- If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
+  detected components would understate every metric.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from mlrank.data.vocab import SEQUENCE_LENGTH
+from mlrank.task.sequences import above_threshold, check_scores, descending_ranks
+
+
+def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
+    """Each sequence's manipulations in reverse order, the padding kept at the end: (4, 2, 0) -> (2, 4, 0).
+
+    The order a model trained with ``model.last_edit_highest`` ranks its logits in (the most
+    recent edit first), turned into edit order, and back (docs/method.md section 5).
+    """
+    lengths = (sequences != 0).sum(dim=1, keepdim=True)
+    positions = torch.arange(sequences.shape[1], device=sequences.device).expand_as(sequences)
+    source = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return sequences.gather(1, source)
+
+
+def edit_order_scores(
+    scores: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False, last_edit_highest: bool = False
+) -> torch.Tensor:
+    """Scores whose decreasing order is the predicted edit order, the earliest edit first.
+
+    That is ``scores`` themselves (the paper: the first edit scores highest), or, when the model
+    scores the most recent edit highest (``last_edit_highest``), the detected components' scores
+    mirrored within their own range, so that they keep their place above the undetected ones and
+    the lowest-scored detected component comes first. Detection (the threshold) is unchanged.
+    """
+    if not last_edit_highest:
+        return scores
+    detected = above_threshold(scores, threshold, from_logits)
+    infinity = torch.full_like(scores, float("inf"))
+    highest = torch.where(detected, scores, -infinity).amax(dim=1, keepdim=True)
+    lowest = torch.where(detected, scores, infinity).amin(dim=1, keepdim=True)
+    return torch.where(detected, highest + lowest - scores, scores)
+
+
+def decode(
+    scores: torch.Tensor,
+    threshold: float = 0.5,
+    length: int = SEQUENCE_LENGTH,
+    *,
+    from_logits: bool = False,
+    last_edit_highest: bool = False,
+) -> torch.Tensor:
+    """Predicted sequences from the fused scores (docs/method.md section 7).
+
+    Args:
+        scores: (B, L) fused probabilities P_i in [0, 1], or with ``from_logits`` the fused logits
+            f_i (preferred: they do not saturate).
+        threshold: a component is predicted manipulated when P_i > threshold (strictly), i.e.
+            f_i > log(threshold / (1 - threshold)).
+        length: width of the output; must be >= L.
+        from_logits: ``scores`` are logits.
+        last_edit_highest: the model scores the most recent edit highest (``model.last_edit_highest``):
+            the detected components are listed by increasing score instead, the earliest edit first.
+
+    Returns:
+        (B, length) int64: ids 1..L of the predicted components by decreasing score (ties: lower
+        id first), or in reverse with ``last_edit_highest``, padded with 0.
+
+    Raises:
+        TypeError / ValueError: scores is not a 2-D floating tensor of finite values (in [0, 1]
+            unless ``from_logits``), the threshold is not a finite real number, or L > length.
+    """
+    check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
+    is_detected = above_threshold(scores, threshold, from_logits)
+    if last_edit_highest:
+        scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=True)
+    batch, num_components = scores.shape
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:
+        raise ValueError(
+            f"length must be an int >= the number of components L = {num_components}, got {length!r}"
+        )
+    ranks = descending_ranks(scores)
+    ids = torch.arange(1, num_components + 1, device=scores.device).expand(batch, num_components)
+    detected_ids = torch.where(is_detected, ids, torch.zeros_like(ids))
+    # Detected components hold the top ranks, so placing every id at its rank leaves them as a
+    # prefix followed by zeros.
+    sequences = torch.zeros(batch, length, dtype=torch.long, device=scores.device)
+    sequences[:, :num_components].scatter_(1, ranks - 1, detected_ids)
+    return sequences

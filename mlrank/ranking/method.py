@@ -1,0 +1,224 @@
+"""The multi-label ranking method as the entry points drive it: its :class:`~mlrank.engine.methods.Method`.
+
+``python -m mlrank.train`` builds the model and data through ``METHOD`` and runs ``train_one_epoch``
+(L_Total, eq. 15); ``evaluate`` and ``crosseval`` call ``evaluate`` (``predict_split``, then
+:func:`mlrank.ranking.metrics.split_metrics`); ``predict`` and ``explain`` read one image's
+``prediction_record``. Decisions:
+- Training reads the training split with the weak augmentation seeded by (seed, epoch, index), and
+  with ``data.strong_augment`` balanced triplets (a real, its self-blended pseudo-fake, a fake); a
+  batch then holds ``batch_size // 3`` triplets so its image count stays near batch_size, and the
+  pseudo-fakes' components, unknown, are left out of L_BCE and L_Rank.
+- The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode).
+- A prediction decodes the fused logits (P_i > 0.5 is f_i > 0; the logits order components whose P_i
+  both round to 1.0); its fake probability is P(x) for Seq-DeepFake models, the fused P_1 in binary
+  mode, with P(x) beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mlrank.data import BalancedTriplets, WeakAugment, self_blended_image, split_real_fake
+from mlrank.data.vocab import names_of
+from mlrank.engine.builders import EpochAugmented, build_dataset, is_binary, labels_of
+from mlrank.engine.config import Config
+from mlrank.engine.distributed import DistContext, all_gather_tensors, autocast, make_sampler
+from mlrank.engine.epoch import run_epoch
+from mlrank.engine.methods import Method
+from mlrank.ops import contrastive_mil
+from mlrank.ranking.decoding import decode
+from mlrank.ranking.losses import total_loss
+from mlrank.ranking.metrics import split_metrics
+from mlrank.ranking.model import MultiLabelRankingModel
+
+PSEUDO_FAKE = 1  # kinds of BalancedTriplets: 0 real, 1 pseudo-fake, 2 fake
+
+
+def build_model(cfg: Config) -> MultiLabelRankingModel:
+    model = cfg.model
+    num_classes = 1 if is_binary(cfg) else model.num_classes
+    return MultiLabelRankingModel(
+        backbone=model.backbone,
+        num_classes=num_classes,
+        token_dim=model.token_dim,
+        out_stride=model.out_stride,
+        num_heads=model.num_heads,
+        pretrained_file=model.pretrained_file,
+        img_size=cfg.data.image_size,
+        dropout=model.dropout,
+        normalize_patch_tokens=model.normalize_patch_tokens,
+        standardize_input=model.standardize_input,
+    )
+
+
+def train_dataset(cfg: Config) -> Dataset:
+    """The training split with the weak augmentation, as triplets when strong augmentation is on."""
+    dataset = build_dataset(cfg, "train")
+    weak = WeakAugment(cfg.data.image_size) if cfg.data.weak_augment else None
+    if cfg.data.strong_augment:
+        real, fake = split_real_fake(labels_of(dataset))
+        return BalancedTriplets(dataset, real, fake, self_blended_image, weak, seed=cfg.seed)
+    if weak is None:
+        return dataset
+    return EpochAugmented(dataset, weak, seed=cfg.seed)
+
+
+def train_batch_size(cfg: Config) -> int:
+    """Items per training batch: triplets count three images each."""
+    if cfg.data.strong_augment:
+        return max(1, cfg.data.batch_size // 3)
+    return cfg.data.batch_size
+
+
+def evaluation_dataset(cfg: Config, split: str) -> Dataset:
+    return build_dataset(cfg, split)
+
+
+def evaluate(cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str) -> dict[str, Any]:
+    """All metrics of ``model`` on ``dataset`` (computed on every rank from the gathered outputs)."""
+    predictions = predict_split(cfg, model, dataset, ctx, desc)
+    video_ids = list(dataset.video_ids()) if hasattr(dataset, "video_ids") else None
+    return split_metrics(predictions, video_ids, cfg.model.last_edit_highest)
+
+
+def unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(images, labels, component_mask) from a plain batch or a batch of triplets."""
+    images, labels, *rest = batch
+    if images.dim() == 5:  # triplets: (B, 3, C, H, W)
+        kinds = rest[0]
+        images, labels, kinds = images.flatten(0, 1), labels.flatten(0, 1), kinds.flatten(0, 1)
+        mask = (kinds != PSEUDO_FAKE).float().to(device)
+    else:
+        mask = None
+    return images.to(device, non_blocking=True), labels.to(device, non_blocking=True), mask
+
+
+def train_one_epoch(
+    cfg: Config,
+    model: torch.nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    ctx: DistContext,
+    epoch: int,
+    steps: int,
+) -> dict[str, float]:
+    """One epoch of L_Total (eq. 15); the mean of every loss term and this rank's images/s."""
+
+    def losses_of(batch: Any) -> tuple[dict[str, torch.Tensor], int]:
+        images, labels, mask = unpack_batch(batch, ctx.device)
+        with autocast(cfg.train.amp, ctx.device):
+            outputs = model(images)
+        outputs = {key: value.float() if torch.is_tensor(value) else value for key, value in outputs.items()}
+        losses = total_loss(
+            outputs,
+            labels,
+            lambda1=cfg.loss.lambda1,
+            lambda2=cfg.loss.lambda2,
+            tau=cfg.loss.tau,
+            alpha=cfg.loss.alpha,
+            num_k=cfg.loss.num_k,
+            reg=cfg.loss.reg,
+            component_mask=mask,
+            lambda_cls=cfg.loss.lambda_cls,
+            lambda_bce_patch=cfg.loss.lambda_bce_patch,
+            lambda_bce_class=cfg.loss.lambda_bce_class,
+            lambda_order=cfg.loss.lambda_order,
+            last_edit_highest=cfg.model.last_edit_highest,
+        )
+        return losses, images.shape[0]
+
+    return run_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps, losses_of)
+
+
+def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.data.batch_size,
+        sampler=make_sampler(dataset, ctx, shuffle=False, seed=cfg.seed),
+        num_workers=cfg.data.num_workers,
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+@torch.no_grad()
+def predict_split(
+    cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
+) -> dict[str, torch.Tensor]:
+    """Fused logits (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks."""
+    model.eval()
+    logits, mil_probs, labels = [], [], []
+    for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
+        images, label, _ = unpack_batch(batch, ctx.device)
+        with autocast(cfg.train.amp, ctx.device):
+            outputs = model(images)
+        logits.append(outputs["logits"].float())
+        mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
+        labels.append(label)
+    gathered = {
+        "logits": torch.cat(logits),
+        "mil_probs": torch.cat(mil_probs),
+        "labels": torch.cat(labels),
+    }
+    return {key: all_gather_tensors(value, ctx, len(dataset)).cpu() for key, value in gathered.items()}
+
+
+def selection_metric(metrics: dict[str, Any]) -> float:
+    """The validation number the best checkpoint maximises."""
+    value = metrics.get("fixed_acc", metrics.get("auc"))
+    return float("-inf") if value is None else float(value)
+
+
+def predict_image(
+    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The record and similarity map of one image, a batch (1, 3, S, S) on the model's device."""
+    return prediction_record(cfg, model(batch), threshold)
+
+
+def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) -> tuple[dict[str, Any], torch.Tensor]:
+    """The record and similarity map of the multi-label ranking model's outputs for one image."""
+    logits = outputs["logits"].float()[0].cpu()
+    probs = logits.sigmoid()
+    tokens = outputs["tokens"].float().cpu()
+    mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
+    similarity = patch_similarity_map(tokens[0], outputs["grid"])
+    if is_binary(cfg):
+        return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
+    names = names_of(cfg.data.subset)
+    # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
+    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
+    order = [int(i) for i in decoded[0] if i > 0]
+    record = {
+        "fake_probability": mil_prob,
+        "manipulations": [{"id": i, "name": names[i - 1], "probability": float(probs[i - 1])} for i in order],
+        "probabilities": {name: float(p) for name, p in zip(names, probs)},
+    }
+    return record, similarity
+
+
+def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Each patch's mean rectified similarity to the other patches, as an (h, w) map in [0, 1]."""
+    similarity = (tokens @ tokens.transpose(-1, -2)).relu()
+    count = tokens.shape[-2]
+    mean_to_others = (similarity.sum(-1) - similarity.diagonal(dim1=-2, dim2=-1)) / (count - 1)
+    return mean_to_others.reshape(grid)
+
+
+METHOD = Method(
+    name="mlrank",
+    build_model=build_model,
+    train_dataset=train_dataset,
+    train_batch_size=train_batch_size,
+    train_one_epoch=train_one_epoch,
+    evaluation_dataset=evaluation_dataset,
+    evaluate=evaluate,
+    selection_metric=selection_metric,
+    predict_image=predict_image,
+    gives_binary_metrics=is_binary,
+)
