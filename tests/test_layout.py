@@ -59,9 +59,8 @@ OLD_PATHS = {
 }
 # Modules that only re-export for old imports: they may import anything, and nothing else imports them.
 COMPAT_MODULES = tuple(OLD_PATHS)
-# Imports of an old path that remain, with why. data/synthetic.py's imports change with the split of
-# data/faces.py under way on another branch; it moves to mlrank.engine.runs after that lands.
-STILL_ON_OLD_PATHS = {("mlrank.data.synthetic", "mlrank.runs")}
+# Imports of an old path that remain inside the package, with why: none.
+STILL_ON_OLD_PATHS: set[tuple[str, str]] = set()
 
 
 def module_name(path: Path) -> str:

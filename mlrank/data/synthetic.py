@@ -50,7 +50,7 @@ from . import manipulations
 from .face_geometry import landmarks
 from .face_model import sample_face
 from .face_rendering import render
-from ..runs import atomic_write_bytes
+from ..engine.runs import atomic_write_bytes
 from .seqdeepfake import write_split
 from .vocab import SEQUENCE_LENGTH, SUBSETS, names_of
 
