@@ -28,9 +28,10 @@ Decisions (the paper leaves these open):
   final LayerNorm first, as a pre-norm transformer's output does before its head.
 * ``normalize_patch_tokens`` (default True, the paper's U) can be turned off to feed the encoder
   the projected FPN tokens as they are. On the built-in synthetic set (resnet10t from scratch,
-  64x64 images) none of the variants tried with the normalisation learnt the small components in
-  runs of 5 to 16 epochs: per-component accuracy stayed at about 0.8, what knowing only the number
-  of edits gives. Without it, with this patch branch and torchvision's FPN initialisation
+  64x64 images) the normalisation slows the learning of the components in every pairing measured
+  (docs/method.md section 2: with the paper's loss, 16 epochs, multi-label accuracy 0.839 against
+  0.883; with L_Order and the latest edit highest, 0.882 against 0.901 at epoch 8), and earlier
+  variants of this model did not leave the 0.8 that knowing only the number of edits gives. Without it, with this patch branch and torchvision's FPN initialisation
   (``mlrank.models.fpn``), three runs broke that plateau by epoch 8-9 (README, Results). Scale is not the
   reason: at initialisation the unnormalised tokens have norms 0.26-1.22 (mean 0.74), and
   normalised rows scaled up by sqrt(d) learnt more slowly still (one seed of two had begun after
