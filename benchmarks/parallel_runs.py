@@ -59,7 +59,7 @@ def read_plan(path: Path) -> list[PlannedRun]:
 
 def ablation_runs(common: list[str]) -> list[PlannedRun]:
     return [
-        PlannedRun(f"ablation/{row.name}", ablate.row_overrides(None, common, row)[len(common):])
+        PlannedRun(f"ablation/{row.name}", ablate.row_switches(None, common, row))
         for row in ablate.ROWS
     ]
 

@@ -130,19 +130,18 @@ def check_base_config(cfg: Config) -> None:
         )
 
 
-def row_overrides(config: str | Path | None, overrides: Sequence[str], row: AblationRow) -> list[str]:
-    """The overrides of one row, as ``python -m mlrank.train`` takes them: the user's, then the row's
-    switches (``ORDER_ON`` resolved to a weight)."""
+def row_switches(config: str | Path | None, overrides: Sequence[str], row: AblationRow) -> list[str]:
+    """The row's switches as ``python -m mlrank.train`` overrides, to follow the user's
+    (``ORDER_ON`` resolved to a weight)."""
     base_order = load_config(config, overrides).loss.lambda_order or DEFAULT_ORDER_WEIGHT
-    switches = [f"loss.lambda_order={base_order}" if switch == ORDER_ON else switch for switch in row.overrides]
-    return [*overrides, *switches]
+    return [f"loss.lambda_order={base_order}" if switch == ORDER_ON else switch for switch in row.overrides]
 
 
 def row_config(
     config: str | Path | None, overrides: Sequence[str], row: AblationRow, output_dir: Path
 ) -> Config:
     """The config of one row: the base config, the user's overrides, the row's switches, its folder."""
-    cfg = load_config(config, row_overrides(config, overrides, row))
+    cfg = load_config(config, [*overrides, *row_switches(config, overrides, row)])
     return dataclasses.replace(cfg, output_dir=str(output_dir / row.name))
 
 
