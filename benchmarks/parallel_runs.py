@@ -13,7 +13,9 @@ its folder is an ordinary run folder. ``--plan FILE`` lists runs, one a line: a 
 only writes the table. A small model on a large GPU is bound by Python's launch overhead, one core a
 run, so N runs side by side take little longer than one.
 
-At the deadline every run still going is stopped (its folder keeps its last checkpoint, so
+A run whose folder already holds a run is refused by ``mlrank.train`` as always, and its folder is
+left as it was (a finished one is still listed with its test metrics). At the deadline every run
+still going is stopped (its folder keeps its last checkpoint, so
 ``--resume`` continues it). ``ROOT/runs.json`` lists each run's status, seconds and test metrics.
 """
 
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     def launch(run: PlannedRun) -> None:
         folder = args.root / run.name
         folder.parent.mkdir(parents=True, exist_ok=True)
-        log = open(args.root / f"{run.name.replace('/', '__')}.log", "w", encoding="utf-8")
+        # Appended to: running the plan again keeps the earlier runs' logs.
+        log = open(args.root / f"{run.name.replace('/', '__')}.log", "a", encoding="utf-8")
         command = [sys.executable, "-m", "mlrank.train", *args.common, *run.overrides, f"output_dir={folder}"]
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **run.env}
         active[run.name] = (subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env), log,
