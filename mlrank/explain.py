@@ -243,7 +243,9 @@ def explain_image(cfg: Any, model: torch.nn.Module, image: np.ndarray, square: t
         outputs = model(batch)
     record, similarity = prediction_record(cfg, outputs, threshold)
     logits = outputs["logits"].float().cpu()
-    decoded = decode(logits, threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
+    order_scores = outputs["order_scores"].float().cpu() if "order_scores" in outputs else None
+    decoded = decode(logits, threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest,
+                     order_scores=order_scores)
     components = [int(i) for i in decoded[0] if i > 0]
     curve = mil_curve(outputs["tokens"][0].float().cpu(), cfg.loss.tau, cfg.loss.num_k)
     names = ["fake"] if is_binary(cfg) else list(names_of(cfg.data.subset))

@@ -59,7 +59,8 @@ from mlrank.engine.runs import (
 # Config keys a resume may change: where files are (a moved run folder, data set or weights file),
 # how many processes load data, and what is logged. Everything else would change the numbers.
 RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.json_prefix", "data.lmdb_path",
-                     "data.num_workers", "model.pretrained_file", "train.log_every", "train.tensorboard")
+                     "data.num_workers", "data.synthetic_cache_dir", "model.pretrained_file", "train.log_every",
+                     "train.tensorboard")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

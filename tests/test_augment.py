@@ -280,3 +280,38 @@ def test_weak_augment_blur_smooths_a_checkerboard():
 def test_weak_augment_rejects_bad_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         WeakAugment(**kwargs)
+
+
+# ---------------------------------------------------------------- flips alone
+
+
+def test_horizontal_flip_mirrors_columns_and_keeps_every_value():
+    from mlrank.data.augment import HorizontalFlip
+
+    image = face_like_image(3)
+    flipped = HorizontalFlip(p=1.0)(image, np.random.default_rng(0))
+    assert torch.equal(flipped[:, :, 0], image[:, :, -1])
+    assert torch.equal(flipped.flip(-1), image)  # no resampling: the pixel grid survives
+    assert torch.equal(HorizontalFlip(p=0.0)(image, np.random.default_rng(0)), image)
+
+
+def test_horizontal_flip_follows_the_generator_and_flips_about_half():
+    from mlrank.data.augment import HorizontalFlip
+
+    image = face_like_image(4)
+    flip = HorizontalFlip()
+    flipped = [not torch.equal(flip(image, np.random.default_rng(seed)), image) for seed in range(200)]
+    again = [not torch.equal(flip(image, np.random.default_rng(seed)), image) for seed in range(200)]
+    assert flipped == again
+    assert 70 < sum(flipped) < 130  # Binomial(200, 1/2): 5.6 standard deviations either side
+
+
+def test_horizontal_flip_rejects_bad_input():
+    from mlrank.data.augment import HorizontalFlip
+
+    with pytest.raises(ValueError, match="probability"):
+        HorizontalFlip(p=1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        HorizontalFlip()(face_like_image() * 2, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="numpy.random.Generator"):
+        HorizontalFlip()(face_like_image(), 0)

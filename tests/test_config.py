@@ -32,7 +32,7 @@ def test_no_file_gives_the_synthetic_defaults():
     assert config == Config()
     assert (config.method, config.seed, config.data.kind) == ("mlrank", 0, "synthetic")
     assert config.data.image_size == 64
-    assert (config.data.synthetic_train_size, config.data.synthetic_val_size) == (6000, 300)
+    assert (config.data.synthetic_train_size, config.data.synthetic_val_size) == (20000, 300)
     assert (config.loss.tau, config.loss.lambda1, config.loss.lambda2, config.loss.alpha) == (0.2, 1.0, 1.0, 1.0)
     assert config.seeable.grid == (4, 4)
 

@@ -529,3 +529,80 @@ def test_losses_of_a_model_that_scores_the_latest_edit_highest_use_the_reversed_
     for term in ("cls", "bce"):  # which components were edited does not depend on the order
         assert torch.equal(latest[term], paper[term]), term
     assert not torch.equal(latest["order"], paper["order"])
+
+
+# ---------------------------------------------------------------- the order head (beyond the paper)
+
+
+def test_decode_with_order_scores_by_hand():
+    logits = torch.tensor([[2.0, 1.0, -1.0, 3.0, -2.0]])  # detected: components 1, 2 and 4
+    order_scores = torch.tensor([[0.1, 0.5, 9.0, -0.3, 7.0]])  # undetected 3 and 5 score highest
+    # The first edit highest: 2 (0.5), 1 (0.1), 4 (-0.3); the logits' own order would be 4, 1, 2.
+    assert decode(logits, from_logits=True, order_scores=order_scores).tolist() == [[2, 1, 4, 0, 0]]
+    assert decode(logits, from_logits=True).tolist() == [[4, 1, 2, 0, 0]]
+    # The latest edit highest: listed by increasing order score.
+    assert decode(logits, from_logits=True, last_edit_highest=True,
+                  order_scores=order_scores).tolist() == [[4, 1, 2, 0, 0]]
+    # Ties in the order scores: the lower id first, as everywhere.
+    tied = torch.tensor([[1.0, 1.0, 0.0, 1.0, 0.0]])
+    assert decode(logits, from_logits=True, order_scores=tied).tolist() == [[1, 2, 4, 0, 0]]
+
+
+def test_edit_order_scores_with_order_scores_keep_detected_components_ahead():
+    from mlrank.ranking.decoding import edit_order_scores
+
+    logits = torch.tensor([[2.0, 1.0, -1.0, 3.0, -2.0], [-1.0, -1.0, -1.0, -1.0, -1.0]])
+    order_scores = torch.tensor([[0.1, 0.5, 9.0, -0.3, 7.0], [1.0, 2.0, 3.0, 4.0, 5.0]])
+    for latest in (False, True):
+        read = edit_order_scores(logits, from_logits=True, last_edit_highest=latest, order_scores=order_scores)
+        assert read[0, [0, 1, 3]].min() > read[0, [2, 4]].max()
+        own = -order_scores if latest else order_scores
+        for a in range(5):
+            for b in range(5):  # within each group the order is the order scores' (negated when latest)
+                if (a in (0, 1, 3)) == (b in (0, 1, 3)):
+                    assert (read[0, a] > read[0, b]) == (own[0, a] > own[0, b])
+        assert torch.equal(read[1].argsort(), own[1].double().argsort())  # nothing detected
+    with pytest.raises(ValueError, match="order_scores has shape"):
+        edit_order_scores(logits, from_logits=True, order_scores=order_scores[:, :4])
+
+
+def test_sequence_metrics_read_the_order_from_the_order_scores():
+    from mlrank.ranking.metrics import sequence_metrics
+
+    sequences = torch.tensor([[1, 4, 2, 0, 0], [3, 5, 0, 0, 0], [0, 0, 0, 0, 0]])
+    # The logits detect exactly the edited components, in the reverse of their order.
+    logits = torch.tensor([[1.0, 3.0, -5.0, 2.0, -5.0], [-5.0, -5.0, 1.0, -5.0, 2.0], [-5.0] * 5])
+    # The order scores rank the earliest edit highest.
+    order_scores = torch.tensor([[3.0, 1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 4.0, 0.0, -1.0], [0.0] * 5])
+    without = sequence_metrics(logits, sequences, from_logits=True)
+    with_head = sequence_metrics(logits, sequences, from_logits=True, order_scores=order_scores)
+    assert without["multilabel_acc"] == with_head["multilabel_acc"] == 1.0
+    # Fixed-Acc compares slot by slot: rows 0 and 1 get 3 of 5 slots (the middle one and the padding).
+    assert without["ordered_pairs"] == 0.0 and without["fixed_acc"] == pytest.approx(11 / 15)
+    assert with_head["ordered_pairs"] == 1.0 and with_head["fixed_acc"] == 1.0
+    assert with_head["kendall_tau"] == 1.0
+
+
+def test_total_loss_ranks_the_order_scores_when_the_model_has_them():
+    from mlrank.ranking.decoding import reverse_edit_order
+    from mlrank.ranking.losses import order_loss, rank_loss
+
+    generator = torch.Generator().manual_seed(5)
+    outputs = {
+        "tokens": torch.nn.functional.normalize(torch.randn(3, 9, 8, generator=generator), dim=-1),
+        "logits_patch": torch.randn(3, 5, generator=generator),
+        "logits_class": torch.randn(3, 5, generator=generator),
+        "order_scores": torch.randn(3, 5, generator=generator),
+    }
+    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0]])
+    terms = total_loss(outputs, sequences, lambda_order=1.0, last_edit_highest=True)
+    reversed_sequences = reverse_edit_order(sequences)
+    assert torch.equal(terms["order"], order_loss(outputs["order_scores"], reversed_sequences))
+    assert torch.equal(terms["rank"], rank_loss(outputs["logits"], reversed_sequences))  # the paper's, on f
+    plain = total_loss({k: v for k, v in outputs.items() if k != "order_scores"}, sequences,
+                       lambda_order=1.0, last_edit_highest=True)
+    for term in ("cls", "bce", "rank"):
+        assert torch.equal(terms[term], plain[term]), term
+    with pytest.raises(ValueError, match="order_scores"):
+        total_loss({**outputs, "order_scores": torch.zeros(3, 4)}, sequences, lambda_order=1.0)

@@ -461,3 +461,32 @@ def test_parameter_groups_scale_the_backbone_lr_and_spare_tokens_from_decay():
     before = model.class_weight.detach().clone()
     optimizer.step()
     assert not torch.equal(before, model.class_weight)
+
+
+def test_order_head_is_a_second_linear_on_the_class_tokens():
+    plain = small_model().eval()
+    with torch.no_grad():
+        assert "order_scores" not in plain(images())
+    model = small_model(order_head=True).eval()
+    captured = capture_encoder_output(model)
+    with torch.no_grad():
+        model.order_bias.normal_()
+        out = model(images())
+        class_tokens = model.class_norm(captured["encoded"][:, -5:])
+        expected = torch.stack([class_tokens[:, i] @ model.order_weight[i] + model.order_bias[i] for i in range(5)], 1)
+    torch.testing.assert_close(out["order_scores"], expected)
+    # The rest of the model is initialised as without the head (its parameters are drawn last).
+    with torch.no_grad():
+        torch.testing.assert_close(out["logits"], plain(images())["logits"])
+    with pytest.raises(ValueError, match="order_head needs num_classes >= 2"):
+        small_model(num_classes=1, order_head=True)
+
+
+def test_order_head_follows_the_config_and_needs_the_order_term():
+    from mlrank.engine.config import load_config
+    from mlrank.ranking.method import build_model
+
+    assert build_model(load_config(None, ["model.order_head=true"])).order_head
+    assert not build_model(load_config(None, ["model.order_head=false"])).order_head
+    with pytest.raises(ValueError, match="'loss.lambda_order' is 0"):
+        load_config(None, ["model.order_head=true", "loss.lambda_order=0"])

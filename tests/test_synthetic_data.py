@@ -71,6 +71,37 @@ def test_preloaded_items_equal_rendered_items():
         assert torch.equal(image, again) and torch.equal(sequence, again_sequence)
 
 
+def test_preload_cache_is_written_once_and_read_back(tmp_path, monkeypatch):
+    first = SyntheticSeqDeepFake("val", size=SMALL, num_images=5, seed=2).preload(cache_dir=tmp_path)
+    path = first.cache_path(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    # A second preload reads the file: rendering is not called at all.
+    monkeypatch.setattr("mlrank.data.synthetic.synthesize", lambda *a, **k: pytest.fail("rendered again"))
+    second = SyntheticSeqDeepFake("val", size=SMALL, num_images=5, seed=2).preload(cache_dir=tmp_path)
+    for index in range(5):
+        assert torch.equal(first[index][0], second[index][0])
+    # Every setting the pixels depend on is in the name.
+    for other in (SyntheticSeqDeepFake("val", size=SMALL, num_images=5, seed=3),
+                  SyntheticSeqDeepFake("test", size=SMALL, num_images=5, seed=2),
+                  SyntheticSeqDeepFake("val", size=SMALL + 8, num_images=5, seed=2),
+                  SyntheticSeqDeepFake("val", "facial_attributes", size=SMALL, num_images=5, seed=2),
+                  SyntheticSeqDeepFake("val", size=SMALL, num_images=6, seed=2)):
+        assert other.cache_path(tmp_path) != path
+
+
+def test_preload_cache_names_the_generator_and_refuses_a_wrong_file(tmp_path, monkeypatch):
+    import mlrank.data.synthetic as synthetic
+
+    dataset = SyntheticSeqDeepFake("val", size=SMALL, num_images=2)
+    before = dataset.cache_path(tmp_path)
+    assert synthetic.generator_digest() in before.name
+    monkeypatch.setattr(synthetic, "generator_digest", lambda: "000000000000")
+    assert dataset.cache_path(tmp_path) != before  # an edited generator reads no stale file
+    np.save(dataset.cache_path(tmp_path), np.zeros((3, SMALL, SMALL, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"expected uint8 \(2, 64, 64, 3\); delete it"):
+        dataset.preload(cache_dir=tmp_path)
+
+
 # ---------------------------------------------------------------- items
 
 

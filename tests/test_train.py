@@ -158,8 +158,30 @@ def test_resume_refuses_another_config_but_takes_new_paths(tmp_path, whole_run):
     with pytest.raises(ValueError, match=r"config differs from the checkpoint's in \['optim.lr'\]"):
         train.main(["--resume", str(run), "optim.lr=0.5"])
     # where the data are and how they load may change (the run is complete: only the test is redone)
-    assert train.main(["--resume", str(run), "data.num_workers=1", "train.log_every=5"]) == 0
+    cache = tmp_path / "cache"
+    arguments = ["data.num_workers=1", "train.log_every=5", f"data.synthetic_cache_dir={cache}"]
+    assert train.main(["--resume", str(run), *arguments]) == 0
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["num_workers"] == 1
+    assert sorted(path.name.split("_")[2] for path in cache.iterdir()) == ["test", "train", "val"]
+
+
+def test_hflip_flips_training_images_alone():
+    from mlrank.data.augment import HorizontalFlip, WeakAugment
+    from mlrank.ranking import method
+
+    plain = method.train_dataset(load_config(None, TINY))
+    flipping = method.train_dataset(load_config(None, [*TINY, "data.hflip=true"]))
+    assert isinstance(flipping.augment, HorizontalFlip)
+    flipped = []
+    for index in range(len(plain)):
+        image, sequence = plain[index]
+        other, other_sequence = flipping[index]
+        assert torch.equal(sequence, other_sequence)
+        assert torch.equal(other, image) or torch.equal(other, image.flip(-1))
+        flipped.append(not torch.equal(other, image))
+    assert 0 < sum(flipped) < len(flipped)
+    weak = method.train_dataset(load_config(None, [*TINY, "data.hflip=true", "data.weak_augment=true"]))
+    assert isinstance(weak.augment, WeakAugment)  # the weak augmentation flips already
 
 
 def test_resume_argument_errors(tmp_path):

@@ -1,6 +1,6 @@
 """Data: the built-in synthetic Seq-DeepFake, the real data sets, augmentation."""
 
-from .augment import WeakAugment, self_blended_image
+from .augment import HorizontalFlip, WeakAugment, self_blended_image
 from .binary import DeepfakeBenchDataset, FrameFolderDataset
 from .sampler import BalancedTriplets, collate_triplets, split_real_fake
 from .seqdeepfake import SeqDeepFakeDataset
@@ -13,6 +13,7 @@ __all__ = [
     "FACIAL_ATTRIBUTES",
     "FACIAL_COMPONENTS",
     "FrameFolderDataset",
+    "HorizontalFlip",
     "SEQUENCE_LENGTH",
     "SUBSETS",
     "SeqDeepFakeDataset",

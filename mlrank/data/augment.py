@@ -4,7 +4,8 @@ Images are float32 tensors [3, H, W] in [0, 1]; every random draw comes from the
 ``numpy.random.Generator`` passed in, so one seed gives one result.
 
 *Weak* (:class:`WeakAugment`): random resized crop, horizontal flip, colour jitter, Gaussian blur,
-with torchvision's tensor ops.
+with torchvision's tensor ops. :class:`HorizontalFlip` is the flip alone, for data whose traces live
+on the pixel grid (the built-in synthetic set).
 
 *Strong* (:func:`self_blended_image`): a pseudo-fake made from a real face as in Self-Blended Images
 (Shiohara and Yamasaki, CVPR 2022): a face region (convex hull of the landmarks, a given face mask,
@@ -176,6 +177,28 @@ class WeakAugment:
             if radius > 0:
                 out = TF.gaussian_blur(out, [2 * radius + 1] * 2, [sigma, sigma])
         return out.clamp_(0.0, 1.0)
+
+
+class HorizontalFlip:
+    """A horizontal flip with probability ``p``, nothing else: the pixels keep their values and
+    their grid, so periodic traces (a generator's fingerprint) survive, which the weak augmentation's
+    resampled crop and blur would wipe out.
+
+    Call as ``flip(image, rng)`` with an image [3, H, W] in [0, 1]; returns [3, H, W].
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        if not 0 <= p <= 1:
+            raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __repr__(self) -> str:
+        return f"HorizontalFlip(p={self.p})"
+
+    def __call__(self, image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        _check_image(image)
+        _check_rng(rng)
+        return image.flip(-1) if rng.random() < self.p else image
 
 
 # ---------------------------------------------------------------------------------------------

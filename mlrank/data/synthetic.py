@@ -23,7 +23,8 @@ Decisions:
   and their order are uniformly random: the first `length` entries of a random permutation of 1..5.
 * Default split sizes: train 6000, val 600, test 600 (multiples of 6).
 * `preload` renders a split once into memory (uint8); items then come from memory, equal to
-  rendering them. Training does this by default (`data.synthetic_in_memory`).
+  rendering them. Training does this by default (`data.synthetic_in_memory`); with
+  `data.synthetic_cache_dir` the rendered split is also kept on disk for the next run.
 * Attribute faces are drawn at least moderately aged (wrinkle strength >= 0.45) and without bangs,
   glasses, beard or smile, so that every attribute edit adds something visible.
 * `component_masks[name]` is the region the edit was blended into (blend weight >= 0.5), not what of
@@ -34,6 +35,9 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
+import hashlib
+import io
 import json
 import operator
 import os
@@ -199,13 +203,21 @@ class SyntheticSeqDeepFake(Dataset):
         self._sequences = _split_sequences(self._key, num_images)
         self._images: np.ndarray | None = None  # uint8 (len, H, W, 3) once preloaded
 
-    def preload(self, num_workers: int = 0, progress: bool = False) -> "SyntheticSeqDeepFake":
+    def preload(self, num_workers: int = 0, progress: bool = False,
+                cache_dir: str | os.PathLike | None = None) -> "SyntheticSeqDeepFake":
         """Renders every image once into memory (uint8, 3 bytes a pixel) and returns self.
 
         Items are then read from memory, identical to rendering them; epochs after the first cost
         nothing to generate, and the CPU goes to the model instead. ``sample`` still renders, as it
-        returns the landmarks and masks too.
+        returns the landmarks and masks too. With ``cache_dir``, the rendered split is saved there
+        (atomically, as ``.npy``) and later calls with the same settings and generator read it back
+        instead of rendering (:meth:`cache_path`).
         """
+        if self._images is None and cache_dir is not None:
+            path = self.cache_path(cache_dir)
+            if path.is_file():
+                self._images = self._read_cache(path)
+                return self
         if self._images is None:
             from torch.utils.data import DataLoader
             from tqdm import tqdm
@@ -220,7 +232,29 @@ class SyntheticSeqDeepFake(Dataset):
                 images[start:start + len(batch)] = batch.numpy()
                 start += len(batch)
             self._images = images
+            if cache_dir is not None:
+                atomic_write_bytes(self.cache_path(cache_dir), _npy_bytes(images))
         return self
+
+    def cache_path(self, cache_dir: str | os.PathLike) -> Path:
+        """Where ``preload`` caches this split: the name holds every setting the pixels depend on
+        and a digest of the generator's source and OpenCV's version, so a changed generator never
+        reads a stale file."""
+        name = (f"{self.subset}_{self.split}_seed{self.seed}_{self.size}px_{self.num_images}_"
+                f"{generator_digest()}.npy")
+        return Path(cache_dir) / name
+
+    def _read_cache(self, path: Path) -> np.ndarray:
+        try:
+            images = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read the synthetic image cache {path}: {error}; delete it to "
+                             "render the split again") from None
+        expected = (self.num_images, self.size, self.size, 3)
+        if images.dtype != np.uint8 or images.shape != expected:
+            raise ValueError(f"synthetic image cache {path} holds {images.dtype} {images.shape}, "
+                             f"expected uint8 {expected}; delete it to render the split again")
+        return images
 
     def __len__(self) -> int:
         return self.num_images
@@ -263,6 +297,26 @@ class SyntheticSeqDeepFake(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, sequence
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+_GENERATOR_MODULES = ("synthetic", "manipulations", "face_model", "face_geometry", "face_rendering",
+                      "painting", "vocab")
+
+
+@functools.cache
+def generator_digest() -> str:
+    """12 hex digits of SHA-256 over the generator's source files and the numpy and OpenCV versions
+    (the pixels depend on all of them)."""
+    digest = hashlib.sha256(f"{np.__version__} {cv2.__version__}".encode())
+    for module in _GENERATOR_MODULES:
+        digest.update((Path(__file__).parent / f"{module}.py").read_bytes())
+    return digest.hexdigest()[:12]
 
 
 class _RenderedImages(Dataset):

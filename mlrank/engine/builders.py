@@ -78,7 +78,7 @@ def build_dataset(cfg: Config, split: str, preload: bool = True) -> Dataset:
             split, data.subset, size=data.image_size, num_images=sizes[split], seed=data.synthetic_seed
         )
         if data.synthetic_in_memory and preload:
-            dataset.preload(data.num_workers, progress=is_main_process())
+            dataset.preload(data.num_workers, progress=is_main_process(), cache_dir=data.synthetic_cache_dir)
         return dataset
     if data.kind == "deepfakebench":
         name = data.test_dataset_name if split == "test" and data.test_dataset_name else data.dataset_name

@@ -79,11 +79,14 @@ class DataConfig:
     root: str | None = None  # Seq-DeepFake root, DeepfakeBench frames root, or frames/<split>/{real,fake}/<video>/
     subset: Literal["facial_components", "facial_attributes"] = "facial_components"  # Seq-DeepFake
     image_size: int = 64
-    synthetic_train_size: int = 6000
+    synthetic_train_size: int = 20000
     synthetic_val_size: int = 300
     synthetic_test_size: int = 300
     synthetic_seed: int = 0  # the synthetic data set's content; the training seed is `seed`
     synthetic_in_memory: bool = True  # render the synthetic images once and keep them in memory
+    # A folder where the rendered splits are saved, so later runs with the same settings skip
+    # rendering (files named by the settings and a digest of the generator); null renders every run.
+    synthetic_cache_dir: str | None = None
     json_path: str | None = None  # DeepfakeBench JSON index, or its folder of <data set>.json (dataset_json_folder)
     dataset_name: str | None = None  # DeepfakeBench data set to train on, e.g. "FaceForensics++"
     compression: Literal["raw", "c23", "c40"] = "c23"
@@ -103,6 +106,8 @@ class DataConfig:
     num_workers: int = 2
     weak_augment: bool = False  # flip, random crop, colour jitter, Gaussian blur (the real-data configs set it)
     strong_augment: bool = False  # self-blended pseudo-fakes from real faces
+    # Horizontal flips alone (when weak_augment is off): the pixel grid and its traces are kept.
+    hflip: bool = False
     batch_size: int = 32
 
 
@@ -129,6 +134,10 @@ class ModelConfig:
     # section 5), which the synthetic default learns far better. The real-data configs keep the
     # paper's; checkpoints saved before this key existed decode as the paper does.
     last_edit_highest: bool = True
+    # Beyond the paper: a second linear on each class token scores the order of the edits, trained
+    # by L_Order (needs loss.lambda_order > 0), so that the fused logits only detect (docs/method.md
+    # section 5). Off: the fused logits detect and order, as in the paper.
+    order_head: bool = False
 
 
 @dataclass
@@ -160,7 +169,7 @@ class OptimConfig:
     lr: float = 2e-3
     backbone_lr_scale: float = 1.0  # the paper's 0.1 is for pretrained backbones
     weight_decay: float = 0.05
-    epochs: int = 16
+    epochs: int = 4
     warmup_epochs: int = 0
     grad_clip: float | None = None  # max gradient norm; None: no clipping
     scheduler: Literal["cosine", "constant"] = "cosine"

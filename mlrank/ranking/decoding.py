@@ -9,6 +9,8 @@ Decisions:
   accepted (the default), for callers that have nothing else.
 - With ``model.last_edit_highest`` the logits rank the most recent edit highest, so the detected
   components are listed by increasing score, the earliest edit first (docs/method.md section 5).
+- A model with an order head (``model.order_head``, beyond the paper) gives separate order scores:
+  the fused logits still decide which components were edited, the order scores in which order.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
   detected components would understate every metric.
 """
@@ -36,7 +38,12 @@ def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
 
 
 def edit_order_scores(
-    scores: torch.Tensor, threshold: float = 0.5, *, from_logits: bool = False, last_edit_highest: bool = False
+    scores: torch.Tensor,
+    threshold: float = 0.5,
+    *,
+    from_logits: bool = False,
+    last_edit_highest: bool = False,
+    order_scores: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scores whose decreasing order is the predicted edit order, the earliest edit first.
 
@@ -44,7 +51,19 @@ def edit_order_scores(
     scores the most recent edit highest (``last_edit_highest``), the detected components' scores
     mirrored within their own range, so that they keep their place above the undetected ones and
     the lowest-scored detected component comes first. Detection (the threshold) is unchanged.
+
+    With a model's separate ``order_scores`` (an order head), the detected components are ordered
+    by those instead (negated with ``last_edit_highest``) and lifted above every undetected one;
+    detection still reads ``scores``.
     """
+    if order_scores is not None:
+        check_scores(order_scores, "order_scores", probabilities=False)
+        if order_scores.shape != scores.shape:
+            raise ValueError(f"order_scores has shape {tuple(order_scores.shape)}, scores {tuple(scores.shape)}")
+        detected = above_threshold(scores, threshold, from_logits)
+        ranking = (-order_scores if last_edit_highest else order_scores).double()
+        span = ranking.amax(dim=1, keepdim=True) - ranking.amin(dim=1, keepdim=True)
+        return torch.where(detected, ranking + span + 1, ranking)
     if not last_edit_highest:
         return scores
     detected = above_threshold(scores, threshold, from_logits)
@@ -61,6 +80,7 @@ def decode(
     *,
     from_logits: bool = False,
     last_edit_highest: bool = False,
+    order_scores: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Predicted sequences from the fused scores (docs/method.md section 7).
 
@@ -73,6 +93,8 @@ def decode(
         from_logits: ``scores`` are logits.
         last_edit_highest: the model scores the most recent edit highest (``model.last_edit_highest``):
             the detected components are listed by increasing score instead, the earliest edit first.
+        order_scores: (B, L) a model's order head's scores: they order the detected components
+            (by decreasing score, or increasing with ``last_edit_highest``); ``scores`` detect.
 
     Returns:
         (B, length) int64: ids 1..L of the predicted components by decreasing score (ties: lower
@@ -84,8 +106,9 @@ def decode(
     """
     check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
     is_detected = above_threshold(scores, threshold, from_logits)
-    if last_edit_highest:
-        scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=True)
+    if last_edit_highest or order_scores is not None:
+        scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=last_edit_highest,
+                                   order_scores=order_scores)
     batch, num_components = scores.shape
     if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < num_components:
         raise ValueError(

@@ -306,7 +306,8 @@ def total_loss(
 
     Args:
         outputs: the model's outputs: "tokens" (B, N, d) normalised patch tokens after the
-            encoder, "logits_patch", "logits_class" and "logits" (fused), each (B, L).
+            encoder, "logits_patch", "logits_class" and "logits" (fused), each (B, L); with an
+            order head also "order_scores" (B, L), which L_Order then ranks instead of the logits.
         sequences: (B, T) ground-truth sequences; in binary mode (L = 1) also (B,) 0/1 labels.
         lambda1, lambda2: weights of L_BCE (both branches) and L_Rank.
         tau, num_k, reg: see :func:`cls_loss`.
@@ -343,7 +344,7 @@ def total_loss(
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3 or tokens.shape[0] != batch:
         shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
         raise ValueError(f"outputs['tokens'] must be ({batch}, N, d) to match the logits, got {shape}")
-    for key in ("logits_patch", "logits_class"):
+    for key in ("logits_patch", "logits_class", *(("order_scores",) if "order_scores" in outputs else ())):
         if not isinstance(outputs[key], torch.Tensor) or outputs[key].shape != logits.shape:
             raise ValueError(
                 f"outputs[{key!r}] must have the shape of outputs['logits'], {tuple(logits.shape)}"
@@ -369,7 +370,8 @@ def total_loss(
         ranked = reverse_edit_order(as_sequences(sequences, num_components)) if last_edit_highest else sequences
         terms["rank"] = rank_loss(logits, ranked, alpha, mask)
         total = total + lambda2 * terms["rank"]
-        terms["order"] = order_loss(logits, ranked, mask)
+        # With an order head (outputs["order_scores"]) L_Order trains it, and the logits only detect.
+        terms["order"] = order_loss(outputs.get("order_scores", logits), ranked, mask)
         if lambda_order:  # off: eq. 15 exactly, not eq. 15 + 0 * L_Order
             total = total + lambda_order * terms["order"]
     terms["total"] = total

@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mlrank.data import BalancedTriplets, WeakAugment, self_blended_image, split_real_fake
+from mlrank.data import BalancedTriplets, HorizontalFlip, WeakAugment, self_blended_image, split_real_fake
 from mlrank.data.vocab import names_of
 from mlrank.engine.builders import EpochAugmented, build_dataset, is_binary, labels_of
 from mlrank.engine.config import Config
@@ -53,13 +53,18 @@ def build_model(cfg: Config) -> MultiLabelRankingModel:
         dropout=model.dropout,
         normalize_patch_tokens=model.normalize_patch_tokens,
         standardize_input=model.standardize_input,
+        order_head=model.order_head and num_classes > 1,
     )
 
 
 def train_dataset(cfg: Config) -> Dataset:
-    """The training split with the weak augmentation, as triplets when strong augmentation is on."""
+    """The training split with the weak augmentation (or flips alone, ``data.hflip``), as triplets
+    when strong augmentation is on."""
     dataset = build_dataset(cfg, "train")
-    weak = WeakAugment(cfg.data.image_size) if cfg.data.weak_augment else None
+    if cfg.data.weak_augment:
+        weak = WeakAugment(cfg.data.image_size)
+    else:
+        weak = HorizontalFlip() if cfg.data.hflip else None
     if cfg.data.strong_augment:
         real, fake = split_real_fake(labels_of(dataset))
         return BalancedTriplets(dataset, real, fake, self_blended_image, weak, seed=cfg.seed)
@@ -150,14 +155,17 @@ def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLo
 def predict_split(
     cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
 ) -> dict[str, torch.Tensor]:
-    """Fused logits (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks."""
+    """Fused logits (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks; with
+    an order head also its "order_scores" (M, L)."""
     model.eval()
-    logits, mil_probs, labels = [], [], []
+    logits, mil_probs, labels, order_scores = [], [], [], []
     for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
         images, label, _ = unpack_batch(batch, ctx.device)
         with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
         logits.append(outputs["logits"].float())
+        if "order_scores" in outputs:
+            order_scores.append(outputs["order_scores"].float())
         mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
         labels.append(label)
     gathered = {
@@ -165,6 +173,8 @@ def predict_split(
         "mil_probs": torch.cat(mil_probs),
         "labels": torch.cat(labels),
     }
+    if order_scores:
+        gathered["order_scores"] = torch.cat(order_scores)
     return {key: all_gather_tensors(value, ctx, len(dataset)).cpu() for key, value in gathered.items()}
 
 
@@ -192,7 +202,9 @@ def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) ->
         return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
     names = names_of(cfg.data.subset)
     # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
-    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest)
+    order_scores = outputs["order_scores"].float()[:1].cpu() if "order_scores" in outputs else None
+    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest,
+                     order_scores=order_scores)
     order = [int(i) for i in decoded[0] if i > 0]
     record = {
         "fake_probability": mil_prob,
@@ -210,6 +222,15 @@ def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.T
     return mean_to_others.reshape(grid)
 
 
+def check_config(cfg: Config) -> None:
+    """An order head is trained by L_Order alone: with its weight at 0 it would order at random."""
+    if cfg.model.order_head and cfg.loss.lambda_order == 0 and not is_binary(cfg) and cfg.model.num_classes > 1:
+        raise ValueError(
+            "config key 'model.order_head' is true but 'loss.lambda_order' is 0: the order head is "
+            "trained by L_Order only; set model.order_head=false for the paper's loss"
+        )
+
+
 METHOD = Method(
     name="mlrank",
     build_model=build_model,
@@ -221,4 +242,5 @@ METHOD = Method(
     selection_metric=selection_metric,
     predict_image=predict_image,
     gives_binary_metrics=is_binary,
+    check_config=check_config,
 )

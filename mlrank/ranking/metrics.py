@@ -35,6 +35,7 @@ def sequence_metrics(
     *,
     from_logits: bool = False,
     last_edit_highest: bool = False,
+    order_scores: torch.Tensor | None = None,
 ) -> dict:
     """All sequence metrics from the fused scores (M, L) and ground-truth sequences (M, T), T >= L;
     predictions are decoded with :func:`mlrank.ranking.decoding.decode` at the same width T.
@@ -47,6 +48,8 @@ def sequence_metrics(
         from_logits: ``scores`` are logits.
         last_edit_highest: the scores rank the most recent edit highest (``model.last_edit_highest``):
             decoding and the order metrics read :func:`mlrank.ranking.decoding.edit_order_scores`.
+        order_scores: (M, L) the scores of a model's order head, which order the detected
+            components (see :func:`mlrank.ranking.decoding.decode`).
 
     Returns {"fixed_acc", "adaptive_acc", "multilabel_acc", "ordered_pairs", "kendall_tau": float
     (the last two NaN when no image has two manipulated components), "order_r2": list of L floats}.
@@ -55,8 +58,9 @@ def sequence_metrics(
     num_components = scores.shape[1]
     labels, _ = sequence_targets(sequences, num_components)
     pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits,
-                  last_edit_highest=last_edit_highest)
-    order_scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=last_edit_highest)
+                  last_edit_highest=last_edit_highest, order_scores=order_scores)
+    order_scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=last_edit_highest,
+                                     order_scores=order_scores)
     return {
         "fixed_acc": fixed_acc(pred, sequences),
         "adaptive_acc": adaptive_acc(pred, sequences),
@@ -76,7 +80,8 @@ def split_metrics(
         metrics = binary_metrics(logits[:, 0].sigmoid(), labels, video_ids)
         metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
         return metrics
-    metrics = sequence_metrics(logits, labels, from_logits=True, last_edit_highest=last_edit_highest)
+    metrics = sequence_metrics(logits, labels, from_logits=True, last_edit_highest=last_edit_highest,
+                               order_scores=predictions.get("order_scores"))
     # Undefined metrics (NaN) are JSON null: R^2 of a component never manipulated, or always at one
     # position; the order metrics of a split without an image of two manipulated components.
     metrics["order_r2"] = [_none_if_nan(r2) for r2 in metrics["order_r2"]]

@@ -80,11 +80,15 @@ class MultiLabelRankingModel(nn.Module):
         standardize_input: standardise the [0, 1] images with the backbone's own mean and std
             (timm's ``pretrained_cfg``; see :mod:`mlrank.models.standardize`), which pretrained
             weights expect; False feeds the backbone the [0, 1] pixels.
+        order_head: beyond the paper, a second linear on each class token gives "order_scores",
+            which order the detected components (trained by L_Order); the fused logits then only
+            detect. False: the fused logits do both, as in the paper.
         backbone_kwargs: extra arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     ``forward(images)`` with images (B, 3, H, W) returns a dict:
         "tokens" (B, N, d): patch tokens after the encoder, rows l2-normalised (for L_CLS);
         "logits_patch", "logits_class", "logits" (B, L): f^U, f^V and their mean f;
+        "order_scores" (B, L), with ``order_head`` only: the edit order's scores;
         "grid" (h, w): the token grid, N = h * w.
     """
 
@@ -100,6 +104,7 @@ class MultiLabelRankingModel(nn.Module):
         dropout: float = 0.0,
         normalize_patch_tokens: bool = True,
         standardize_input: bool = True,
+        order_head: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -113,6 +118,8 @@ class MultiLabelRankingModel(nn.Module):
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
+        if order_head and num_classes < 2:
+            raise ValueError("order_head needs num_classes >= 2: binary detection has no order")
         self.num_classes = num_classes
         self.normalize_patch_tokens = normalize_patch_tokens
         self.backbone, channels, reductions = create_backbone(
@@ -120,6 +127,11 @@ class MultiLabelRankingModel(nn.Module):
         )
         self.standardize = Standardize(self.backbone.body.pretrained_cfg) if standardize_input else nn.Identity()
         self.fpn = FPN(channels, reductions, token_dim, out_stride)
+        # NHWC convolutions: 1.24x the training speed of the synthetic default on the CPU (oneDNN),
+        # and the layout cuDNN prefers under bf16. Parameters keep their values; state dicts load as
+        # before (load_state_dict copies into these tensors, keeping their layout).
+        self.backbone.to(memory_format=torch.channels_last)
+        self.fpn.to(memory_format=torch.channels_last)
         self.token_projection = nn.Conv2d(token_dim, token_dim, kernel_size=1)
 
         size = img_size or self.backbone.input_size or DEFAULT_IMG_SIZE
@@ -151,10 +163,18 @@ class MultiLabelRankingModel(nn.Module):
         self.class_weight = nn.Parameter(torch.empty(num_classes, token_dim))
         self.class_bias = nn.Parameter(torch.zeros(num_classes))
         nn.init.trunc_normal_(self.class_weight, std=0.02)
+        # Beyond the paper: a second linear per class token scores the edit order alone, so that the
+        # fused logits only have to say which components were edited (docs/method.md section 5).
+        self.order_head = order_head
+        if order_head:
+            self.order_weight = nn.Parameter(torch.empty(num_classes, token_dim))
+            self.order_bias = nn.Parameter(torch.zeros(num_classes))
+            nn.init.trunc_normal_(self.order_weight, std=0.02)
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         self._check_images(images)
-        feature_map = self.token_projection(self.fpn(self.backbone(self.standardize(images))))
+        images = self.standardize(images).contiguous(memory_format=torch.channels_last)
+        feature_map = self.token_projection(self.fpn(self.backbone(images)))
         batch, dim, height, width = feature_map.shape
         patch_tokens = feature_map.flatten(2).transpose(1, 2)
         if self.normalize_patch_tokens:
@@ -180,13 +200,16 @@ class MultiLabelRankingModel(nn.Module):
         token_map = encoded_patches.transpose(1, 2).reshape(batch, dim, height, width)
         logits_patch = self.patch_head(token_map)
         logits_class = (class_tokens * self.class_weight).sum(dim=-1) + self.class_bias
-        return {
+        outputs = {
             "tokens": tokens,
             "logits_patch": logits_patch,
             "logits_class": logits_class,
             "logits": (logits_patch + logits_class) / 2,
             "grid": (height, width),
         }
+        if self.order_head:
+            outputs["order_scores"] = (class_tokens * self.order_weight).sum(dim=-1) + self.order_bias
+        return outputs
 
     def _check_images(self, images: torch.Tensor) -> None:
         if not isinstance(images, torch.Tensor):
