@@ -1,5 +1,5 @@
 """The paper's loss ablation (its Table 3) in one command:
-``python -m mlrank.ablate [--config FILE_OR_NAME] [--output-dir DIR] [key=value ...]``.
+``python -m mlrank.ablate [--config FILE_OR_NAME] [--output-dir DIR] [--rows NAME,...] [key=value ...]``.
 
 Each row of ``ROWS`` is a normal training run (``mlrank.train.run``, the code path of
 ``python -m mlrank.train``) of the same config, seed, data and schedule with some loss terms switched
@@ -21,7 +21,8 @@ Decisions:
   lambda2 = 0.5 keeps 0.5 wherever Rank is on. A base config that has a term off already is an error:
   the rows that add it would be mislabelled.
 - Rows are data: a new loss term adds its weight to ``term_weights`` and its rows to ``ROWS``;
-  running the command again trains only the new rows.
+  running the command again trains only the new rows. ``--rows`` names the rows to train and
+  table (in ``ROWS``' order); by default every row.
 - Resume: a row whose folder holds ``test_metrics.json`` is finished and not trained again (its
   config must be the one the row would use now, output_dir aside, or the command stops before
   training anything); a row with ``last.pt`` but no test metrics continues from it (``--resume``);
@@ -247,8 +248,10 @@ def run_ablation(
     output_dir: Path | None,
     argv: Sequence[str],
     ctx: DistContext,
+    rows: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Train (or reuse) every row of ``ROWS``; returns the summary written to ablation.json."""
+    """Train (or reuse) every row of ``ROWS``, or those named in ``rows`` (in ``ROWS``' order);
+    returns the summary written to ablation.json."""
     if any(override.partition("=")[0].strip() == "output_dir" for override in overrides):
         raise ValueError(
             "give the ablation's folder as --output-dir, not output_dir=...; each row gets a subfolder"
@@ -261,7 +264,11 @@ def run_ablation(
     names = [row.name for row in ROWS]
     if len(set(names)) != len(names):
         raise ValueError(f"ablation rows must have distinct names, got {names}")
-    planned = [(row, row_config(config, overrides, row, output_dir)) for row in ROWS]
+    unknown = sorted(set(rows or ()) - set(names))
+    if unknown:
+        raise ValueError(f"unknown ablation row(s) {unknown}; the rows are {names}")
+    selected = [row for row in ROWS if rows is None or row.name in rows]
+    planned = [(row, row_config(config, overrides, row, output_dir)) for row in selected]
     for row, cfg in planned:
         check_existing_run(cfg, row)
 
@@ -301,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", help="a YAML file or the name of a shipped config (default: synthetic)")
     parser.add_argument("--output-dir", help="the ablation's folder (default: <config's output_dir>_ablation)")
     parser.add_argument(
+        "--rows", help="comma-separated row names to train and table (default: every row), e.g. bce_u,all_terms"
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="applied to every row, e.g. optim.epochs=8"
     )
     args = parser.parse_args(argv)
@@ -313,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             None if args.output_dir is None else Path(args.output_dir),
             list(sys.argv if argv is None else argv),
             ctx,
+            None if args.rows is None else [name.strip() for name in args.rows.split(",") if name.strip()],
         )
     finally:
         cleanup(ctx)

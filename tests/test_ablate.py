@@ -233,3 +233,13 @@ def test_a_row_folder_with_another_config_stops_the_command(tmp_path, monkeypatc
         ablate.main(["--output-dir", str(out), *TINY, "optim.lr=0.5"])
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         ablate.main(["--output-dir", str(out / "ablation.md"), *TINY])
+
+
+def test_rows_option_trains_and_tables_the_named_rows_only(tmp_path):
+    out = tmp_path / "ablation"
+    assert ablate.main(["--output-dir", str(out), "--rows", "all_terms, bce_u", *TINY]) == 0
+    summary = json.loads((out / "ablation.json").read_text())
+    assert [row["name"] for row in summary["rows"]] == ["bce_u", "all_terms"]  # in ROWS' order
+    assert sorted(path.name for path in out.iterdir() if path.is_dir()) == ["all_terms", "bce_u"]
+    with pytest.raises(ValueError, match=r"unknown ablation row\(s\) \['bce_x'\]; the rows are \['bce_u', "):
+        ablate.main(["--output-dir", str(out), "--rows", "bce_u,bce_x", *TINY])
