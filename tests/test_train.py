@@ -58,6 +58,10 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     evaluated = json.loads((run / "best_val_metrics.json").read_text())
     best_record = max(records, key=lambda r: r["val_fixed_acc"])
     assert evaluated["fixed_acc"] == pytest.approx(best_record["val_fixed_acc"])
+    # Options and key=value overrides in any order.
+    again = tmp_path / "again.json"
+    assert evaluate.main([str(run / "best.pt"), "data.num_workers=1", "--split", "val", "--output", str(again)]) == 0
+    assert json.loads(again.read_text()) == evaluated
 
     images = tmp_path / "images"
     images.mkdir()
