@@ -38,8 +38,9 @@ Decisions (the paper leaves these open):
   10 epochs). The likely reason is that the normalisation discards how strongly each patch
   responds. An earlier patch branch (3x3 conv to d channels, BN, ReLU, average pool, linear, on
   the normalised U~) did not learn in any configuration tried. With the later synthetic schedule
-  (20000 images x 4 epochs) the normalised run is close behind (multi-label accuracy 0.926 against
-  0.931). The real-data configs keep the paper's normalisation.
+  (20000 images x 4 epochs) the normalised run is close behind with L_Order (multi-label accuracy
+  0.926 against 0.931) and still well behind under the paper's loss (0.816 against 0.863). The
+  real-data configs keep the paper's normalisation.
 * ``dropout`` is the encoder layer's dropout (attention and MLP).
 * Binary detection is ``num_classes=1``: the same model with one logit per branch.
 """
