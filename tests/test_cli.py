@@ -142,7 +142,7 @@ def wait_for(condition, process, timeout=120):
 
 def test_ctrl_c_stops_cleanly_and_prints_the_command_that_resumes(tmp_path):
     run = tmp_path / "run"
-    epochs = 4
+    epochs = 12  # many short epochs: the interrupt must land before the run ends, on a loaded machine too
     process = start("-m", "mlrank.train", *tiny_overrides(run, f"optim.epochs={epochs}"), cwd=tmp_path)
     wait_for(lambda: (run / "last.pt").is_file(), process)
     process.send_signal(signal.SIGINT)
