@@ -142,8 +142,11 @@ def wait_for(condition, process, timeout=120):
 
 def test_ctrl_c_stops_cleanly_and_prints_the_command_that_resumes(tmp_path):
     run = tmp_path / "run"
-    epochs = 12  # many short epochs: the interrupt must land before the run ends, on a loaded machine too
-    process = start("-m", "mlrank.train", *tiny_overrides(run, f"optim.epochs={epochs}"), cwd=tmp_path)
+    epochs = 4
+    # As in a terminal: a shell's background job (CI started with `&`) inherits SIGINT ignored, and
+    # Python then installs no handler, so the run would never see the Ctrl-C.
+    process = start("-m", "mlrank.train", *tiny_overrides(run, f"optim.epochs={epochs}"), cwd=tmp_path,
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: (run / "last.pt").is_file(), process)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
