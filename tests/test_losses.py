@@ -492,16 +492,25 @@ def test_order_loss_pushes_the_earlier_edit_up_and_the_later_down():
     assert grad[2] < 0 < grad[0] and grad[1] == 0  # descent raises f3 (first), lowers f1 (second)
 
 
+def random_outputs(batch, seed, order_scores=False):
+    """Model outputs of random values: unit tokens (batch, 9, 8), both branches' logits and their mean,
+    and with ``order_scores`` an order head's scores (drawn last, so the rest is the same either way)."""
+    generator = torch.Generator().manual_seed(seed)
+    outputs = {
+        "tokens": torch.nn.functional.normalize(torch.randn(batch, 9, 8, generator=generator), dim=-1),
+        "logits_patch": torch.randn(batch, 5, generator=generator),
+        "logits_class": torch.randn(batch, 5, generator=generator),
+    }
+    if order_scores:
+        outputs["order_scores"] = torch.randn(batch, 5, generator=generator)
+    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    return outputs
+
+
 def test_total_loss_adds_the_order_term_only_when_weighted():
     from mlrank.ranking.losses import order_loss
 
-    generator = torch.Generator().manual_seed(3)
-    outputs = {
-        "tokens": torch.nn.functional.normalize(torch.randn(4, 9, 8, generator=generator), dim=-1),
-        "logits_patch": torch.randn(4, 5, generator=generator),
-        "logits_class": torch.randn(4, 5, generator=generator),
-    }
-    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    outputs = random_outputs(4, seed=3)
     sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0], [2, 0, 0, 0, 0]])
     off = total_loss(outputs, sequences)
     on = total_loss(outputs, sequences, lambda_order=0.5)
@@ -513,13 +522,7 @@ def test_total_loss_adds_the_order_term_only_when_weighted():
 def test_losses_of_a_model_that_scores_the_latest_edit_highest_use_the_reversed_order():
     from mlrank.ranking.decoding import reverse_edit_order
 
-    generator = torch.Generator().manual_seed(4)
-    outputs = {
-        "tokens": torch.nn.functional.normalize(torch.randn(3, 9, 8, generator=generator), dim=-1),
-        "logits_patch": torch.randn(3, 5, generator=generator),
-        "logits_class": torch.randn(3, 5, generator=generator),
-    }
-    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    outputs = random_outputs(3, seed=4)
     sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0]])
     latest = total_loss(outputs, sequences, lambda_order=1.0, last_edit_highest=True)
     paper_on_reversed = total_loss(outputs, reverse_edit_order(sequences), lambda_order=1.0)
@@ -587,14 +590,7 @@ def test_total_loss_ranks_the_order_scores_when_the_model_has_them():
     from mlrank.ranking.decoding import reverse_edit_order
     from mlrank.ranking.losses import order_loss, rank_loss
 
-    generator = torch.Generator().manual_seed(5)
-    outputs = {
-        "tokens": torch.nn.functional.normalize(torch.randn(3, 9, 8, generator=generator), dim=-1),
-        "logits_patch": torch.randn(3, 5, generator=generator),
-        "logits_class": torch.randn(3, 5, generator=generator),
-        "order_scores": torch.randn(3, 5, generator=generator),
-    }
-    outputs["logits"] = (outputs["logits_patch"] + outputs["logits_class"]) / 2
+    outputs = random_outputs(3, seed=5, order_scores=True)
     sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0]])
     terms = total_loss(outputs, sequences, lambda_order=1.0, last_edit_highest=True)
     reversed_sequences = reverse_edit_order(sequences)
