@@ -1,5 +1,6 @@
 """Run folders: atomic writes, RNG capture, checkpoints and bit-for-bit resume, the metrics log."""
 
+import errno
 import json
 import os
 import random
@@ -58,6 +59,20 @@ def test_failing_serializer_leaves_the_old_file_intact(tmp_path):
         atomic_write_json(path, {"not json": object()})
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
+
+
+def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    # torch.save reports a full disk as "unexpected pos N vs M"; the error should name the cause.
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"weights": torch.arange(5)}, path)
+    before = path.read_bytes()
+    usage = runs.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda folder: usage._replace(free=4096))
+    with pytest.raises(OSError, match=r"no space left on the disk to write .*last\.pt \(old file kept\)") as caught:
+        atomic_torch_save({"weights": torch.zeros(1000), "bad": FailsWhilePickled()}, path)
+    assert caught.value.errno == errno.ENOSPC
+    assert isinstance(caught.value.__cause__, RuntimeError)
+    assert path.read_bytes() == before and leftovers(tmp_path) == []
 
 
 def test_failure_after_the_new_bytes_are_written_leaves_the_old_file_intact(tmp_path, monkeypatch):

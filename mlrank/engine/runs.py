@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import codecs
 import datetime
+import errno
 import importlib.metadata
 import json
 import os
@@ -59,6 +60,7 @@ import platform
 import random
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 from collections import OrderedDict
@@ -97,11 +99,23 @@ def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: 
                 file.flush()
                 os.fsync(file.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
+        full = isinstance(error, Exception) and _disk_is_full(path.parent)
         temporary.unlink(missing_ok=True)
+        if full:
+            # torch.save reports a full disk only as "unexpected pos N vs M".
+            raise OSError(errno.ENOSPC, f"no space left on the disk to write {path} (old file kept)") from error
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def _disk_is_full(folder: Path) -> bool:
+    """Whether fewer than 1 MiB are free where ``folder`` lives (what a failed write leaves)."""
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def _fsync_folder(folder: Path) -> None:
