@@ -11,7 +11,8 @@ row), and prints it. ``key=value`` overrides apply to every row, before the row'
 Decisions:
 - Rows follow Table 3: BCE^U alone, then BCE^U plus each other term, plus CLS and Rank together,
   and all terms (docs/method.md section 6), each with the order term beyond the paper (L_Order) off,
-  and the logits in the paper's order (``model.last_edit_highest`` false), so they are the paper's
+  and the logits in the paper's order (``model.last_edit_highest`` false) and no count head
+  (``model.count_head``: decoding thresholds each component), so they are the paper's
   losses whatever the base config says. Four more rows add L_Order, at the config's
   ``loss.lambda_order`` (1 where the config has it off), to BCE^U alone and to all terms, each with
   the logits in the paper's order and with the latest edit highest (docs/method.md section 5), and
@@ -83,7 +84,8 @@ FIRST_HIGHEST = "model.last_edit_highest=false"  # the paper's order of the logi
 LATEST_HIGHEST = "model.last_edit_highest=true"
 HEAD_OFF = "model.order_head=false"  # the fused logits order the edits, as in the paper
 HEAD_ON = "model.order_head=true"
-PAPER = (ORDER_OFF, FIRST_HIGHEST, HEAD_OFF)  # what every row of the paper's Table 3 has
+COUNT_OFF = "model.count_head=false"  # decoding thresholds each component, as in the paper
+PAPER = (ORDER_OFF, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)  # what every row of the paper's Table 3 has
 
 ROWS: list[AblationRow] = [
     AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *PAPER)),

@@ -602,3 +602,65 @@ def test_total_loss_ranks_the_order_scores_when_the_model_has_them():
         assert torch.equal(terms[term], plain[term]), term
     with pytest.raises(ValueError, match="order_scores"):
         total_loss({**outputs, "order_scores": torch.zeros(3, 4)}, sequences, lambda_order=1.0)
+
+
+# ---------------------------------------------------------------- the count head (beyond the paper)
+
+
+def test_count_loss_is_the_cross_entropy_of_the_number_of_edits_by_hand():
+    from mlrank.ranking.losses import count_loss
+
+    count_logits = torch.tensor([[2.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 3.0, 0.0, 0.0, -1.0]])
+    sequences = torch.tensor([[0, 0, 0, 0, 0], [4, 1, 0, 0, 0]])  # 0 and 2 edits
+    # -log softmax: row 0 at class 0, row 1 at class 2.
+    row0 = -2.0 + math.log(math.exp(2.0) + 5)
+    row1 = -3.0 + math.log(1 + math.e + math.exp(3.0) + 2 + math.exp(-1.0))
+    assert count_loss(count_logits, sequences).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    masked = count_loss(count_logits, sequences, sample_mask=torch.tensor([0, 1]))
+    assert masked.item() == pytest.approx(row1, rel=1e-6)
+    with pytest.raises(ValueError, match="count_logits must be"):
+        count_loss(count_logits[0], sequences)
+
+
+def test_total_loss_adds_the_count_term_only_for_a_model_with_a_count_head():
+    from mlrank.ranking.losses import count_loss
+
+    outputs = random_outputs(3, seed=6)
+    sequences = torch.tensor([[1, 4, 2, 0, 0], [0, 0, 0, 0, 0], [5, 3, 0, 0, 0]])
+    plain = total_loss(outputs, sequences)
+    assert "count" not in plain
+    count_logits = torch.randn(3, 6, generator=torch.Generator().manual_seed(7))
+    with_head = total_loss({**outputs, "count_logits": count_logits}, sequences, lambda_count=0.5)
+    assert torch.equal(with_head["count"], count_loss(count_logits, sequences))
+    assert torch.equal(with_head["total"], plain["total"] + 0.5 * with_head["count"])
+
+
+def test_count_shifted_logits_keep_exactly_the_top_k_by_hand():
+    from mlrank.ranking.decoding import count_shifted_logits
+
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.1, -0.5]] * 3)
+    # The count head says 3, 0 and 5 edits.
+    count_logits = torch.tensor([[0.0, 0, 0, 5, 0, 0], [5.0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0, 0, 5]])
+    shifted = count_shifted_logits(logits, count_logits)
+    # 3: zero midway between 0.1 and -0.5; 0: one below the largest; 5: one above the smallest.
+    torch.testing.assert_close(shifted, logits.double() - torch.tensor([[-0.2], [3.0], [-2.0]], dtype=torch.float64))
+    assert decode(shifted, from_logits=True).tolist() == [[3, 1, 4, 0, 0], [0] * 5, [3, 1, 4, 5, 2]]
+    assert decode(shifted, from_logits=True, last_edit_highest=True).tolist() == [[4, 1, 3, 0, 0], [0] * 5,
+                                                                                    [2, 5, 4, 1, 3]]
+    # Two float32 logits one ulp apart stay on their sides of zero.
+    close = torch.tensor([[1.0, torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)).item(), -3, -3, -3]])
+    assert decode(count_shifted_logits(close, torch.tensor([[0.0, 9, 0, 0, 0, 0]])), from_logits=True).tolist() \
+        == [[2, 0, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"count_logits must be \(3, 6\)"):
+        count_shifted_logits(logits, count_logits[:, :5])
+
+
+def test_decision_logits_are_the_fused_logits_unless_a_count_head_decides():
+    from mlrank.ranking.decoding import count_shifted_logits, decision_logits
+
+    outputs = random_outputs(2, seed=8)
+    assert torch.equal(decision_logits(outputs), outputs["logits"])
+    count_logits = torch.randn(2, 6, generator=torch.Generator().manual_seed(9))
+    read = decision_logits({**outputs, "count_logits": count_logits})
+    assert torch.equal(read, count_shifted_logits(outputs["logits"], count_logits))
+    assert ((read > 0).sum(dim=1) == count_logits.argmax(dim=1)).all()

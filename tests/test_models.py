@@ -490,3 +490,62 @@ def test_order_head_follows_the_config_and_needs_the_order_term():
     assert not build_model(load_config(None, ["model.order_head=false"])).order_head
     with pytest.raises(ValueError, match="'loss.lambda_order' is 0"):
         load_config(None, ["model.order_head=true", "loss.lambda_order=0"])
+
+
+def box_residual(image):
+    """x minus the mean of its 3x3 neighbourhood, edges replicated, by explicit loops."""
+    padded = F.pad(image, (1, 1, 1, 1), mode="replicate")
+    height, width = image.shape[-2:]
+    neighbours = sum(padded[..., dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))
+    return image - neighbours / 9
+
+
+def test_highpass_input_adds_the_residual_from_the_local_mean_as_three_channels():
+    model = small_model(highpass_input=True).eval()
+    assert model.backbone.body.conv1.weight.shape[1] == 6
+    batch = images().sigmoid()
+    seen = backbone_input(model, batch)
+    standardised = backbone_input(small_model().eval(), batch)
+    torch.testing.assert_close(seen[:, :3], standardised)
+    # Evaluation mode, fresh BatchNorm (running mean 0, variance 1): the residual itself.
+    torch.testing.assert_close(seen[:, 3:], box_residual(standardised) / math.sqrt(1 + 1e-5))
+    # A hand case: inside a +-1 checkerboard a pixel's 3x3 mean is c / 9, so the residual is 8c / 9.
+    board = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1
+    residual = box_residual(board.expand(1, 3, 8, 8))
+    torch.testing.assert_close(residual[..., 1:-1, 1:-1], board[1:-1, 1:-1].expand(1, 3, 6, 6) * 8 / 9)
+    # Trained, the BatchNorm gives the residual unit scale whatever the images' contrast.
+    model.train()
+    faint = backbone_input(model, 0.5 + 0.01 * images(batch=8))[:, 3:]
+    torch.testing.assert_close(faint.std(dim=(0, 2, 3), correction=0), torch.ones(3), atol=1e-2, rtol=0)
+
+
+def test_highpass_input_follows_the_config():
+    from mlrank.engine.config import load_config
+    from mlrank.ranking.method import build_model
+
+    assert isinstance(build_model(load_config(None, [])).highpass, torch.nn.Identity)
+    model = build_model(load_config(None, ["model.highpass_input=true"]))
+    assert model.backbone.body.conv1[0].weight.shape[1] == 6
+
+
+def test_count_head_is_a_linear_on_the_mean_of_the_encoded_patch_tokens():
+    model = small_model(count_head=True).eval()
+    captured = capture_encoder_output(model)
+    with torch.no_grad():
+        out = model(images())
+        patches = captured["encoded"][:, :-5]
+        expected = patches.mean(dim=1) @ model.count_head.weight.T + model.count_head.bias
+    assert out["count_logits"].shape == (2, 6)
+    torch.testing.assert_close(out["count_logits"], expected)
+    with pytest.raises(ValueError, match="count_head needs num_classes >= 2"):
+        small_model(num_classes=1, count_head=True)
+
+
+def test_count_head_follows_the_config_and_needs_the_count_term():
+    from mlrank.engine.config import load_config
+    from mlrank.ranking.method import build_model
+
+    assert build_model(load_config(None, ["model.count_head=true"])).count_head is not None
+    assert build_model(load_config(None, [])).count_head is None
+    with pytest.raises(ValueError, match="'loss.lambda_count' is 0"):
+        load_config(None, ["model.count_head=true", "loss.lambda_count=0"])

@@ -221,3 +221,48 @@ def test_outputs_never_replace_inputs_or_earlier_results(tmp_path, checkpoint):
 
 def snapshot_names(folder):
     return sorted(os.listdir(folder))
+
+
+def test_a_count_head_decides_how_many_components_predict_lists(tmp_path):
+    folder = tmp_path / "run"
+    cfg = load_config(overrides=[f"data.image_size={SIZE}", "model.token_dim=16", "model.num_heads=2",
+                                 "model.out_stride=8", "model.count_head=true", f"output_dir={folder}"])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # a count head that says 4 whatever the image; logits left as they are
+        model.count_head.weight.zero_()
+        model.count_head.bias.copy_(torch.tensor([0.0, 0, 0, 0, 5, 0]))
+    optimizer, scheduler = build_optimizer(cfg, model, steps_per_epoch=1)
+    state = {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "epoch": 0, "global_step": 0, "best_metric": 0.0, "rng": capture_rng_state(), "config": config_to_dict(cfg),
+    }
+    checkpoint = str(RunFolder(folder).save_checkpoint(state, "best"))
+    rgb = texture(SIZE, SIZE, seed=3)
+    _, records = run(checkpoint, [write_rgb(tmp_path / "in/face.png", rgb)], tmp_path / "out")
+    listed = [m["id"] for m in records["face.png"]["manipulations"]]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)["logits"][0]
+    assert (logits > 0).sum() != 4  # the threshold alone would list another number
+    # The four highest logits, listed the earliest edit first (the latest edit scores highest).
+    assert listed == (logits.argsort(descending=True)[:4] + 1).flip(0).tolist()
+
+
+def test_evaluation_reads_the_count_heads_decision():
+    from mlrank.data.synthetic import SyntheticSeqDeepFake
+    from mlrank.engine.distributed import init_distributed
+    from mlrank.ranking.method import predict_split
+
+    cfg = load_config(overrides=[f"data.image_size={SIZE}", "model.token_dim=16", "model.num_heads=2",
+                                 "model.out_stride=8", "model.count_head=true", "data.num_workers=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.count_head.weight.zero_()
+        model.count_head.bias.copy_(torch.tensor([0.0, 0, 0, 5, 0, 0]))  # 3 edits, whatever the image
+    dataset = SyntheticSeqDeepFake("val", size=SIZE, num_images=6)
+    predictions = predict_split(cfg, model, dataset, init_distributed())
+    assert ((predictions["logits"] > 0).sum(dim=1) == 3).all()
+    with torch.no_grad():
+        fused = torch.cat([model(torch.stack([dataset[i][0] for i in range(6)]))["logits"]])
+    assert torch.equal(predictions["logits"].argsort(dim=1), fused.double().argsort(dim=1))  # order kept

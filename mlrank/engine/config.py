@@ -138,6 +138,14 @@ class ModelConfig:
     # by L_Order (needs loss.lambda_order > 0), so that the fused logits only detect (docs/method.md
     # section 5). Off: the fused logits detect and order, as in the paper.
     order_head: bool = False
+    # Beyond the paper: feed the backbone each image's high-pass residual (image minus its 3x3
+    # mean) as three more channels, as forensic detectors do with SRM filters (docs/method.md
+    # section 2), so the first convolution sees the fine traces an edit leaves.
+    highpass_input: bool = False
+    # Beyond the paper: a linear on the mean of the encoded patch tokens scores how many components
+    # were edited (0..L), trained by L_Count; decoding then keeps the top-k fused logits, k its
+    # argmax, instead of thresholding each component (docs/method.md section 5).
+    count_head: bool = False
 
 
 @dataclass
@@ -160,6 +168,7 @@ class LossConfig:
     lambda_bce_patch: float = 1.0  # L_BCE^U, the patch branch, times lambda1
     lambda_bce_class: float = 1.0  # L_BCE^V, the class branch, times lambda1
     lambda_order: float = 1.0  # L_Order, beyond the paper (0 in the real-data configs): pairwise order of the edits
+    lambda_count: float = 1.0  # L_Count, beyond the paper: trains model.count_head (no effect without it)
 
 
 @dataclass

@@ -11,6 +11,11 @@ Decisions:
   components are listed by increasing score, the earliest edit first (docs/method.md section 5).
 - A model with an order head (``model.order_head``, beyond the paper) gives separate order scores:
   the fused logits still decide which components were edited, the order scores in which order.
+- A model with a count head (``model.count_head``, beyond the paper) says how many components were
+  edited; its decision logits are the fused logits shifted per image so that exactly the top k are
+  positive, k the count head's argmax (:func:`count_shifted_logits`). Every reader of the logits
+  (decoding at any threshold's default 0.5, the order metrics, predict's probabilities) then sees
+  the count head's decision without knowing of it.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
   detected components would understate every metric.
 """
@@ -35,6 +40,38 @@ def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
     positions = torch.arange(sequences.shape[1], device=sequences.device).expand_as(sequences)
     source = torch.where(positions < lengths, lengths - 1 - positions, positions)
     return sequences.gather(1, source)
+
+
+def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> torch.Tensor:
+    """The fused logits shifted per image so that exactly the top k are positive, k = argmax of the
+    count head's scores (ties: the smaller count), in float64.
+
+    The shift puts 0 midway between the k-th and (k + 1)-th largest logit (1 below the largest when
+    k = 0, 1 above the smallest when k = L), so the order of the logits, which decoding reads, is
+    kept. float64 makes the midpoint of two float32 logits exact: the k-th stays strictly positive
+    unless it ties with the (k + 1)-th, when both sit at 0 and neither is detected.
+    """
+    check_scores(logits, "logits", probabilities=False)
+    batch, num_components = logits.shape
+    if count_logits.shape != (batch, num_components + 1):
+        raise ValueError(
+            f"count_logits must be ({batch}, {num_components + 1}) for logits of shape {tuple(logits.shape)}, "
+            f"got {tuple(count_logits.shape)}"
+        )
+    ordered = logits.double().sort(dim=1, descending=True).values
+    padded = torch.cat([ordered[:, :1] + 2, ordered, ordered[:, -1:] - 2], dim=1)  # room for k = 0 and k = L
+    count = count_logits.argmax(dim=1, keepdim=True)
+    midpoint = (padded.gather(1, count) + padded.gather(1, count + 1)) / 2
+    return logits.double() - midpoint
+
+
+def decision_logits(outputs: dict) -> torch.Tensor:
+    """The logits decoding reads from a model's outputs: the fused logits as float, or with a count
+    head (``outputs["count_logits"]``) the same shifted to its count (:func:`count_shifted_logits`)."""
+    logits = outputs["logits"].float()
+    if "count_logits" in outputs:
+        return count_shifted_logits(logits, outputs["count_logits"].float())
+    return logits
 
 
 def edit_order_scores(

@@ -284,6 +284,24 @@ def order_loss(
     return _masked_batch_mean(per_sample, sample_mask)
 
 
+def count_loss(
+    count_logits: torch.Tensor,
+    sequences: torch.Tensor,
+    sample_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """L_Count, beyond the paper: cross-entropy of the count head's (B, L + 1) scores against the
+    number of edited components (0..L), averaged over the (unmasked) samples."""
+    if not isinstance(count_logits, torch.Tensor) or count_logits.dim() != 2 or not count_logits.is_floating_point():
+        raise ValueError("count_logits must be a (B, L + 1) floating tensor")
+    labels, _ = sequence_targets(sequences, count_logits.shape[1] - 1)
+    if labels.shape[0] != count_logits.shape[0]:
+        raise ValueError(f"count_logits has {count_logits.shape[0]} rows but sequences has {labels.shape[0]}")
+    if sample_mask is not None:
+        sample_mask = _check_mask(sample_mask, labels.shape[0], "sample_mask")
+    counts = labels.to(count_logits.device).sum(dim=1).long()
+    return _masked_batch_mean(F.cross_entropy(count_logits, counts, reduction="none"), sample_mask)
+
+
 def total_loss(
     outputs: Mapping[str, torch.Tensor],
     sequences: torch.Tensor,
@@ -299,6 +317,7 @@ def total_loss(
     lambda_bce_patch: float = 1.0,
     lambda_bce_class: float = 1.0,
     lambda_order: float = 0.0,
+    lambda_count: float = 1.0,
     last_edit_highest: bool = False,
 ) -> dict[str, torch.Tensor]:
     """L_Total = lambda_cls L_CLS + lambda1 (lambda_bce_patch L_BCE^U + lambda_bce_class L_BCE^V)
@@ -317,12 +336,15 @@ def total_loss(
         lambda_cls: weight of L_CLS.
         lambda_bce_patch, lambda_bce_class: weights of L_BCE^U and L_BCE^V inside L_BCE.
         lambda_order: weight of L_Order (:func:`order_loss`), beyond the paper; 0 leaves eq. 15.
+        lambda_count: weight of L_Count (:func:`count_loss`), beyond the paper, which trains a count
+            head; it applies only to outputs with "count_logits".
         last_edit_highest: L_Rank and L_Order rank the most recent edit highest (the rank targets
             of the reversed sequences), for a model decoded that way (``model.last_edit_highest``,
             docs/method.md section 5); False is the paper's order, the first edit highest.
 
     Returns:
-        {"cls", "bce", "bce_patch", "bce_class", "rank", "order", "total"}: scalar tensors. Each
+        {"cls", "bce", "bce_patch", "bce_class", "rank", "order", "total"}, and "count" for a
+        model with a count head: scalar tensors. Each
         term is unweighted except "bce", which is lambda_bce_patch "bce_patch" + lambda_bce_class
         "bce_class" (the paper's L_BCE with the default weights); "total" is the weighted sum.
         "rank" and "order" are absent when L = 1.
@@ -338,6 +360,7 @@ def total_loss(
     lambda_bce_patch = _check_weight(lambda_bce_patch, "lambda_bce_patch")
     lambda_bce_class = _check_weight(lambda_bce_class, "lambda_bce_class")
     lambda_order = _check_weight(lambda_order, "lambda_order")
+    lambda_count = _check_weight(lambda_count, "lambda_count")
     tokens, logits = outputs["tokens"], outputs["logits"]
     check_scores(logits, "outputs['logits']", probabilities=False)
     batch, num_components = logits.shape
@@ -374,5 +397,8 @@ def total_loss(
         terms["order"] = order_loss(outputs.get("order_scores", logits), ranked, mask)
         if lambda_order:  # off: eq. 15 exactly, not eq. 15 + 0 * L_Order
             total = total + lambda_order * terms["order"]
+        if "count_logits" in outputs:
+            terms["count"] = count_loss(outputs["count_logits"], sequences, mask)
+            total = total + lambda_count * terms["count"]
     terms["total"] = total
     return terms

@@ -31,7 +31,7 @@ from mlrank.engine.distributed import DistContext, all_gather_tensors, autocast,
 from mlrank.engine.epoch import run_epoch
 from mlrank.engine.methods import Method
 from mlrank.ops import contrastive_mil
-from mlrank.ranking.decoding import decode
+from mlrank.ranking.decoding import decision_logits, decode
 from mlrank.ranking.losses import total_loss
 from mlrank.ranking.metrics import split_metrics
 from mlrank.ranking.model import MultiLabelRankingModel
@@ -54,6 +54,8 @@ def build_model(cfg: Config) -> MultiLabelRankingModel:
         normalize_patch_tokens=model.normalize_patch_tokens,
         standardize_input=model.standardize_input,
         order_head=model.order_head and num_classes > 1,
+        highpass_input=model.highpass_input,
+        count_head=model.count_head and num_classes > 1,
     )
 
 
@@ -134,6 +136,7 @@ def train_one_epoch(
             lambda_bce_patch=cfg.loss.lambda_bce_patch,
             lambda_bce_class=cfg.loss.lambda_bce_class,
             lambda_order=cfg.loss.lambda_order,
+            lambda_count=cfg.loss.lambda_count,
             last_edit_highest=cfg.model.last_edit_highest,
         )
         return losses, images.shape[0]
@@ -163,7 +166,7 @@ def predict_split(
         images, label, _ = unpack_batch(batch, ctx.device)
         with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
-        logits.append(outputs["logits"].float())
+        logits.append(decision_logits(outputs))
         if "order_scores" in outputs:
             order_scores.append(outputs["order_scores"].float())
         mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
@@ -193,7 +196,7 @@ def predict_image(
 
 def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) -> tuple[dict[str, Any], torch.Tensor]:
     """The record and similarity map of the multi-label ranking model's outputs for one image."""
-    logits = outputs["logits"].float()[0].cpu()
+    logits = decision_logits(outputs)[0].cpu()
     probs = logits.sigmoid()
     tokens = outputs["tokens"].float().cpu()
     mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
@@ -223,11 +226,17 @@ def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.T
 
 
 def check_config(cfg: Config) -> None:
-    """An order head is trained by L_Order alone: with its weight at 0 it would order at random."""
+    """An order head is trained by L_Order alone, a count head by L_Count: with its weight at 0 the
+    head would decide at random."""
     if cfg.model.order_head and cfg.loss.lambda_order == 0 and not is_binary(cfg) and cfg.model.num_classes > 1:
         raise ValueError(
             "config key 'model.order_head' is true but 'loss.lambda_order' is 0: the order head is "
             "trained by L_Order only; set model.order_head=false for the paper's loss"
+        )
+    if cfg.model.count_head and cfg.loss.lambda_count == 0 and not is_binary(cfg) and cfg.model.num_classes > 1:
+        raise ValueError(
+            "config key 'model.count_head' is true but 'loss.lambda_count' is 0: the count head is "
+            "trained by L_Count only; set model.count_head=false"
         )
 
 

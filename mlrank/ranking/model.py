@@ -62,6 +62,24 @@ from mlrank.models.standardize import Standardize
 DEFAULT_IMG_SIZE = 224
 
 
+class HighPassChannels(nn.Module):
+    """(B, 3, H, W) -> (B, 6, H, W): the image, then its residual from a 3x3 mean, batch-normalised.
+
+    Edits leave their traces at the finest scale (seams, resampling, a generator's periodic
+    fingerprint), the scale a strided stem sees least of; the residual removes the image content
+    that dwarfs them, as forensic detectors' fixed SRM filters do. The BatchNorm gives the
+    residual unit scale, whatever the images' contrast.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(3)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        local_mean = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+        return torch.cat([images, self.norm(images - local_mean)], dim=1)
+
+
 class MultiLabelRankingModel(nn.Module):
     """Backbone + FPN + one transformer encoder layer + patch and class branches.
 
@@ -85,12 +103,18 @@ class MultiLabelRankingModel(nn.Module):
         order_head: beyond the paper, a second linear on each class token gives "order_scores",
             which order the detected components (trained by L_Order); the fused logits then only
             detect. False: the fused logits do both, as in the paper.
+        highpass_input: beyond the paper, the backbone also sees each image's high-pass residual
+            (:class:`HighPassChannels`) as three more input channels; a pretrained first
+            convolution is adapted by timm (``in_chans=6``).
+        count_head: beyond the paper, a linear on the mean of the encoded patch tokens U~ gives
+            "count_logits" (B, L + 1), scores of 0..L edited components (trained by L_Count).
         backbone_kwargs: extra arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
 
     ``forward(images)`` with images (B, 3, H, W) returns a dict:
         "tokens" (B, N, d): patch tokens after the encoder, rows l2-normalised (for L_CLS);
         "logits_patch", "logits_class", "logits" (B, L): f^U, f^V and their mean f;
         "order_scores" (B, L), with ``order_head`` only: the edit order's scores;
+        "count_logits" (B, L + 1), with ``count_head`` only: scores of 0..L edited components;
         "grid" (h, w): the token grid, N = h * w.
     """
 
@@ -107,6 +131,8 @@ class MultiLabelRankingModel(nn.Module):
         normalize_patch_tokens: bool = True,
         standardize_input: bool = True,
         order_head: bool = False,
+        highpass_input: bool = False,
+        count_head: bool = False,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -122,12 +148,16 @@ class MultiLabelRankingModel(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         if order_head and num_classes < 2:
             raise ValueError("order_head needs num_classes >= 2: binary detection has no order")
+        if count_head and num_classes < 2:
+            raise ValueError("count_head needs num_classes >= 2: binary detection has one component")
         self.num_classes = num_classes
         self.normalize_patch_tokens = normalize_patch_tokens
         self.backbone, channels, reductions = create_backbone(
-            backbone, pretrained_file, out_stride, img_size=img_size, **(backbone_kwargs or {})
+            backbone, pretrained_file, out_stride, in_chans=6 if highpass_input else 3, img_size=img_size,
+            **(backbone_kwargs or {}),
         )
         self.standardize = Standardize(self.backbone.body.pretrained_cfg) if standardize_input else nn.Identity()
+        self.highpass = HighPassChannels() if highpass_input else nn.Identity()
         self.fpn = FPN(channels, reductions, token_dim, out_stride)
         # NHWC convolutions: 1.24x the training speed of the synthetic default on the CPU (oneDNN),
         # and the layout cuDNN prefers under bf16. Parameters keep their values; state dicts load as
@@ -172,10 +202,13 @@ class MultiLabelRankingModel(nn.Module):
             self.order_weight = nn.Parameter(torch.empty(num_classes, token_dim))
             self.order_bias = nn.Parameter(torch.zeros(num_classes))
             nn.init.trunc_normal_(self.order_weight, std=0.02)
+        # Beyond the paper: how many components were edited, from the whole image (every edit
+        # re-processes all of it), so that decoding need not threshold each component alone.
+        self.count_head = nn.Linear(token_dim, num_classes + 1) if count_head else None
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         self._check_images(images)
-        images = self.standardize(images).contiguous(memory_format=torch.channels_last)
+        images = self.highpass(self.standardize(images)).contiguous(memory_format=torch.channels_last)
         feature_map = self.token_projection(self.fpn(self.backbone(images)))
         batch, dim, height, width = feature_map.shape
         patch_tokens = feature_map.flatten(2).transpose(1, 2)
@@ -211,6 +244,8 @@ class MultiLabelRankingModel(nn.Module):
         }
         if self.order_head:
             outputs["order_scores"] = (class_tokens * self.order_weight).sum(dim=-1) + self.order_bias
+        if self.count_head is not None:
+            outputs["count_logits"] = self.count_head(encoded_patches.mean(dim=1))
         return outputs
 
     def _check_images(self, images: torch.Tensor) -> None:
