@@ -83,7 +83,7 @@ from mlrank.predict import (
     resolve_device,
 )
 from mlrank.preprocess import crop_square
-from mlrank.ranking.decoding import decode
+from mlrank.ranking.decoding import decision_logits, decode
 from mlrank.ranking.method import METHOD as RANKING
 from mlrank.ranking.method import prediction_record
 
@@ -242,7 +242,7 @@ def explain_image(cfg: Any, model: torch.nn.Module, image: np.ndarray, square: t
     with torch.no_grad():
         outputs = model(batch)
     record, similarity = prediction_record(cfg, outputs, threshold)
-    logits = outputs["logits"].float().cpu()
+    logits = decision_logits(outputs).cpu()  # what predict decodes (a count head's decision too)
     order_scores = outputs["order_scores"].float().cpu() if "order_scores" in outputs else None
     decoded = decode(logits, threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest,
                      order_scores=order_scores)
