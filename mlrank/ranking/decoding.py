@@ -14,8 +14,8 @@ Decisions:
 - A model with a count head (``model.count_head``, beyond the paper) says how many components were
   edited; its decision logits are the fused logits shifted per image so that exactly the top k are
   positive, k the count head's argmax (:func:`count_shifted_logits`). Every reader of the logits
-  (decoding at any threshold's default 0.5, the order metrics, predict's probabilities) then sees
-  the count head's decision without knowing of it.
+  (decoding at the default threshold 0.5, the order metrics, predict's probabilities) then sees
+  the count head's decision without knowing of it; another threshold moves away from it.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
   detected components would understate every metric.
 """
