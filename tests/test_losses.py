@@ -664,3 +664,9 @@ def test_decision_logits_are_the_fused_logits_unless_a_count_head_decides():
     read = decision_logits({**outputs, "count_logits": count_logits})
     assert torch.equal(read, count_shifted_logits(outputs["logits"], count_logits))
     assert ((read > 0).sum(dim=1) == count_logits.argmax(dim=1)).all()
+
+
+def test_total_loss_refuses_count_logits_of_another_width():
+    outputs = random_outputs(2, seed=10)
+    with pytest.raises(ValueError, match=r"outputs\['count_logits'\] must be \(2, 6\)"):
+        total_loss({**outputs, "count_logits": torch.zeros(2, 5)}, torch.tensor([[1, 0, 0, 0, 0], [0] * 5]))

@@ -52,6 +52,7 @@ def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> to
     unless it ties with the (k + 1)-th, when both sit at 0 and neither is detected.
     """
     check_scores(logits, "logits", probabilities=False)
+    check_scores(count_logits, "count_logits", probabilities=False)
     batch, num_components = logits.shape
     if count_logits.shape != (batch, num_components + 1):
         raise ValueError(

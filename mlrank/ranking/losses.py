@@ -291,8 +291,7 @@ def count_loss(
 ) -> torch.Tensor:
     """L_Count, beyond the paper: cross-entropy of the count head's (B, L + 1) scores against the
     number of edited components (0..L), averaged over the (unmasked) samples."""
-    if not isinstance(count_logits, torch.Tensor) or count_logits.dim() != 2 or not count_logits.is_floating_point():
-        raise ValueError("count_logits must be a (B, L + 1) floating tensor")
+    check_scores(count_logits, "count_logits", probabilities=False)
     labels, _ = sequence_targets(sequences, count_logits.shape[1] - 1)
     if labels.shape[0] != count_logits.shape[0]:
         raise ValueError(f"count_logits has {count_logits.shape[0]} rows but sequences has {labels.shape[0]}")
@@ -398,6 +397,8 @@ def total_loss(
         if lambda_order:  # off: eq. 15 exactly, not eq. 15 + 0 * L_Order
             total = total + lambda_order * terms["order"]
         if "count_logits" in outputs:
+            if outputs["count_logits"].shape != (batch, num_components + 1):
+                raise ValueError(f"outputs['count_logits'] must be ({batch}, {num_components + 1}): scores of 0..L edits")
             terms["count"] = count_loss(outputs["count_logits"], sequences, mask)
             total = total + lambda_count * terms["count"]
     terms["total"] = total

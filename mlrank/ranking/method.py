@@ -158,8 +158,9 @@ def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLo
 def predict_split(
     cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
 ) -> dict[str, torch.Tensor]:
-    """Fused logits (M, L), MIL probabilities (M,) and labels, in data-set order, on all ranks; with
-    an order head also its "order_scores" (M, L)."""
+    """Decision logits (M, L) (the fused logits, shifted to a count head's count where the model has
+    one: mlrank.ranking.decoding.decision_logits), MIL probabilities (M,) and labels, in data-set
+    order, on all ranks; with an order head also its "order_scores" (M, L)."""
     model.eval()
     logits, mil_probs, labels, order_scores = [], [], [], []
     for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
