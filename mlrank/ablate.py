@@ -17,7 +17,9 @@ Decisions:
   ``loss.lambda_order`` (1 where the config has it off), to BCE^U alone and to all terms, each with
   the logits in the paper's order and with the latest edit highest (docs/method.md section 5), and
   two more give L_Order its own order head (``model.order_head``), the latest edit highest; every
-  other row has the order head off (the fused logits order the edits). A row switches terms *off* (weight 0) and leaves the
+  other row has the order head off (the fused logits order the edits). The last row is the synthetic
+  default: all terms, L_Order, the latest edit highest and a count head (``model.count_head``);
+  every other row has the count head off. A row switches terms *off* (weight 0) and leaves the
   weights of the terms it keeps at the config's values, so the ablation of a config that sets, say,
   lambda2 = 0.5 keeps 0.5 wherever Rank is on. A base config that has a term off already is an error:
   the rows that add it would be mislabelled.
@@ -85,6 +87,7 @@ LATEST_HIGHEST = "model.last_edit_highest=true"
 HEAD_OFF = "model.order_head=false"  # the fused logits order the edits, as in the paper
 HEAD_ON = "model.order_head=true"
 COUNT_OFF = "model.count_head=false"  # decoding thresholds each component, as in the paper
+COUNT_ON = "model.count_head=true"
 PAPER = (ORDER_OFF, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)  # what every row of the paper's Table 3 has
 
 ROWS: list[AblationRow] = [
@@ -95,17 +98,20 @@ ROWS: list[AblationRow] = [
     AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF, *PAPER)),
     AblationRow("all_terms", "all terms", PAPER),
     # Beyond the paper: the order term, with the logits in the paper's order and the other way.
-    AblationRow("bce_u_order", "+ Order", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, FIRST_HIGHEST, HEAD_OFF)),
-    AblationRow("all_terms_order", "all terms + Order", (ORDER_ON, FIRST_HIGHEST, HEAD_OFF)),
+    AblationRow("bce_u_order", "+ Order", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)),
+    AblationRow("all_terms_order", "all terms + Order", (ORDER_ON, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)),
     AblationRow("bce_u_order_latest", "+ Order, latest edit highest",
-                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_OFF)),
+                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_OFF)),
     AblationRow("all_terms_order_latest", "all terms + Order, latest edit highest",
-                (ORDER_ON, LATEST_HIGHEST, HEAD_OFF)),
+                (ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_OFF)),
     # Beyond the paper: L_Order on an order head of its own, the fused logits only detecting.
     AblationRow("bce_u_order_head", "+ Order head, latest edit highest",
-                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_ON)),
+                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_ON, COUNT_OFF)),
     AblationRow("all_terms_order_head", "all terms + Order head, latest edit highest",
-                (ORDER_ON, LATEST_HIGHEST, HEAD_ON)),
+                (ORDER_ON, LATEST_HIGHEST, HEAD_ON, COUNT_OFF)),
+    # Beyond the paper: a count head decides how many components to keep (the synthetic default).
+    AblationRow("all_terms_order_count", "all terms + Order + count head, latest edit highest",
+                (ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_ON)),
 ]
 
 
@@ -120,10 +126,11 @@ def term_weights(cfg: Config) -> dict[str, float]:
         "Order": loss.lambda_order,
         "latest highest": float(cfg.model.last_edit_highest),  # not a weight: how the logits order edits
         "order head": float(cfg.model.order_head),  # not a weight: what L_Order ranks
+        "count head": float(cfg.model.count_head),  # not a weight: how many components decoding keeps
     }
 
 
-BEYOND_THE_PAPER = ("Order", "latest highest", "order head")  # off in the paper: a base config may have them off
+BEYOND_THE_PAPER = ("Order", "latest highest", "order head", "count head")  # off in the paper: a base config may have them off
 
 
 def check_base_config(cfg: Config) -> None:

@@ -34,7 +34,8 @@ def load_model(
     config = dict(state["config"])
     # Checkpoints saved before these keys existed were trained on [0, 1] pixels, with the paper's
     # loss and order of the logits; their configs lack the keys, whose defaults have since changed.
-    config["model"] = {"standardize_input": False, "last_edit_highest": False, **config.get("model", {})}
+    config["model"] = {"standardize_input": False, "last_edit_highest": False, "count_head": False,
+                       **config.get("model", {})}
     config["loss"] = {"lambda_order": 0.0, **config.get("loss", {})}
     cfg = config_from_dict(config, overrides)
     method = get_method(cfg.method)

@@ -28,22 +28,24 @@ TINY = [
 ]
 
 # Each row's weight of (BCE^U, BCE^V, CLS, Rank, Order), whether the logits rank the latest edit
-# highest and whether L_Order ranks an order head, written out by hand from the paper's Table 3 (Order
-# off, the paper's order, no head), and the six rows beyond the paper (Order at its default weight, 1,
-# with either order of the logits, then on an order head).
+# highest, whether L_Order ranks an order head and whether a count head decides the count, written
+# out by hand from the paper's Table 3 (Order off, the paper's order, no heads), and the seven rows
+# beyond the paper (Order at its default weight, 1, with either order of the logits, then on an
+# order head, then with a count head).
 EXPECTED_TERMS = {
-    "bce_u": (1, 0, 0, 0, 0, 0, 0),
-    "bce_u_bce_v": (1, 1, 0, 0, 0, 0, 0),
-    "bce_u_cls": (1, 0, 1, 0, 0, 0, 0),
-    "bce_u_rank": (1, 0, 0, 1, 0, 0, 0),
-    "bce_u_cls_rank": (1, 0, 1, 1, 0, 0, 0),
-    "all_terms": (1, 1, 1, 1, 0, 0, 0),
-    "bce_u_order": (1, 0, 0, 0, 1, 0, 0),
-    "all_terms_order": (1, 1, 1, 1, 1, 0, 0),
-    "bce_u_order_latest": (1, 0, 0, 0, 1, 1, 0),
-    "all_terms_order_latest": (1, 1, 1, 1, 1, 1, 0),
-    "bce_u_order_head": (1, 0, 0, 0, 1, 1, 1),
-    "all_terms_order_head": (1, 1, 1, 1, 1, 1, 1),
+    "bce_u": (1, 0, 0, 0, 0, 0, 0, 0),
+    "bce_u_bce_v": (1, 1, 0, 0, 0, 0, 0, 0),
+    "bce_u_cls": (1, 0, 1, 0, 0, 0, 0, 0),
+    "bce_u_rank": (1, 0, 0, 1, 0, 0, 0, 0),
+    "bce_u_cls_rank": (1, 0, 1, 1, 0, 0, 0, 0),
+    "all_terms": (1, 1, 1, 1, 0, 0, 0, 0),
+    "bce_u_order": (1, 0, 0, 0, 1, 0, 0, 0),
+    "all_terms_order": (1, 1, 1, 1, 1, 0, 0, 0),
+    "bce_u_order_latest": (1, 0, 0, 0, 1, 1, 0, 0),
+    "all_terms_order_latest": (1, 1, 1, 1, 1, 1, 0, 0),
+    "bce_u_order_head": (1, 0, 0, 0, 1, 1, 1, 0),
+    "all_terms_order_head": (1, 1, 1, 1, 1, 1, 1, 0),
+    "all_terms_order_count": (1, 1, 1, 1, 1, 1, 0, 1),
 }
 ALL_TERMS = next(row for row in ablate.ROWS if row.name == "all_terms")
 WEIGHT_KEYS = ("lambda1", "lambda2", "lambda_cls", "lambda_bce_patch", "lambda_bce_class", "lambda_order",
@@ -51,8 +53,8 @@ WEIGHT_KEYS = ("lambda1", "lambda2", "lambda_cls", "lambda_bce_patch", "lambda_b
 
 
 def effective(weights):
-    """(BCE^U, BCE^V, CLS, Rank, Order, latest highest, order head) from the keywords total_loss
-    received and whether the model gave it order scores."""
+    """(BCE^U, BCE^V, CLS, Rank, Order, latest highest, order head, count head) from the keywords
+    total_loss received and whether the model gave it order scores and count scores."""
     return (
         weights["lambda1"] * weights["lambda_bce_patch"],
         weights["lambda1"] * weights["lambda_bce_class"],
@@ -61,6 +63,7 @@ def effective(weights):
         weights["lambda_order"],
         float(weights["last_edit_highest"]),
         float(weights["order_head"]),
+        float(weights["count_head"]),
     )
 
 
@@ -73,12 +76,12 @@ def test_rows_switch_exactly_their_terms_off(tmp_path):
         # Nothing but the loss weights and the folder differs from the base config.
         base = load_config(None)
         model = dataclasses.replace(cfg.model, last_edit_highest=base.model.last_edit_highest,
-                                    order_head=base.model.order_head)
+                                    order_head=base.model.order_head, count_head=base.model.count_head)
         assert (cfg.data, model, cfg.optim, cfg.train, cfg.seed) == (base.data, base.model, base.optim, base.train, base.seed)
     # A term's weight from the config is kept wherever the row keeps the term.
     cfg = row_config(None, ["loss.lambda2=0.5", "loss.lambda1=2"], ablate.ROWS[3], tmp_path)
     assert term_weights(cfg) == {"BCE^U": 2.0, "BCE^V": 0.0, "CLS": 0.0, "Rank": 0.5, "Order": 0.0, "latest highest": 0.0,
-                                 "order head": 0.0}
+                                 "order head": 0.0, "count head": 0.0}
     # The order term: the config's weight where it is on; the paper's rows switch it off.
     rows = {row.name: row for row in ablate.ROWS}
     assert row_config(None, ["loss.lambda_order=0.3"], rows["all_terms_order"], tmp_path).loss.lambda_order == 0.3
@@ -92,7 +95,8 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     real_total_loss, real_run = ranking_method.total_loss, train.run
 
     def recording_total_loss(*args, **kwargs):
-        calls.append((current["dir"], {**{key: kwargs[key] for key in WEIGHT_KEYS}, "order_head": "order_scores" in args[0]}))
+        calls.append((current["dir"], {**{key: kwargs[key] for key in WEIGHT_KEYS}, "order_head": "order_scores" in args[0],
+                                          "count_head": "count_logits" in args[0]}))
         return real_total_loss(*args, **kwargs)
 
     def recording_run(cfg, resume, argv, ctx):
@@ -130,22 +134,23 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
         assert tuple(rows[name]["terms"].values()) == EXPECTED_TERMS[name]
         # The logged total is the switched sum of the logged (unweighted) terms.
         (record,) = RunFolder(folder).read_metrics()
-        u, v, cls, rank, order, _, _ = EXPECTED_TERMS[name]
+        u, v, cls, rank, order, _, _, count = EXPECTED_TERMS[name]
         assert record["loss_bce"] == pytest.approx(u * record["loss_bce_patch"] + v * record["loss_bce_class"], rel=1e-5)
         assert record["loss_total"] == pytest.approx(
-            cls * record["loss_cls"] + record["loss_bce"] + rank * record["loss_rank"] + order * record["loss_order"],
+            cls * record["loss_cls"] + record["loss_bce"] + rank * record["loss_rank"] + order * record["loss_order"]
+            + count * record.get("loss_count", 0.0),
             rel=1e-5,
         )
     markdown = (out / "ablation.md").read_text()
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert table[0] == (
-        "| row | BCE^U | BCE^V | CLS | Rank | Order | latest highest | order head | Fixed-Acc | Adaptive-Acc | multi-label acc | ordered pairs "
+        "| row | BCE^U | BCE^V | CLS | Rank | Order | latest highest | order head | count head | Fixed-Acc | Adaptive-Acc | multi-label acc | ordered pairs "
         "| Kendall tau | status |"
     )
     assert len(table) == 1 + len(EXPECTED_TERMS)
     first = rows["bce_u"]["metrics"]
-    assert table[1].startswith(f"| BCE^U only | 1 | 0 | 0 | 0 | 0 | 0 | 0 | {first['fixed_acc']:.4f} | {first['adaptive_acc']:.4f} |")
-    assert "| + CLS | 1 | 0 | 1 | 0 | 0 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | failed: RuntimeError: boom in this row |" in table
+    assert table[1].startswith(f"| BCE^U only | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | {first['fixed_acc']:.4f} | {first['adaptive_acc']:.4f} |")
+    assert "| + CLS | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | failed: RuntimeError: boom in this row |" in table
 
     # Second run: the finished rows are reused as they are, the failed one is trained.
     checkpoints = {name: (out / name / "best.pt").stat().st_mtime_ns for name in trained}
@@ -166,11 +171,11 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     monkeypatch.setattr(ablate, "ROWS", [*ablate.ROWS, extra])
     assert ablate.main(["--output-dir", str(out), *TINY]) == 0
     # The default's own L_Order, order of the logits and order head (a row that does not set them keeps them).
-    head = float(load_config(None).model.order_head)
-    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head)]
+    head, count = float(load_config(None).model.order_head), float(load_config(None).model.count_head)
+    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head, count)]
     summary = json.loads((out / "ablation.json").read_text())
     assert [row["status"] for row in summary["rows"]] == ["reused"] * len(EXPECTED_TERMS) + ["trained"]
-    assert f"| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 1 | 1 | {head:.0f} |" in (out / "ablation.md").read_text()
+    assert f"| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 1 | 1 | {head:.0f} | {count:.0f} |" in (out / "ablation.md").read_text()
 
 
 def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):

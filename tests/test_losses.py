@@ -635,13 +635,11 @@ def test_total_loss_adds_the_count_term_only_for_a_model_with_a_count_head():
     assert torch.equal(with_head["total"], plain["total"] + 0.5 * with_head["count"])
 
 
-def test_count_shifted_logits_keep_exactly_the_top_k_by_hand():
-    from mlrank.ranking.decoding import count_shifted_logits
+def test_shifted_to_counts_keep_exactly_the_top_k_by_hand():
+    from mlrank.ranking.decoding import shifted_to_counts
 
     logits = torch.tensor([[0.3, -1.0, 2.0, 0.1, -0.5]] * 3)
-    # The count head says 3, 0 and 5 edits.
-    count_logits = torch.tensor([[0.0, 0, 0, 5, 0, 0], [5.0, 0, 0, 0, 0, 0], [0.0, 0, 0, 0, 0, 5]])
-    shifted = count_shifted_logits(logits, count_logits)
+    shifted = shifted_to_counts(logits, torch.tensor([3, 0, 5]))
     # 3: zero midway between 0.1 and -0.5; 0: one below the largest; 5: one above the smallest.
     torch.testing.assert_close(shifted, logits.double() - torch.tensor([[-0.2], [3.0], [-2.0]], dtype=torch.float64))
     assert decode(shifted, from_logits=True).tolist() == [[3, 1, 4, 0, 0], [0] * 5, [3, 1, 4, 5, 2]]
@@ -649,21 +647,47 @@ def test_count_shifted_logits_keep_exactly_the_top_k_by_hand():
                                                                                     [2, 5, 4, 1, 3]]
     # Two float32 logits one ulp apart stay on their sides of zero.
     close = torch.tensor([[1.0, torch.nextafter(torch.tensor(1.0), torch.tensor(2.0)).item(), -3, -3, -3]])
-    assert decode(count_shifted_logits(close, torch.tensor([[0.0, 9, 0, 0, 0, 0]])), from_logits=True).tolist() \
-        == [[2, 0, 0, 0, 0]]
+    assert decode(shifted_to_counts(close, torch.tensor([1])), from_logits=True).tolist() == [[2, 0, 0, 0, 0]]
+    for bad in (torch.tensor([3, 0]), torch.tensor([3, 0, 6]), torch.tensor([3, -1, 5]), torch.tensor([3.0, 0, 5])):
+        with pytest.raises(ValueError, match=r"counts must be int64 \(3,\) in 0..5"):
+            shifted_to_counts(logits, bad)
+
+
+def test_joint_counts_weigh_the_count_head_against_the_logits_by_hand():
+    from mlrank.ranking.decoding import count_shifted_logits, joint_counts, shifted_to_counts
+
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.1, -0.5]] * 3)
+    # The k largest logits sum to 0, 2.0, 2.3, 2.4, 1.9, 0.9 for k = 0..5.
+    count_logits = torch.tensor([
+        [0.0, 0, 0, 0, 1.0, 0],  # +1 at k = 4: 2.9 beats 2.4, one more than the threshold keeps
+        [0.0, 0, 0, 0, 0, 0.8],  # the head's argmax is 5, but 0.8 + 0.9 < 2.4: k = 3, the threshold's
+        [0.0, 0, 3.0, 0, 0, 0],  # +3 at k = 2: 5.3
+    ])
+    assert joint_counts(logits, count_logits).tolist() == [4, 3, 2]
+    shifted = count_shifted_logits(logits, count_logits)
+    assert torch.equal(shifted, shifted_to_counts(logits, torch.tensor([4, 3, 2])))
+    assert decode(shifted, from_logits=True).tolist() == [[3, 1, 4, 5, 0], [3, 1, 4, 0, 0], [3, 1, 0, 0, 0]]
+    # The log-softmax's constant does not matter, and a head with no opinion leaves the threshold's
+    # decision (a logit at exactly 0 is not kept: ties go to the smaller count).
+    assert joint_counts(logits, count_logits + 7.0).tolist() == [4, 3, 2]
+    random_logits = torch.randn(64, 5, generator=torch.Generator().manual_seed(3))
+    random_logits[0, 2] = 0.0
+    assert torch.equal(joint_counts(random_logits, torch.zeros(64, 6)), (random_logits > 0).sum(dim=1))
     with pytest.raises(ValueError, match=r"count_logits must be \(3, 6\)"):
         count_shifted_logits(logits, count_logits[:, :5])
+    with pytest.raises(ValueError, match="count_logits"):
+        joint_counts(logits, torch.full((3, 6), float("nan")))
 
 
 def test_decision_logits_are_the_fused_logits_unless_a_count_head_decides():
-    from mlrank.ranking.decoding import count_shifted_logits, decision_logits
+    from mlrank.ranking.decoding import count_shifted_logits, decision_logits, joint_counts
 
     outputs = random_outputs(2, seed=8)
     assert torch.equal(decision_logits(outputs), outputs["logits"])
     count_logits = torch.randn(2, 6, generator=torch.Generator().manual_seed(9))
     read = decision_logits({**outputs, "count_logits": count_logits})
     assert torch.equal(read, count_shifted_logits(outputs["logits"], count_logits))
-    assert ((read > 0).sum(dim=1) == count_logits.argmax(dim=1)).all()
+    assert torch.equal((read > 0).sum(dim=1), joint_counts(outputs["logits"], count_logits))
 
 
 def test_total_loss_refuses_count_logits_of_another_width():

@@ -545,7 +545,8 @@ def test_count_head_follows_the_config_and_needs_the_count_term():
     from mlrank.engine.config import load_config
     from mlrank.ranking.method import build_model
 
-    assert build_model(load_config(None, ["model.count_head=true"])).count_head is not None
-    assert build_model(load_config(None, [])).count_head is None
+    assert build_model(load_config(None, [])).count_head is not None  # the synthetic default has one
+    assert build_model(load_config(None, ["model.count_head=false"])).count_head is None
+    assert build_model(load_config("seqdeepfake_components_r50", [])).count_head is None  # the paper's model
     with pytest.raises(ValueError, match="'loss.lambda_count' is 0"):
         load_config(None, ["model.count_head=true", "loss.lambda_count=0"])

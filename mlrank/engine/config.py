@@ -143,9 +143,10 @@ class ModelConfig:
     # section 2), so the first convolution sees the fine traces an edit leaves.
     highpass_input: bool = False
     # Beyond the paper: a linear on the mean of the encoded patch tokens scores how many components
-    # were edited (0..L), trained by L_Count; decoding then keeps the top-k fused logits, k its
-    # argmax, instead of thresholding each component (docs/method.md section 5).
-    count_head: bool = False
+    # were edited (0..L), trained by L_Count; decoding then keeps the top-k fused logits, k the count
+    # that the head and the logits agree on best, instead of thresholding each component
+    # (docs/method.md section 5). On in the synthetic default, off in the real-data configs.
+    count_head: bool = True
 
 
 @dataclass

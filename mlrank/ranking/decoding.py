@@ -13,7 +13,9 @@ Decisions:
   the fused logits still decide which components were edited, the order scores in which order.
 - A model with a count head (``model.count_head``, beyond the paper) says how many components were
   edited; its decision logits are the fused logits shifted per image so that exactly the top k are
-  positive, k the count head's argmax (:func:`count_shifted_logits`). Every reader of the logits
+  positive, k the count on which the head's scores and the logits agree best (:func:`joint_counts`:
+  the most probable set under both; the head's argmax alone dropped edited components that the
+  logits were sure of, docs/method.md section 5). Every reader of the logits
   (decoding at the default threshold 0.5, the order metrics, predict's probabilities) then sees
   the count head's decision without knowing of it; another threshold moves away from it.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
@@ -42,14 +44,15 @@ def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
     return sequences.gather(1, source)
 
 
-def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> torch.Tensor:
-    """The fused logits shifted per image so that exactly the top k are positive, k = argmax of the
-    count head's scores (ties: the smaller count), in float64.
+def joint_counts(logits: torch.Tensor, count_logits: torch.Tensor) -> torch.Tensor:
+    """(B,) int64: the number of edited components k that the count head and the fused logits agree
+    on best, argmax over k of ``log_softmax(count_logits)_k + sum of the k largest logits``.
 
-    The shift puts 0 midway between the k-th and (k + 1)-th largest logit (1 below the largest when
-    k = 0, 1 above the smallest when k = L), so the order of the logits, which decoding reads, is
-    kept. float64 makes the midpoint of two float32 logits exact: the k-th stays strictly positive
-    unless it ties with the (k + 1)-th, when both sit at 0 and neither is detected.
+    This is the most probable set under the product of the count head's distribution over 0..L and
+    the components' independent Bernoulli posteriors sigmoid(f_i): for a given k the best set is
+    the top k logits, and log sigmoid(f) - log sigmoid(-f) = f, so each kept component adds its
+    logit (docs/method.md section 5). A uniform count head gives k = the number of positive
+    logits, the threshold's decision; ties go to the smaller k. Computed in float64.
     """
     check_scores(logits, "logits", probabilities=False)
     check_scores(count_logits, "count_logits", probabilities=False)
@@ -60,10 +63,34 @@ def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> to
             f"got {tuple(count_logits.shape)}"
         )
     ordered = logits.double().sort(dim=1, descending=True).values
+    kept = torch.cat([ordered.new_zeros(batch, 1), ordered.cumsum(dim=1)], dim=1)
+    return (count_logits.double().log_softmax(dim=1) + kept).argmax(dim=1)
+
+
+def shifted_to_counts(logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The logits shifted per image so that exactly the top ``counts[b]`` are positive, in float64.
+
+    The shift puts 0 midway between the k-th and (k + 1)-th largest logit (1 below the largest when
+    k = 0, 1 above the smallest when k = L), so the order of the logits, which decoding reads, is
+    kept. float64 makes the midpoint of two float32 logits exact: the k-th stays strictly positive
+    unless it ties with the (k + 1)-th, when both sit at 0 and neither is detected.
+    """
+    check_scores(logits, "logits", probabilities=False)
+    batch, num_components = logits.shape
+    if counts.shape != (batch,) or counts.dtype != torch.long or counts.min() < 0 or counts.max() > num_components:
+        raise ValueError(f"counts must be int64 ({batch},) in 0..{num_components}, got {counts.dtype} "
+                         f"{tuple(counts.shape)}")
+    ordered = logits.double().sort(dim=1, descending=True).values
     padded = torch.cat([ordered[:, :1] + 2, ordered, ordered[:, -1:] - 2], dim=1)  # room for k = 0 and k = L
-    count = count_logits.argmax(dim=1, keepdim=True)
+    count = counts.unsqueeze(1)
     midpoint = (padded.gather(1, count) + padded.gather(1, count + 1)) / 2
     return logits.double() - midpoint
+
+
+def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> torch.Tensor:
+    """The fused logits shifted so that exactly the top k are positive, k the count head's and the
+    logits' joint decision (:func:`joint_counts`, :func:`shifted_to_counts`)."""
+    return shifted_to_counts(logits, joint_counts(logits, count_logits))
 
 
 def decision_logits(outputs: dict) -> torch.Tensor:
