@@ -171,7 +171,8 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     monkeypatch.setattr(ablate, "ROWS", [*ablate.ROWS, extra])
     assert ablate.main(["--output-dir", str(out), *TINY]) == 0
     # The default's own L_Order, order of the logits and order head (a row that does not set them keeps them).
-    head, count = float(load_config(None).model.order_head), float(load_config(None).model.count_head)
+    default_model = load_config(None).model
+    head, count = float(default_model.order_head), float(default_model.count_head)
     assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head, count)]
     summary = json.loads((out / "ablation.json").read_text())
     assert [row["status"] for row in summary["rows"]] == ["reused"] * len(EXPECTED_TERMS) + ["trained"]
