@@ -35,7 +35,7 @@ def load_model(
     # Checkpoints saved before these keys existed were trained on [0, 1] pixels, with the paper's
     # loss and order of the logits; their configs lack the keys, whose defaults have since changed.
     config["model"] = {"standardize_input": False, "last_edit_highest": False, "count_head": False,
-                       **config.get("model", {})}
+                       "max_stride": None, **config.get("model", {})}
     config["loss"] = {"lambda_order": 0.0, **config.get("loss", {})}
     cfg = config_from_dict(config, overrides)
     method = get_method(cfg.method)

@@ -173,6 +173,8 @@ def test_wrong_types_name_the_key_and_the_expected_type(override, message):
         ("model.dropout=1.0", "'model.dropout' must lie in [0, 1)"),
         ("model.num_heads=3", "divisible by 'model.num_heads'"),
         ("model.out_stride=48", "divisible by 'model.out_stride'"),
+        ("model.max_stride=4", "'model.max_stride' (4) must be at least 'model.out_stride' (8)"),
+        ("model.max_stride=0", "'model.max_stride' must be positive"),
     ],
 )
 def test_values_out_of_range_are_errors(override, message):

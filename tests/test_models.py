@@ -361,6 +361,56 @@ def test_out_stride_must_be_a_feature_stride():
         create_backbone("resnet18", out_stride=64)
 
 
+def test_max_stride_must_be_a_feature_stride_at_least_out_stride():
+    with pytest.raises(ValueError, match=r"max_stride=64 .*strides \[2, 4, 8, 16, 32\]"):
+        create_backbone("resnet18", out_stride=8, max_stride=64)
+    with pytest.raises(ValueError, match=r"max_stride=4 is finer than out_stride=8"):
+        create_backbone("resnet18", out_stride=8, max_stride=4)
+
+
+def test_max_stride_leaves_the_coarser_stages_unbuilt_and_the_rest_unchanged():
+    torch.manual_seed(0)
+    full, _, _ = create_backbone("resnet18", out_stride=8)
+    cut, channels, reductions = create_backbone("resnet18", out_stride=8, max_stride=16)
+    assert reductions == [8, 16] and channels == [128, 256]
+    assert not hasattr(cut.body, "layer4") and hasattr(full.body, "layer4")
+    full_state = full.body.state_dict()
+    assert set(cut.body.state_dict()) == {key for key in full_state if not key.startswith("layer4.")}
+    cut.body.load_state_dict({key: full_state[key] for key in cut.body.state_dict()})
+    full.eval(), cut.eval()
+    x = images()
+    with torch.no_grad():
+        for kept, reference in zip(cut(x), full(x)[:2]):
+            torch.testing.assert_close(kept, reference, rtol=0, atol=0)
+
+
+def test_max_stride_keeps_the_weights_of_a_local_file(tmp_path, no_network):
+    saved = distinct_state_dict(timm.create_model("resnet18"))
+    path = tmp_path / "resnet18.pth"
+    torch.save(saved, path)
+    backbone, _, reductions = create_backbone("resnet18", str(path), out_stride=16, max_stride=16)
+    assert reductions == [16]
+    loaded = backbone.body.state_dict()
+    assert len(loaded) == len([key for key in saved if key.startswith(("conv1", "bn1", "layer1", "layer2", "layer3"))])
+    for key, value in loaded.items():
+        assert torch.equal(value, saved[key]), key
+
+
+def test_model_with_max_stride_merges_only_the_kept_levels():
+    from mlrank.engine.config import load_config
+    from mlrank.ranking.method import build_model
+
+    model = small_model(out_stride=8, max_stride=16)
+    assert len(model.fpn.laterals) == 2
+    out = model(images())
+    assert out["grid"] == (8, 8) and out["logits"].shape == (2, 5)
+    built = build_model(load_config(overrides=["model.backbone=resnet18", "model.max_stride=16"]))
+    assert len(built.fpn.laterals) == 2 and not hasattr(built.backbone.body, "layer4")
+    assert load_config(None, []).model.max_stride == 16  # the synthetic default
+    real = load_config("seqdeepfake_components_r50", ["model.pretrained_file=null"]).model
+    assert real.max_stride is None  # the real-data configs merge every stride, as before
+
+
 def test_bad_images_and_model_arguments():
     model = small_model()
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\).*\(2, 1, 64, 64\)"):

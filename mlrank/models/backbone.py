@@ -79,6 +79,7 @@ def create_backbone(
     out_stride: int = 16,
     in_chans: int = 3,
     img_size: int | tuple[int, int] | None = None,
+    max_stride: int | None = None,
     **model_kwargs: Any,
 ) -> tuple[FeatureLevels, list[int], list[int]]:
     """A timm backbone returning its feature maps at strides ``out_stride`` and coarser.
@@ -93,6 +94,8 @@ def create_backbone(
         in_chans: image channels (timm adapts the first convolution of pretrained weights).
         img_size: the input size, needed by fixed-size backbones (Swin, ViT: their default
             otherwise); ignored by convolutional ones.
+        max_stride: the coarsest stride kept, or None for all. The stages past it are not built
+            (timm's ``out_indices``), so they cost neither time nor parameters.
         model_kwargs: passed on to ``timm.create_model`` (``drop_path_rate``, a Swin's
             ``window_size`` / ``depths``, ...).
 
@@ -101,8 +104,8 @@ def create_backbone(
         with ``channels[i]`` channels at stride ``reductions[i]``.
 
     Raises:
-        ValueError: unknown ``name`` (with close timm names), ``out_stride`` not among the
-            backbone's strides, or a weight file that does not fit the architecture.
+        ValueError: unknown ``name`` (with close timm names), ``out_stride`` or ``max_stride``
+            not among the backbone's strides, ``max_stride`` below ``out_stride``, or a weight file that does not fit the architecture.
         FileNotFoundError: ``pretrained_file`` does not exist.
     """
     if not timm.is_model(name):
@@ -124,15 +127,26 @@ def create_backbone(
         )
         input_size = None if any_size else size
 
+    if max_stride is not None and max_stride < out_stride:
+        raise ValueError(f"max_stride={max_stride} is finer than out_stride={out_stride}")
     body = _create_features_model(name, pretrained_file, default_cfg, in_chans, model_kwargs)
 
     all_reductions = body.feature_info.reduction()
-    all_channels = body.feature_info.channels()
-    if out_stride not in all_reductions:
-        raise ValueError(
-            f"out_stride={out_stride} is not a feature stride of {name!r}; "
-            f"its feature maps are at strides {sorted(set(all_reductions))}"
+    for what, stride in (("out_stride", out_stride), ("max_stride", max_stride)):
+        if stride is not None and stride not in all_reductions:
+            raise ValueError(
+                f"{what}={stride} is not a feature stride of {name!r}; "
+                f"its feature maps are at strides {sorted(set(all_reductions))}"
+            )
+    if max_stride is not None and max(all_reductions) > max_stride:
+        # Built again without the coarser stages: timm's features_only network stops at the last
+        # module its out_indices need.
+        kept = tuple(i for i, reduction in enumerate(all_reductions) if reduction <= max_stride)
+        body = _create_features_model(
+            name, pretrained_file, default_cfg, in_chans, {**model_kwargs, "out_indices": kept}
         )
+        all_reductions = body.feature_info.reduction()
+    all_channels = body.feature_info.channels()
     # The deepest level of each stride from out_stride down to the coarsest.
     deepest_at = {reduction: i for i, reduction in enumerate(all_reductions)}
     level_indices = [deepest_at[r] for r in sorted(deepest_at) if r >= out_stride]

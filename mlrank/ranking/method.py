@@ -56,6 +56,7 @@ def build_model(cfg: Config) -> MultiLabelRankingModel:
         order_head=model.order_head and num_classes > 1,
         highpass_input=model.highpass_input,
         count_head=model.count_head and num_classes > 1,
+        max_stride=model.max_stride,
     )
 
 

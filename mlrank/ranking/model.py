@@ -88,6 +88,8 @@ class MultiLabelRankingModel(nn.Module):
         num_classes: L, the number of components (or attributes); 1 for binary detection.
         token_dim: d, the width of tokens (and of the FPN).
         out_stride: input pixels per token side; must be a feature stride of the backbone.
+        max_stride: the coarsest backbone stride the FPN merges; the stages past it are not built.
+            None merges every stride from ``out_stride`` on.
         num_heads: attention heads of the encoder layer; must divide ``token_dim``.
         pretrained_file: local weights of the backbone (see :func:`create_backbone`); None for a
             random initialisation. Nothing is downloaded.
@@ -133,6 +135,7 @@ class MultiLabelRankingModel(nn.Module):
         order_head: bool = False,
         highpass_input: bool = False,
         count_head: bool = False,
+        max_stride: int | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -154,7 +157,7 @@ class MultiLabelRankingModel(nn.Module):
         self.normalize_patch_tokens = normalize_patch_tokens
         self.backbone, channels, reductions = create_backbone(
             backbone, pretrained_file, out_stride, in_chans=6 if highpass_input else 3, img_size=img_size,
-            **(backbone_kwargs or {}),
+            max_stride=max_stride, **(backbone_kwargs or {}),
         )
         self.standardize = Standardize(self.backbone.body.pretrained_cfg) if standardize_input else nn.Identity()
         self.highpass = HighPassChannels() if highpass_input else nn.Identity()
