@@ -371,12 +371,16 @@ def test_max_stride_must_be_a_feature_stride_at_least_out_stride():
 def test_max_stride_leaves_the_coarser_stages_unbuilt_and_the_rest_unchanged():
     torch.manual_seed(0)
     full, _, _ = create_backbone("resnet18", out_stride=8)
+    after_full = torch.rand(1)
+    torch.manual_seed(0)
     cut, channels, reductions = create_backbone("resnet18", out_stride=8, max_stride=16)
+    assert torch.equal(torch.rand(1), after_full)  # the probe of the strides drew nothing
     assert reductions == [8, 16] and channels == [128, 256]
     assert not hasattr(cut.body, "layer4") and hasattr(full.body, "layer4")
     full_state = full.body.state_dict()
     assert set(cut.body.state_dict()) == {key for key in full_state if not key.startswith("layer4.")}
-    cut.body.load_state_dict({key: full_state[key] for key in cut.body.state_dict()})
+    for key, value in cut.body.state_dict().items():  # the same seed starts the kept stages alike
+        assert torch.equal(value, full_state[key]), key
     full.eval(), cut.eval()
     x = images()
     with torch.no_grad():

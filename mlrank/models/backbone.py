@@ -127,25 +127,22 @@ def create_backbone(
         )
         input_size = None if any_size else size
 
-    if max_stride is not None and max_stride < out_stride:
-        raise ValueError(f"max_stride={max_stride} is finer than out_stride={out_stride}")
+    if max_stride is not None:
+        if max_stride < out_stride:
+            raise ValueError(f"max_stride={max_stride} is finer than out_stride={out_stride}")
+        # timm's features_only network stops at the last module its out_indices need. The strides
+        # come from a copy built on the meta device: no memory, no weights, no draw from the RNG,
+        # so the network built next starts as it would without the probe.
+        with torch.device("meta"):
+            probe = timm.create_model(name, features_only=True, in_chans=in_chans, **model_kwargs)
+        probe_reductions = probe.feature_info.reduction()
+        _check_strides(name, probe_reductions, out_stride, max_stride)
+        kept = tuple(i for i, reduction in enumerate(probe_reductions) if reduction <= max_stride)
+        model_kwargs = {**model_kwargs, "out_indices": kept}
     body = _create_features_model(name, pretrained_file, default_cfg, in_chans, model_kwargs)
 
     all_reductions = body.feature_info.reduction()
-    for what, stride in (("out_stride", out_stride), ("max_stride", max_stride)):
-        if stride is not None and stride not in all_reductions:
-            raise ValueError(
-                f"{what}={stride} is not a feature stride of {name!r}; "
-                f"its feature maps are at strides {sorted(set(all_reductions))}"
-            )
-    if max_stride is not None and max(all_reductions) > max_stride:
-        # Built again without the coarser stages: timm's features_only network stops at the last
-        # module its out_indices need.
-        kept = tuple(i for i, reduction in enumerate(all_reductions) if reduction <= max_stride)
-        body = _create_features_model(
-            name, pretrained_file, default_cfg, in_chans, {**model_kwargs, "out_indices": kept}
-        )
-        all_reductions = body.feature_info.reduction()
+    _check_strides(name, all_reductions, out_stride, max_stride)
     all_channels = body.feature_info.channels()
     # The deepest level of each stride from out_stride down to the coarsest.
     deepest_at = {reduction: i for i, reduction in enumerate(all_reductions)}
@@ -157,6 +154,15 @@ def create_backbone(
         [all_channels[i] for i in level_indices],
         [all_reductions[i] for i in level_indices],
     )
+
+
+def _check_strides(name: str, reductions: list[int], out_stride: int, max_stride: int | None) -> None:
+    for what, stride in (("out_stride", out_stride), ("max_stride", max_stride)):
+        if stride is not None and stride not in reductions:
+            raise ValueError(
+                f"{what}={stride} is not a feature stride of {name!r}; "
+                f"its feature maps are at strides {sorted(set(reductions))}"
+            )
 
 
 def _create_features_model(
