@@ -11,6 +11,8 @@ Decisions:
   backbone. We record that line and raise instead (missing classifier keys are expected).
 * Levels finer than ``out_stride`` are dropped: a top-down FPN never reads them. Where several
   levels share a stride (plain ViTs), the deepest is kept.
+* Levels coarser than ``max_stride`` are not built at all (timm's ``out_indices``), which saves
+  their time and parameters where they add nothing (docs/method.md section 6, the synthetic run).
 * Swin and other fixed-size transformers need the image size at creation (``img_size``) and
   return NHWC maps; the wrapper permutes them to NCHW so every backbone looks the same.
   Convolutional backbones accept any size and ignore ``img_size``; so do transformers built with
