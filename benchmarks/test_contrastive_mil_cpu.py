@@ -25,6 +25,7 @@ import torch
 from mlrank.ops import contrastive_mil
 from mlrank.ops import reference
 
+from benchmarks.memory import saved_storages
 from benchmarks.results import RESULTS
 
 SHAPES = [(32, 144, 256), (8, 576, 256)]
@@ -50,15 +51,7 @@ def forward_backward(fn, leaf):
 
 def saved_bytes(fn, leaf) -> tuple[int, int]:
     """(all saved bytes, saved bytes beyond the input's own storage), per storage."""
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        prob, _, u_mean = fn(leaf)
+    storages = saved_storages(lambda: fn(leaf))
     input_ptr = leaf.untyped_storage().data_ptr()
     total = sum(storages.values())
     return total, total - storages.get(input_ptr, 0)

@@ -122,8 +122,8 @@ class ModelConfig:
     out_stride: int = 8  # input pixels per token side: N = (image_size / out_stride)^2
     # The coarsest backbone stride the FPN merges; the backbone's stages past it are not built.
     # None merges every stride from out_stride on, as the real-data configs do. The synthetic
-    # default stops at 16: resnet10t's last stage (2 x 2 maps of 64 x 64 images) took 28% of a
-    # training step on the CPU and gave no accuracy (README, Results).
+    # default stops at 16: resnet10t's last stage (2 x 2 maps of 64 x 64 images) took 30% of a
+    # training step on the CPU, and the runs without it end level (docs/method.md section 6).
     max_stride: int | None = 16
     num_heads: int = 2
     dropout: float = 0.0

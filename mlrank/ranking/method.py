@@ -120,29 +120,40 @@ def train_one_epoch(
 
     def losses_of(batch: Any) -> tuple[dict[str, torch.Tensor], int]:
         images, labels, mask = unpack_batch(batch, ctx.device)
-        with autocast(cfg.train.amp, ctx.device):
-            outputs = model(images)
-        outputs = {key: value.float() if torch.is_tensor(value) else value for key, value in outputs.items()}
-        losses = total_loss(
-            outputs,
-            labels,
-            lambda1=cfg.loss.lambda1,
-            lambda2=cfg.loss.lambda2,
-            tau=cfg.loss.tau,
-            alpha=cfg.loss.alpha,
-            num_k=cfg.loss.num_k,
-            reg=cfg.loss.reg,
-            component_mask=mask,
-            lambda_cls=cfg.loss.lambda_cls,
-            lambda_bce_patch=cfg.loss.lambda_bce_patch,
-            lambda_bce_class=cfg.loss.lambda_bce_class,
-            lambda_order=cfg.loss.lambda_order,
-            lambda_count=cfg.loss.lambda_count,
-            last_edit_highest=cfg.model.last_edit_highest,
-        )
-        return losses, images.shape[0]
+        return batch_losses(cfg, model, images, labels, mask), images.shape[0]
 
     return run_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps, losses_of)
+
+
+def batch_losses(
+    cfg: Config,
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """L_Total (eq. 15) and its terms for one batch on the images' device, with the config's
+    weights: what training minimises (also timed by benchmarks/test_synthetic_step.py)."""
+    with autocast(cfg.train.amp, images.device):
+        outputs = model(images)
+    outputs = {key: value.float() if torch.is_tensor(value) else value for key, value in outputs.items()}
+    return total_loss(
+        outputs,
+        labels,
+        lambda1=cfg.loss.lambda1,
+        lambda2=cfg.loss.lambda2,
+        tau=cfg.loss.tau,
+        alpha=cfg.loss.alpha,
+        num_k=cfg.loss.num_k,
+        reg=cfg.loss.reg,
+        component_mask=mask,
+        lambda_cls=cfg.loss.lambda_cls,
+        lambda_bce_patch=cfg.loss.lambda_bce_patch,
+        lambda_bce_class=cfg.loss.lambda_bce_class,
+        lambda_order=cfg.loss.lambda_order,
+        lambda_count=cfg.loss.lambda_count,
+        last_edit_highest=cfg.model.last_edit_highest,
+    )
 
 
 def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLoader:
