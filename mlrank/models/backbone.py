@@ -107,7 +107,8 @@ def create_backbone(
 
     Raises:
         ValueError: unknown ``name`` (with close timm names), ``out_stride`` or ``max_stride``
-            not among the backbone's strides, ``max_stride`` below ``out_stride``, or a weight file that does not fit the architecture.
+            not among the backbone's strides, ``max_stride`` below ``out_stride``, or a weight
+            file that does not fit the architecture.
         FileNotFoundError: ``pretrained_file`` does not exist.
     """
     if not timm.is_model(name):
