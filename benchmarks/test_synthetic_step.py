@@ -36,11 +36,10 @@ MEMORY: dict[str, tuple[int, int, int]] = {}  # name -> (parameters, saved bytes
 
 
 @pytest.fixture(scope="module")
-def steps_and_batch():
+def steps():
     cfg = load_config(None, [])
     data = SyntheticSeqDeepFake("train", size=cfg.data.image_size, num_images=cfg.data.batch_size, seed=0)
-    images = torch.stack([data[i][0] for i in range(len(data))])
-    labels = torch.stack([data[i][1] for i in range(len(data))])
+    images, labels = (torch.stack(column) for column in zip(*(data[i] for i in range(len(data)))))  # rendered once
     steps = {}
     for name, overrides in VARIANTS.items():
         variant = load_config(None, overrides)
@@ -87,7 +86,7 @@ class SyntheticStepSummary:
               f"paired rounds ({min(WALL['every_stage']) / min(WALL['default']):.2f}x of the minima)")
 
 
-def test_synthetic_training_step(benchmark, request, steps_and_batch):
+def test_synthetic_training_step(benchmark, request, steps):
     plugins = request.config.pluginmanager
     if not plugins.has_plugin("mlrank-synthetic-step-summary"):
         plugins.register(SyntheticStepSummary(), "mlrank-synthetic-step-summary")
@@ -98,7 +97,7 @@ def test_synthetic_training_step(benchmark, request, steps_and_batch):
         order = list(VARIANTS) if rounds_done % 2 == 0 else list(reversed(VARIANTS))
         for name in order:
             started = time.perf_counter()
-            steps_and_batch[name]()
+            steps[name]()
             WALL[name].append(time.perf_counter() - started)
         rounds_done += 1
 
