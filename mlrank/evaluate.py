@@ -19,7 +19,7 @@ from typing import Any, Sequence
 
 from mlrank.cli import run_cli
 from mlrank.data.vocab import names_of
-from mlrank.engine.config import Config, config_from_dict
+from mlrank.engine.config import Config, saved_config
 from mlrank.engine.distributed import cleanup, init_distributed
 from mlrank.engine.methods import Method, get_method
 from mlrank.engine.runs import atomic_write_json, load_checkpoint
@@ -31,13 +31,7 @@ def load_model(
 ) -> tuple[Config, Method, Any]:
     """(config, method, model in eval mode) from a checkpoint; a clear error if they do not fit."""
     state = load_checkpoint(checkpoint_path, map_location=device)
-    config = dict(state["config"])
-    # Checkpoints saved before these keys existed were trained on [0, 1] pixels, with the paper's
-    # loss and order of the logits; their configs lack the keys, whose defaults have since changed.
-    config["model"] = {"standardize_input": False, "last_edit_highest": False, "count_head": False,
-                       "max_stride": None, **config.get("model", {})}
-    config["loss"] = {"lambda_order": 0.0, **config.get("loss", {})}
-    cfg = config_from_dict(config, overrides)
+    cfg = saved_config(state["config"], overrides)  # older checkpoints lack later keys
     method = get_method(cfg.method)
     model = method.build_model(cfg)
     try:

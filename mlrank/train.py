@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader
 
 from mlrank.cli import run_cli
 from mlrank.engine.builders import build_optimizer
-from mlrank.engine.config import SEED_LIMIT, Config, config_from_dict, config_to_dict, load_config
+from mlrank.engine.config import (SEED_LIMIT, Config, config_to_dict, load_config, saved_config,
+                                 with_legacy_defaults)
 from mlrank.engine.distributed import (
     DistContext,
     cleanup,
@@ -87,9 +88,9 @@ def run_config(args: argparse.Namespace) -> Config:
     if not folder.path.is_dir():
         raise NotADirectoryError(f"--resume: {folder.path} is not a run folder")
     if folder.config_path.is_file():
-        cfg = load_config(folder.config_path, args.overrides)
+        cfg = saved_config(folder.config_path, args.overrides)
     elif folder.has_completed_epoch():
-        cfg = config_from_dict(load_checkpoint(folder.checkpoint_path("last"))["config"], args.overrides)
+        cfg = saved_config(load_checkpoint(folder.checkpoint_path("last"))["config"], args.overrides)
     else:
         raise FileNotFoundError(f"--resume: {folder.path} holds no run (neither config.yaml nor last.pt)")
     return dataclasses.replace(cfg, output_dir=str(folder.path))
@@ -128,7 +129,7 @@ def check_seed(cfg: Config, ctx: DistContext) -> None:
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], run_folder: RunFolder) -> None:
     """Refuse to resume with a config that differs from the checkpoint's beyond ``RESUME_MAY_CHANGE``."""
-    saved_keys, current_keys = _dotted(saved), _dotted(current)
+    saved_keys, current_keys = _dotted(with_legacy_defaults(saved)), _dotted(current)
     changed = sorted(
         key
         for key in saved_keys.keys() | current_keys.keys()

@@ -15,7 +15,7 @@ import yaml
 
 from mlrank import evaluate, predict, train
 from mlrank.data.synthetic import SyntheticSeqDeepFake
-from mlrank.engine.config import load_config
+from mlrank.engine.config import LEGACY_DEFAULTS, load_config
 from mlrank.engine.distributed import DistContext, init_distributed
 from mlrank.engine.runs import RunFolder, load_checkpoint
 
@@ -121,6 +121,22 @@ def assert_same_run(a, b):
     assert strip(RunFolder(a).read_metrics()) == strip(RunFolder(b).read_metrics())
 
 
+def interrupt_after_first_epoch(monkeypatch, arguments):
+    """Runs train.main(arguments) until epoch 0's last.pt is written, as if the machine went down then."""
+    original_save = RunFolder.save_checkpoint
+
+    def save_then_stop(self, state, name="last"):
+        path = original_save(self, state, name)
+        if name == "last" and state["epoch"] == 0:
+            raise KeyboardInterrupt
+        return path
+
+    with monkeypatch.context() as patched:
+        patched.setattr(RunFolder, "save_checkpoint", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(arguments)
+
+
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory):
     """The tiny run, uninterrupted: what every interrupted and resumed one must reproduce."""
@@ -131,18 +147,7 @@ def whole_run(tmp_path_factory):
 
 def test_moved_run_resumes_bit_for_bit_where_it_is(tmp_path, monkeypatch, whole_run):
     interrupted, moved = tmp_path / "interrupted", tmp_path / "elsewhere" / "moved"
-    original_save = RunFolder.save_checkpoint
-
-    def save_then_stop(self, state, name="last"):
-        path = original_save(self, state, name)
-        if name == "last" and state["epoch"] == 0:
-            raise KeyboardInterrupt  # the machine goes down right after epoch 0's checkpoint
-        return path
-
-    monkeypatch.setattr(RunFolder, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(tiny_overrides(interrupted))
-    monkeypatch.setattr(RunFolder, "save_checkpoint", original_save)
+    interrupt_after_first_epoch(monkeypatch, tiny_overrides(interrupted))
     assert load_checkpoint(interrupted / "last.pt")["epoch"] == 0
     shutil.copytree(interrupted, moved)
     before = folder_snapshot(interrupted)
@@ -154,6 +159,35 @@ def test_moved_run_resumes_bit_for_bit_where_it_is(tmp_path, monkeypatch, whole_
     assert yaml.safe_load((moved / "config.yaml").read_text())["output_dir"] == str(moved)
     assert len(json.loads((moved / "run.json").read_text())["resumes"]) == 1
     assert (moved / "test_metrics.json").is_file()
+
+
+def test_a_run_saved_before_later_keys_existed_resumes_as_it_was_trained(tmp_path, monkeypatch):
+    # A run folder of that time lacks the later keys in config.yaml and in last.pt; they are read with
+    # the values it trained with (LEGACY_DEFAULTS), not today's defaults, so it continues bit for bit.
+    as_trained = [f"{section}.{key}={json.dumps(value)}" for section, values in LEGACY_DEFAULTS.items()
+                  for key, value in values.items()]
+    whole, old = tmp_path / "whole", tmp_path / "old"
+    assert train.main(tiny_overrides(whole, *as_trained)) == 0
+    interrupt_after_first_epoch(monkeypatch, tiny_overrides(old, *as_trained))
+
+    def strip(config):
+        for section, values in LEGACY_DEFAULTS.items():
+            for key in values:
+                del config[section][key]
+        return config
+
+    config_file = old / "config.yaml"
+    config_file.write_text(yaml.safe_dump(strip(yaml.safe_load(config_file.read_text()))))
+    state = load_checkpoint(old / "last.pt")
+    strip(state["config"])
+    torch.save(state, old / "last.pt")
+    assert load_config(None, []).model.max_stride is not None  # today's default differs from the run's
+
+    assert train.main(["--resume", str(old)]) == 0
+    assert_same_run(whole, old)
+    resumed = yaml.safe_load(config_file.read_text())
+    assert all(resumed[section][key] == value for section, values in LEGACY_DEFAULTS.items()
+               for key, value in values.items())
 
 
 def test_resume_refuses_another_config_but_takes_new_paths(tmp_path, whole_run):

@@ -282,6 +282,32 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return config_from_dict(raw, overrides)
 
 
+# Keys added after runs had been saved, with the value those runs trained with, which is not today's
+# default: checkpoints and run folders of that time were trained on [0, 1] pixels, with the paper's
+# loss and order of the logits, no count head and every stage of the backbone. A saved config that
+# lacks a key gets this value, never the default; a key it has is kept.
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "model": {"standardize_input": False, "last_edit_highest": False, "count_head": False, "max_stride": None},
+    "loss": {"lambda_order": 0.0},
+}
+
+
+def with_legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's config dict (a checkpoint's or a run folder's) with ``LEGACY_DEFAULTS`` for the keys it lacks."""
+    values = copy.deepcopy(saved)
+    for section, defaults in LEGACY_DEFAULTS.items():
+        values[section] = {**defaults, **(values.get(section) or {})}
+    return values
+
+
+def saved_config(saved: dict[str, Any] | str | Path, overrides: typing.Sequence[str] = ()) -> Config:
+    """The Config a saved run trained with: its config dict, or its ``config.yaml``, read with
+    ``LEGACY_DEFAULTS`` (evaluation, prediction and ``--resume`` all read saved runs so)."""
+    if not isinstance(saved, dict):
+        saved = _read_with_bases(Path(saved), chain=())
+    return config_from_dict(with_legacy_defaults(saved), overrides)
+
+
 def config_to_dict(config: Config) -> dict[str, Any]:
     """Plain nested dict of built-in types (tuples become lists), ready for YAML, JSON or a checkpoint."""
     return _plain(dataclasses.asdict(config))
