@@ -132,7 +132,7 @@ class ModelConfig:
     normalize_patch_tokens: bool = False
     # Standardise the [0, 1] images with the backbone's own mean and std (timm's pretrained
     # configuration), which pretrained weights expect. Checkpoints saved before this key existed
-    # were trained without it (mlrank.evaluate.load_model reads them so).
+    # were trained without it (LEGACY_DEFAULTS below reads them so).
     standardize_input: bool = True
     # How the fused logits order the edits: False is the paper's (the first edit highest); True
     # ranks the most recent, most visible edit highest and decodes the other way (docs/method.md
