@@ -128,8 +128,9 @@ def check_seed(cfg: Config, ctx: DistContext) -> None:
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], run_folder: RunFolder) -> None:
-    """Refuse to resume with a config that differs from the checkpoint's beyond ``RESUME_MAY_CHANGE``."""
-    saved_keys, current_keys = _dotted(with_legacy_defaults(saved)), _dotted(current)
+    """Refuse to resume with a config that differs from the checkpoint's beyond ``RESUME_MAY_CHANGE``;
+    keys that either lacks are read as ``LEGACY_DEFAULTS`` (a checkpoint written before they existed)."""
+    saved_keys, current_keys = _dotted(with_legacy_defaults(saved)), _dotted(with_legacy_defaults(current))
     changed = sorted(
         key
         for key in saved_keys.keys() | current_keys.keys()
