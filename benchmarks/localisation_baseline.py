@@ -76,7 +76,7 @@ def validation_numbers(network: torch.nn.Module, loader: DataLoader) -> tuple[to
 
 
 def main(overrides: list[str]) -> None:
-    cfg = load_config(None, overrides)
+    cfg = load_config("synthetic", overrides)
     if cfg.data.kind != "synthetic" or is_binary(cfg):
         raise SystemExit("this benchmark compares localisation on the synthetic Seq-DeepFake set")
     torch.manual_seed(cfg.seed)

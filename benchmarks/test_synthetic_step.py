@@ -37,12 +37,12 @@ MEMORY: dict[str, tuple[int, int, int]] = {}  # name -> (parameters, saved bytes
 
 @pytest.fixture(scope="module")
 def steps():
-    cfg = load_config(None, [])
+    cfg = load_config("synthetic", [])
     data = SyntheticSeqDeepFake("train", size=cfg.data.image_size, num_images=cfg.data.batch_size, seed=0)
     images, labels = (torch.stack(column) for column in zip(*(data[i] for i in range(len(data)))))  # rendered once
     steps = {}
     for name, overrides in VARIANTS.items():
-        variant = load_config(None, overrides)
+        variant = load_config("synthetic", overrides)
         torch.manual_seed(0)
         model = build_model(variant).train()
         optimizer, _ = build_optimizer(variant, model, steps_per_epoch=1)

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank import train
-from mlrank.engine.config import Config, config_to_dict, load_config, resolve_config_path
+from mlrank.engine.config import DEFAULT_CONFIG, Config, config_to_dict, load_config, resolve_config_path
 from mlrank.engine.distributed import DistContext, cleanup, init_distributed
 from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
 from mlrank.ranking.method import METHOD as RANKING
@@ -235,7 +235,7 @@ def write_table(output_dir: Path, summary: dict[str, Any]) -> str:
     """Write ablation.json and ablation.md atomically; returns the Markdown."""
     header = (
         "# Loss ablation (docs/method.md section 6, the paper's Table 3)\n\n"
-        f"Config: {summary['config'] or 'the defaults (synthetic)'}; overrides: "
+        f"Config: {summary['config'] or 'the engine defaults (the paper, on the synthetic set)'}; overrides: "
         f"{' '.join(summary['overrides']) or 'none'}. Each row's best checkpoint (on the validation "
         "split), on the test split; the term columns are each loss term's weight in L_Total."
     )
@@ -314,7 +314,7 @@ def run_ablation(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: 0 when every row has its test metrics, 1 when some row failed."""
     parser = argparse.ArgumentParser(prog="python -m mlrank.ablate", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="a YAML file or the name of a shipped config (default: synthetic)")
+    parser.add_argument("--config", help=f"a YAML file or the name of a shipped config (default: {DEFAULT_CONFIG})")
     parser.add_argument("--output-dir", help="the ablation's folder (default: <config's output_dir>_ablation)")
     parser.add_argument(
         "--rows", help="comma-separated row names to train and table (default: every row), e.g. bce_u,all_terms"
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overrides", nargs="*", metavar="key=value", help="applied to every row, e.g. optim.epochs=8"
     )
     args = parser.parse_args(argv)
-    config = resolve_config_path(args.config) if args.config else None
+    config = resolve_config_path(args.config or DEFAULT_CONFIG)
     ctx = init_distributed()
     try:
         summary = run_ablation(

@@ -83,9 +83,9 @@ from mlrank.predict import (
     resolve_device,
 )
 from mlrank.preprocess import crop_square
-from mlrank.ranking.decoding import decision_logits, decode
+from mlrank.ranking.decoding import branch_logits
 from mlrank.ranking.method import METHOD as RANKING
-from mlrank.ranking.method import prediction_record
+from mlrank.ranking.method import THRESHOLD, prediction_record
 
 INDEX_NAME = "index.html"
 RECORDS_NAME = "explain.json"
@@ -209,8 +209,11 @@ def similarity_histogram_png(curve: MilCurve) -> bytes:
     return png_bytes(figure)
 
 
-def components_png(names: Sequence[str], probs: torch.Tensor, order: Sequence[int], threshold: float) -> bytes:
-    """Every component's probability, the predicted ones coloured and numbered in their order."""
+def components_png(names: Sequence[str], probs: torch.Tensor, order: Sequence[int], threshold: float | None,
+                   decision: str | None = None) -> bytes:
+    """Every component's probability, the predicted ones coloured and numbered in their order; the
+    threshold line where a threshold decided (a count head or the training sequences may keep a
+    component below it)."""
     figure = new_figure(6, 0.5 * len(names) + 1.5, COMMAND)
     ax = figure.subplots()
     rank = {component: position for position, component in enumerate(order, start=1)}
@@ -220,7 +223,11 @@ def components_png(names: Sequence[str], probs: torch.Tensor, order: Sequence[in
     for i, (position, prob) in enumerate(zip(positions, probs.tolist())):
         label = f"#{rank[i + 1]}  {prob:.3f}" if i + 1 in rank else f"{prob:.3f}"
         ax.text(min(prob, 0.75) + 0.02, position, label, va="center", fontsize=9)
-    ax.axvline(threshold, color="black", linestyle=":", linewidth=1, label=f"threshold {threshold:g}")
+    if decision in (None, THRESHOLD):
+        line = 0.5 if threshold is None else threshold
+        ax.axvline(line, color="black", linestyle=":", linewidth=1, label=f"threshold {line:g}")
+    else:
+        ax.plot([], [], " ", label=f"decided by: {decision.replace('_', ' ')}")
     ax.set_yticks(positions, names)
     ax.set_xlim(0, 1)
     ax.set_xlabel("P_i = sigmoid(f_i)")
@@ -234,19 +241,19 @@ def components_png(names: Sequence[str], probs: torch.Tensor, order: Sequence[in
 
 
 def explain_image(cfg: Any, model: torch.nn.Module, image: np.ndarray, square: tuple[int, int, int],
-                  threshold: float, folder: Path) -> dict[str, Any]:
+                  threshold: float | None, folder: Path) -> dict[str, Any]:
     """Write one image's figures into ``folder``; its record (predict's, and what the figures show)."""
     batch = model_input(image, square, cfg.data.image_size)[None].to(next(model.parameters()).device)
     # predict's numbers come from its forward pass without gradients; with them enabled PyTorch takes
     # another path through the encoder, whose last bits differ, so Grad-CAM gets a pass of its own.
     with torch.no_grad():
         outputs = model(batch)
-    record, similarity = prediction_record(cfg, outputs, threshold)
-    logits = decision_logits(outputs).cpu()  # what predict decodes (a count head's decision too)
-    order_scores = outputs["order_scores"].float().cpu() if "order_scores" in outputs else None
-    decoded = decode(logits, threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest,
-                     order_scores=order_scores)
-    components = [int(i) for i in decoded[0] if i > 0]
+    record, similarity = prediction_record(cfg, outputs, threshold, getattr(model, "training_sequences", None))
+    probs = branch_logits(outputs, cfg.model.decode_from)[0].cpu().sigmoid()  # each component's own
+    if is_binary(cfg):
+        components = [1] if record["fake_probability"] > (0.5 if threshold is None else threshold) else []
+    else:  # predict's decision, whatever rule made it
+        components = [manipulation["id"] for manipulation in record["manipulations"]]
     curve = mil_curve(outputs["tokens"][0].float().cpu(), cfg.loss.tau, cfg.loss.num_k)
     names = ["fake"] if is_binary(cfg) else list(names_of(cfg.data.subset))
     with_gradients, feature_map = forward_with_feature_map(model, batch, getattr(model, GRAD_CAM_LAYER))
@@ -256,7 +263,7 @@ def explain_image(cfg: Any, model: torch.nn.Module, image: np.ndarray, square: t
         "mil_curve": mil_curve_png(curve, cfg.loss.tau),
         "similarity_histogram": similarity_histogram_png(curve),
         "heatmap": heat_map_png(image, similarity, square),
-        "components": components_png(names, logits[0].sigmoid(), components, threshold),
+        "components": components_png(names, probs, components, threshold, record.get("decision")),
     }
     grad_cam_max = {}
     for component, cam in grad_cams(with_gradients["logits"], feature_map, components).items():
@@ -318,7 +325,14 @@ def _cell(record: dict[str, Any], prefix: str, title: str) -> str:
     return "".join(parts)
 
 
-def index_html(records: Sequence[dict[str, Any]], checkpoint: str, threshold: float) -> str:
+def decision_text(threshold: float | None) -> str:
+    """How the page's components were decided."""
+    if threshold is None:
+        return "components decided by the model's own rule (each record's \"decision\")"
+    return f"components decided by P_i &gt; {threshold:g}"
+
+
+def index_html(records: Sequence[dict[str, Any]], checkpoint: str, threshold: float | None) -> str:
     """The page: one column per image, one row per kind of figure; names escaped, links relative."""
     head = "".join(f"<th>{html.escape(Path(r['image']).name)}</th>" for r in records)
     body = "".join(
@@ -346,7 +360,7 @@ figcaption {{ font-size: small; }}
 </head>
 <body>
 <h1>mlrank explain</h1>
-<p>checkpoint {html.escape(checkpoint)}; threshold {threshold:g}; Grad-CAM of the fused logit at the
+<p>checkpoint {html.escape(checkpoint)}; {decision_text(threshold)}; Grad-CAM of the fused logit at the
 output of <code>model.{GRAD_CAM_LAYER}</code>. Per-image numbers: {RECORDS_NAME}.</p>
 <table>
 <thead><tr><th></th>{head}</tr></thead>
@@ -368,7 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="a best.pt or last.pt of the multi-label ranking model")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
     parser.add_argument("--output-dir", default="explanations", help="index.html, explain.json and a folder per image")
-    parser.add_argument("--threshold", type=float, default=0.5, help="P_i above which a component is manipulated")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decide each component by P_i > THRESHOLD (default: the model's own rule: P_i > 0.5, "
+                             "or its count head, or the training sequences)")
     add_view_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run")
     args = parser.parse_args(argv)

@@ -233,7 +233,7 @@ def png_of(picture: np.ndarray) -> bytes:
 
 @torch.no_grad()
 def predict_image(
-    cfg: Config, model: Any, image: torch.Tensor, threshold: float
+    cfg: Config, model: Any, image: torch.Tensor, threshold: float | None
 ) -> tuple[dict[str, Any], torch.Tensor | None]:
     """The prediction record of one model input [3, S, S] by its method, and the patch similarity map
     drawn as its heat map (None where the method has none).
@@ -250,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint")
     parser.add_argument("images", nargs="+", help="image files or folders of them")
     parser.add_argument("--output-dir", default="predictions", help="predictions.json and the heat maps")
-    parser.add_argument("--threshold", type=float, default=0.5, help="P_i above which a component is manipulated")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="decide each component by P_i > THRESHOLD (default: the model's own rule: P_i > 0.5, "
+                             "or its count head, or the training sequences)")
     parser.add_argument("--no-heatmaps", action="store_true")
     add_view_options(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace predictions and heat maps that exist")

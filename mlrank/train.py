@@ -1,6 +1,7 @@
 """Train a detector: ``python -m mlrank.train [--config FILE | --resume RUN_DIR] [key=value ...]``.
 
-With no arguments it trains the multi-label ranking model on the built-in synthetic data set. The
+With no arguments it trains the multi-label ranking model on the built-in synthetic data set (the
+shipped ``synthetic`` config, ``mlrank.engine.config.DEFAULT_CONFIG``). The
 run folder (``output_dir``) receives the resolved config, the run's facts (seed, versions, argv),
 one JSON line of metrics per epoch, and checkpoints written atomically: ``last.pt`` after every
 epoch and ``best.pt`` for the best validation score (never the test split). After the last epoch
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from mlrank.cli import run_cli
 from mlrank.engine.builders import build_optimizer
-from mlrank.engine.config import (SEED_LIMIT, Config, config_to_dict, load_config, saved_config,
+from mlrank.engine.config import (DEFAULT_CONFIG, SEED_LIMIT, Config, config_to_dict, load_config, saved_config,
                                  with_legacy_defaults)
 from mlrank.engine.distributed import (
     DistContext,
@@ -66,7 +67,7 @@ RESUME_MAY_CHANGE = ("output_dir", "data.root", "data.json_path", "data.json_pre
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlrank.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", help="a YAML file or the name of a shipped config (default: synthetic)")
+    parser.add_argument("--config", help=f"a YAML file or the name of a shipped config (default: {DEFAULT_CONFIG})")
     parser.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (from its last.pt, with its config.yaml)"
     )
@@ -77,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def run_config(args: argparse.Namespace) -> Config:
     """The config to train with: ``--config`` and overrides, or the resumed run folder's own."""
     if args.resume is None:
-        return load_config(args.config, args.overrides)
+        return load_config(args.config or DEFAULT_CONFIG, args.overrides)
     if args.config is not None:
         raise ValueError("--resume RUN_DIR trains with the run's own config (RUN_DIR/config.yaml); drop --config")
     if any(override.partition("=")[0].strip() == "output_dir" for override in args.overrides):
@@ -198,6 +199,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
     validation_set = method.evaluation_dataset(cfg, "val")
     test_set = method.evaluation_dataset(cfg, "test")
     model = method.build_model(cfg).to(ctx.device)
+    method.prepare_model(cfg, model, train_set)
     optimizer, scheduler = build_optimizer(cfg, model, steps)
 
     first_epoch, global_step, best = 0, 0, float("-inf")

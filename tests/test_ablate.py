@@ -171,7 +171,7 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     monkeypatch.setattr(ablate, "ROWS", [*ablate.ROWS, extra])
     assert ablate.main(["--output-dir", str(out), *TINY]) == 0
     # The default's own L_Order, order of the logits and order head (a row that does not set them keeps them).
-    default_model = load_config(None).model
+    default_model = load_config("synthetic").model  # ablate.main without --config
     head, count = float(default_model.order_head), float(default_model.count_head)
     assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head, count)]
     summary = json.loads((out / "ablation.json").read_text())
@@ -204,7 +204,7 @@ def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
 def test_a_run_without_checkpoint_is_reported_not_deleted(tmp_path, monkeypatch):
     out = tmp_path / "ablation"
     monkeypatch.setattr(ablate, "ROWS", [ALL_TERMS])
-    cfg = row_config(None, TINY, ablate.ROWS[0], out)
+    cfg = row_config("synthetic", TINY, ablate.ROWS[0], out)  # ablate.main without --config
     RunFolder(cfg.output_dir).start(config_to_dict(cfg), seed=0, argv=[], world_size=1)
     assert ablate.main(["--output-dir", str(out), *TINY]) == 1
     (row,) = json.loads((out / "ablation.json").read_text())["rows"]

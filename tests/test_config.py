@@ -8,11 +8,14 @@ import yaml
 
 from mlrank.data.vocab import SUBSETS
 from mlrank.engine.config import (
+    DEFAULT_CONFIG,
+    PAPER_DEPARTURES,
     Config,
     UniqueKeyLoader,
     DataConfig,
     config_from_dict,
     config_to_dict,
+    departures_from_paper,
     load_config,
     resolve_config_path,
     save_config,
@@ -27,9 +30,40 @@ def write_yaml(path, content):
     return path
 
 
-def test_no_file_gives_the_synthetic_defaults():
+# The paper's value of every departure key, written out by hand from docs/method.md: no L_Order, the
+# first edit ranked highest, no order or count head, no high-pass input, U row-normalised, every
+# backbone stage, the fused head decoding any sequence.
+PAPER_VALUES = {
+    "loss.lambda_order": 0.0,
+    "model.last_edit_highest": False,
+    "model.order_head": False,
+    "model.count_head": False,
+    "model.highpass_input": False,
+    "model.normalize_patch_tokens": True,
+    "model.max_stride": None,
+    "model.decode_from": "fused",
+    "model.seen_sequences_only": False,
+}
+SYNTHETIC_DEPARTURES = {
+    "model.normalize_patch_tokens": False,
+    "model.max_stride": 16,
+    "model.last_edit_highest": True,
+    "model.count_head": True,
+    "loss.lambda_order": 1.0,
+}
+
+
+def value_of(config, key):
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def test_no_file_gives_the_papers_method_on_the_synthetic_set():
     config = load_config()
     assert config == Config()
+    assert set(PAPER_DEPARTURES) == set(PAPER_VALUES)
+    assert {key: value_of(config, key) for key in PAPER_VALUES} == PAPER_VALUES
+    assert departures_from_paper(config) == []
     assert (config.method, config.seed, config.data.kind) == ("mlrank", 0, "synthetic")
     assert config.data.image_size == 64
     assert (config.data.synthetic_train_size, config.data.synthetic_val_size) == (20000, 300)
@@ -37,8 +71,65 @@ def test_no_file_gives_the_synthetic_defaults():
     assert config.seeable.grid == (4, 4)
 
 
-def test_shipped_synthetic_config_spells_out_the_defaults():
-    assert load_config("synthetic") == Config()
+def test_the_synthetic_config_is_the_defaults_with_its_departures_switched_on_by_name():
+    synthetic = load_config(DEFAULT_CONFIG)
+    assert DEFAULT_CONFIG == "synthetic"
+    assert {key: value_of(synthetic, key) for key in departures_from_paper(synthetic)} == SYNTHETIC_DEPARTURES
+    overrides = [f"{key}={'null' if value is None else value}" for key, value in SYNTHETIC_DEPARTURES.items()]
+    assert load_config(None, overrides) == synthetic  # nothing else differs from the defaults
+    text = shipped_config("synthetic").read_text(encoding="utf-8")
+    for key in SYNTHETIC_DEPARTURES:  # named, not inherited
+        assert f"\n  {key.split('.')[1]}:" in text, key
+
+
+def named_departures(name):
+    """The keys a shipped config's header names on its "Departures from the paper:" line."""
+    lines = [line for line in shipped_config(name).read_text(encoding="utf-8").splitlines()
+             if line.startswith("# Departures from the paper:")]
+    assert len(lines) == 1, f"{name}: one 'Departures from the paper:' line in the header, found {len(lines)}"
+    text = lines[0].split(":", 1)[1].split("(")[0].strip()
+    return set() if text == "none" else {key.strip() for key in text.split(",")}
+
+
+def test_every_shipped_config_turns_on_exactly_the_departures_its_header_names():
+    for name in shipped_config_names():
+        config = load_config(name)
+        assert set(departures_from_paper(config)) == named_departures(name), name
+        if name != "synthetic" and not name.endswith("_ordered"):  # the real-data configs are the paper's
+            assert departures_from_paper(config) == [], name
+    for name in [n for n in shipped_config_names() if n.endswith("_ordered")]:
+        assert set(departures_from_paper(load_config(name))) == {
+            "loss.lambda_order", "model.last_edit_highest", "model.count_head"}, name
+
+
+def test_every_seqdeepfake_table_config_is_shipped_with_its_ordered_twin():
+    for subset in ("components", "attributes"):
+        for backbone, timm_name in (("r34", "resnet34"), ("r50", "resnet50"), ("swin", "swin_base_patch4_window7_224")):
+            paper = load_config(f"seqdeepfake_{subset}_{backbone}")
+            ordered = load_config(f"seqdeepfake_{subset}_{backbone}_ordered")
+            assert paper.data.kind == "seqdeepfake" and paper.data.subset == f"facial_{subset}"
+            assert paper.model.backbone == timm_name == ordered.model.backbone
+            assert paper.optim.epochs == (400 if backbone == "swin" else 200)
+            assert paper.output_dir == f"runs/seqdeepfake_{subset}_{backbone}"
+            assert ordered.output_dir == paper.output_dir + "_ordered"
+            switched_back = load_config(f"seqdeepfake_{subset}_{backbone}_ordered",
+                                        ["loss.lambda_order=0", "model.last_edit_highest=false",
+                                         "model.count_head=false", f"output_dir={paper.output_dir}"])
+            assert switched_back == paper
+
+
+def test_the_papers_loss_as_printed_is_one_documented_switch_away():
+    for name in shipped_config_names():
+        config = load_config(name)
+        if config.method != "mlrank" or name == "synthetic":
+            continue
+        assert (config.loss.reg, config.loss.num_k) == ("mean", None), name  # the decisions, documented:
+        header = shipped_config(name).read_text(encoding="utf-8")
+        base = load_config(name)
+        if "loss.reg=sum loss.num_k=100" not in header.replace("\n# ", " "):
+            assert "base:" in header, f"{name} neither documents the strict switch nor inherits it"
+        strict = load_config(name, ["loss.reg=sum", "loss.num_k=100"])
+        assert (strict.loss.reg, strict.loss.num_k) == ("sum", 100) and base.loss.reg == "mean"
 
 
 def test_every_shipped_config_loads_with_the_papers_settings():

@@ -186,9 +186,10 @@ def test_figures_and_records_of_every_image(explained, checkpoint):
     for name in ("photo.png", ODD_NAME):
         record = records[name]
         # threshold 0: every component is predicted, so every one has its Grad-CAM; the default model
-        # scores the latest edit highest (model.last_edit_highest), so the earliest is the lowest
+        # ranks as the paper does (the first edit highest), so the most probable comes first
         assert [m["name"] for m in record["manipulations"]] == sorted(
-            names, key=lambda n: record["probabilities"][n])
+            names, key=lambda n: -record["probabilities"][n])
+        assert record["decision"] == "threshold" and record["threshold"] == 0
         assert set(record["figures"]) == {"input", "mil_curve", "similarity_histogram", "heatmap", "components",
                                           *(f"gradcam_{n}" for n in names)}
         for figure in record["figures"].values():

@@ -410,7 +410,7 @@ def test_model_with_max_stride_merges_only_the_kept_levels():
     assert out["grid"] == (8, 8) and out["logits"].shape == (2, 5)
     built = build_model(load_config(overrides=["model.backbone=resnet18", "model.max_stride=16"]))
     assert len(built.fpn.laterals) == 2 and not hasattr(built.backbone.body, "layer4")
-    assert load_config(None, []).model.max_stride == 16  # the synthetic default
+    assert load_config("synthetic", []).model.max_stride == 16  # the synthetic default
     real = load_config("seqdeepfake_components_r50", ["model.pretrained_file=null"]).model
     assert real.max_stride is None  # the real-data configs merge every stride, as before
 
@@ -540,7 +540,7 @@ def test_order_head_follows_the_config_and_needs_the_order_term():
     from mlrank.engine.config import load_config
     from mlrank.ranking.method import build_model
 
-    assert build_model(load_config(None, ["model.order_head=true"])).order_head
+    assert build_model(load_config(None, ["model.order_head=true", "loss.lambda_order=1"])).order_head
     assert not build_model(load_config(None, ["model.order_head=false"])).order_head
     with pytest.raises(ValueError, match="'loss.lambda_order' is 0"):
         load_config(None, ["model.order_head=true", "loss.lambda_order=0"])
@@ -599,7 +599,8 @@ def test_count_head_follows_the_config_and_needs_the_count_term():
     from mlrank.engine.config import load_config
     from mlrank.ranking.method import build_model
 
-    assert build_model(load_config(None, [])).count_head is not None  # the synthetic default has one
+    assert build_model(load_config("synthetic", [])).count_head is not None  # the synthetic default has one
+    assert build_model(load_config(None, [])).count_head is None  # the paper has none
     assert build_model(load_config(None, ["model.count_head=false"])).count_head is None
     assert build_model(load_config("seqdeepfake_components_r50", [])).count_head is None  # the paper's model
     with pytest.raises(ValueError, match="'loss.lambda_count' is 0"):

@@ -226,7 +226,8 @@ def snapshot_names(folder):
 def test_a_count_head_decides_how_many_components_predict_lists(tmp_path):
     folder = tmp_path / "run"
     cfg = load_config(overrides=[f"data.image_size={SIZE}", "model.token_dim=16", "model.num_heads=2",
-                                 "model.out_stride=8", "model.count_head=true", f"output_dir={folder}"])
+                                 "model.out_stride=8", "model.count_head=true", "model.last_edit_highest=true",
+                                 f"output_dir={folder}"])
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     rgb = texture(SIZE, SIZE, seed=3)

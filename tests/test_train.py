@@ -78,9 +78,14 @@ def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
         assert 0.0 <= record["fake_probability"] <= 1.0
         probabilities = record["probabilities"]
         order = [m["name"] for m in record["manipulations"]]
-        # the components above 0.5, by increasing probability: the default model scores the latest
-        # edit highest (model.last_edit_highest), so the earliest edit is the lowest above 0.5
-        assert order == sorted((n for n, p in probabilities.items() if p > 0.5), key=lambda n: probabilities[n])
+        # the synthetic default's count head decides how many: the most probable components, each with
+        # its own probability, by increasing probability: the model scores the latest edit highest
+        # (model.last_edit_highest), so the earliest edit comes first
+        assert record["decision"] == "count_head" and record["sequence"] == order
+        assert sum(record["count_probabilities"].values()) == pytest.approx(1.0)
+        kept = sorted(probabilities, key=lambda n: -probabilities[n])[: len(order)]
+        assert order == sorted(kept, key=lambda n: probabilities[n])
+        assert [m["probability"] for m in record["manipulations"]] == [probabilities[n] for n in order]
         assert cv2.imread(record["heatmap"]).shape == (64, 64, 3)
 
 
@@ -181,7 +186,7 @@ def test_a_run_saved_before_later_keys_existed_resumes_as_it_was_trained(tmp_pat
     state = load_checkpoint(old / "last.pt")
     strip(state["config"])
     torch.save(state, old / "last.pt")
-    assert load_config(None, []).model.max_stride is not None  # today's default differs from the run's
+    assert load_config("synthetic", []).model.max_stride is not None  # today's default differs from the run's
 
     assert train.main(["--resume", str(old)]) == 0
     assert_same_run(whole, old)

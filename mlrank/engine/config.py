@@ -2,8 +2,9 @@
 
 ``load_config(path, overrides)`` resolves a run's configuration in three layers, later ones winning:
 
-1. the dataclass defaults below, which are the built-in synthetic run (``mlrank/configs/synthetic.yaml``
-   spells the same values out);
+1. the dataclass defaults below: the paper's method with every departure from it off
+   (``PAPER_DEPARTURES``), at the scale of the built-in synthetic data set (a small backbone trained
+   from scratch on 64 x 64 images in minutes);
 2. a YAML file, given as a path or as the name of a shipped config (``shipped_config``). A file may
    start from another with ``base: <shipped name or path relative to the file>``; bases chain, and
    mappings merge key by key while lists and scalars replace;
@@ -22,9 +23,12 @@ Decisions:
   take a float, nor a bool an int: ``epochs: 2.5`` or ``deterministic: 1`` are errors.
 * ``train.amp`` is ``auto`` (bf16 autocast on a GPU, none on the CPU), ``bf16`` or ``fp32``. Not
   ``off``: YAML 1.1 reads ``off`` as False.
-* The defaults are those of the synthetic run, which trains a small backbone from scratch; that run
-  uses a larger learning rate and fewer epochs than the paper's (1e-4, 200 epochs), whose settings are
-  in the shipped real-data configs.
+* The defaults are the paper's method: every key of ``PAPER_DEPARTURES`` holds the paper's value, so a
+  config that does not name a departure does not get it. ``python -m mlrank.train`` without
+  ``--config`` runs the shipped ``synthetic`` config (``DEFAULT_CONFIG``), which switches its
+  departures on by name. The defaults' data and schedule are the built-in set's (a larger learning
+  rate and fewer epochs than the paper's 1e-4 and 200, for a backbone trained from scratch); the
+  paper's optimisation settings are in the shipped real-data configs.
 * ``seed`` lies in [0, 2**32): numpy's global seed is 32 bits (the training loop adds the rank to it
   and checks the sum against the world size).
 * ``method`` is a name in :data:`mlrank.engine.methods.METHODS`, and the method checks its own keys
@@ -121,24 +125,23 @@ class ModelConfig:
     token_dim: int = 64
     out_stride: int = 8  # input pixels per token side: N = (image_size / out_stride)^2
     # The coarsest backbone stride the FPN merges; the backbone's stages past it are not built.
-    # None merges every stride from out_stride on, as the real-data configs do. The synthetic
-    # default stops at 16: resnet10t's last stage (2 x 2 maps of 64 x 64 images) took 30% of a
-    # training step on the CPU, and the runs without it end level (docs/method.md section 6).
-    max_stride: int | None = 16
+    # None merges every stride from out_stride on, the paper's model. The synthetic config stops at
+    # 16: resnet10t's last stage (2 x 2 maps of 64 x 64 images) took 30% of a training step on the
+    # CPU, and the runs without it end level (docs/method.md section 6).
+    max_stride: int | None = None
     num_heads: int = 2
     dropout: float = 0.0
-    # Row-normalise the patch tokens U at the encoder input, as the paper (and the real-data
-    # configs) do; the synthetic run feeds them unnormalised: with it, it did not learn (README).
-    normalize_patch_tokens: bool = False
+    # Row-normalise the patch tokens U at the encoder input, as the paper does; the synthetic config
+    # feeds them unnormalised, which learns its small backbone faster (docs/method.md section 2).
+    normalize_patch_tokens: bool = True
     # Standardise the [0, 1] images with the backbone's own mean and std (timm's pretrained
     # configuration), which pretrained weights expect. Checkpoints saved before this key existed
     # were trained without it (LEGACY_DEFAULTS below reads them so).
     standardize_input: bool = True
     # How the fused logits order the edits: False is the paper's (the first edit highest); True
     # ranks the most recent, most visible edit highest and decodes the other way (docs/method.md
-    # section 5), which the synthetic default learns far better. The real-data configs keep the
-    # paper's; checkpoints saved before this key existed decode as the paper does.
-    last_edit_highest: bool = True
+    # section 5), which the synthetic config learns far better.
+    last_edit_highest: bool = False
     # Beyond the paper: a second linear on each class token scores the order of the edits, trained
     # by L_Order (needs loss.lambda_order > 0), so that the fused logits only detect (docs/method.md
     # section 5). Off: the fused logits detect and order, as in the paper.
@@ -150,8 +153,15 @@ class ModelConfig:
     # Beyond the paper: a linear on the mean of the encoded patch tokens scores how many components
     # were edited (0..L), trained by L_Count; decoding then keeps the top-k fused logits, k the count
     # that the head and the logits agree on best, instead of thresholding each component
-    # (docs/method.md section 5). On in the synthetic default, off in the real-data configs.
-    count_head: bool = True
+    # (docs/method.md section 5).
+    count_head: bool = False
+    # Which logits decode: "fused" (the paper's inference head) or "patch", the patch branch f^U
+    # alone, which the paper's ablation ranks by where only L_BCE^U trains (Table 3, row I).
+    decode_from: Literal["fused", "patch"] = "fused"
+    # Beyond the paper: decode the most probable sequence among those in the training annotations
+    # (Seq-DeepFake has 28 component and 26 attribute sequences) instead of any subset in any order
+    # (docs/method.md section 7). The training split's sequences are stored in the checkpoint.
+    seen_sequences_only: bool = False
 
 
 @dataclass
@@ -173,7 +183,7 @@ class LossConfig:
     lambda_cls: float = 1.0  # L_CLS
     lambda_bce_patch: float = 1.0  # L_BCE^U, the patch branch, times lambda1
     lambda_bce_class: float = 1.0  # L_BCE^V, the class branch, times lambda1
-    lambda_order: float = 1.0  # L_Order, beyond the paper (0 in the real-data configs): pairwise order of the edits
+    lambda_order: float = 0.0  # L_Order, beyond the paper: pairwise order of the edits (the synthetic config: 1)
     lambda_count: float = 1.0  # L_Count, beyond the paper: trains model.count_head (no effect without it)
 
 
@@ -219,7 +229,8 @@ class SeeableConfig:
 
 @dataclass
 class Config:
-    """A whole run. Defaults: the built-in synthetic data set, trainable in minutes on 2 CPU cores."""
+    """A whole run. Defaults: the paper's method on the built-in synthetic data set, trainable in
+    minutes on 2 CPU cores (the synthetic config adds its departures, ``PAPER_DEPARTURES``)."""
 
     method: str = "mlrank"  # a name in mlrank.engine.methods.METHODS
     seed: int = 0
@@ -231,6 +242,30 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seeable: SeeableConfig = field(default_factory=SeeableConfig)
+
+
+DEFAULT_CONFIG = "synthetic"  # what python -m mlrank.train and mlrank.ablate run without --config
+
+# The keys whose value departs from the paper's method when it differs from the default (the
+# defaults are the paper's), with what the departure is. A shipped config names the ones it turns on
+# in its header ("Departures from the paper: ..."), which tests/test_config.py checks.
+PAPER_DEPARTURES: dict[str, str] = {
+    "loss.lambda_order": "L_Order, a pairwise order term (docs/method.md section 5)",
+    "model.last_edit_highest": "the logits rank the latest edit highest, decoded reversed (section 5)",
+    "model.order_head": "a separate order score trained by L_Order (section 5)",
+    "model.count_head": "a count head decides how many components decoding keeps (section 5)",
+    "model.highpass_input": "high-pass residual input channels (section 2)",
+    "model.normalize_patch_tokens": "the patch tokens U enter the encoder unnormalised (section 2)",
+    "model.max_stride": "the backbone's last stages are not built (section 6)",
+    "model.decode_from": "decoding reads another branch than the fused head (section 6, Table 3 row I)",
+    "model.seen_sequences_only": "decoding is restricted to the training annotations' sequences (section 7)",
+}
+
+
+def departures_from_paper(config: Config) -> list[str]:
+    """The ``PAPER_DEPARTURES`` keys whose value in ``config`` is not the paper's (the default's)."""
+    paper = Config()
+    return [key for key in PAPER_DEPARTURES if _lookup(config, key) != _lookup(paper, key)]
 
 
 # Range checks run after the type checks, on every loaded config.
@@ -282,12 +317,14 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     return config_from_dict(raw, overrides)
 
 
-# Keys added after runs had been saved, with the value those runs trained with, which is not today's
-# default: checkpoints and run folders of that time were trained on [0, 1] pixels, with the paper's
-# loss and order of the logits, no count head and every stage of the backbone. A saved config that
-# lacks a key gets this value, never the default; a key it has is kept.
+# Keys added after runs had been saved, with the value those runs trained (and decoded) with, which
+# need not be today's default: checkpoints and run folders of that time were trained on [0, 1]
+# pixels, with the paper's loss and order of the logits, no count head and every stage of the
+# backbone, and decoded the fused logits with no restriction. A saved config that lacks a key gets
+# this value, never the default; a key it has is kept.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "model": {"standardize_input": False, "last_edit_highest": False, "count_head": False, "max_stride": None},
+    "model": {"standardize_input": False, "last_edit_highest": False, "count_head": False, "max_stride": None,
+              "decode_from": "fused", "seen_sequences_only": False},
     "loss": {"lambda_order": 0.0},
 }
 

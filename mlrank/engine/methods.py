@@ -38,6 +38,10 @@ def no_config_checks(cfg: Config) -> None:
     """For a method whose keys need no checks beyond the config's types and ranges."""
 
 
+def no_model_preparation(cfg: Config, model: torch.nn.Module, train_set: Dataset) -> None:
+    """For a method whose model needs nothing of the training data before training."""
+
+
 @dataclass
 class Method:
     """What the entry points call on a method, grouped by who calls it."""
@@ -57,13 +61,17 @@ class Method:
     # (cfg, model, dataset, ctx, progress-bar label) -> metrics, the same on every process
     evaluate: Callable[[Config, torch.nn.Module, Dataset, DistContext, str], dict[str, Any]]
     selection_metric: Callable[[dict[str, Any]], float]  # what best.pt maximises on the validation split
-    # predict: (cfg, model, batch (1, 3, S, S) on the model's device, threshold) -> (the image's record,
+    # predict: (cfg, model, batch (1, 3, S, S) on the model's device, threshold or None for the model's
+    # own decision rule) -> (the image's record,
     # each patch's similarity to the others as an (h, w) map in [0, 1] for the heat map, or None)
     predict_image: Callable[[Config, torch.nn.Module, torch.Tensor, float], tuple[dict[str, Any], torch.Tensor | None]]
     # crosseval: whether evaluate gives real-vs-fake metrics (auc, eer, ap, video_auc) for this config
     gives_binary_metrics: Callable[[Config], bool]
     # load_config: checks of the method's own keys beyond their types and ranges
     check_config: Callable[[Config], None] = no_config_checks
+    # train, before the first step: what the model keeps of its training data (cfg, model, the
+    # training view); saved with its weights
+    prepare_model: Callable[[Config, torch.nn.Module, Dataset], None] = no_model_preparation
 
 
 def get_method(name: str) -> Method:

@@ -18,6 +18,11 @@ Decisions:
   logits were sure of, docs/method.md section 5). Every reader of the logits
   (decoding at the default threshold 0.5, the order metrics, predict's probabilities) then sees
   the count head's decision without knowing of it; another threshold moves away from it.
+- ``model.decode_from: patch`` decodes the patch branch's logits f^U instead of the fused ones: the
+  paper's ablation ranks by them where only L_BCE^U trains (Table 3, row I).
+- Beyond the paper, ``model.seen_sequences_only`` decodes the most probable sequence among those
+  of the training annotations (:func:`decode_seen_sequences`): Seq-DeepFake has 28 component and
+  26 attribute sequences, where thresholding may return any of 326.
 - If L exceeds the output length the call fails instead of truncating: a sequence that silently loses
   detected components would understate every metric.
 """
@@ -29,7 +34,7 @@ import numbers
 import torch
 
 from mlrank.data.vocab import SEQUENCE_LENGTH
-from mlrank.task.sequences import above_threshold, check_scores, descending_ranks
+from mlrank.task.sequences import above_threshold, as_sequences, check_scores, check_sequences, descending_ranks
 
 
 def reverse_edit_order(sequences: torch.Tensor) -> torch.Tensor:
@@ -93,13 +98,98 @@ def count_shifted_logits(logits: torch.Tensor, count_logits: torch.Tensor) -> to
     return shifted_to_counts(logits, joint_counts(logits, count_logits))
 
 
-def decision_logits(outputs: dict) -> torch.Tensor:
-    """The logits decoding reads from a model's outputs: the fused logits as float, or with a count
-    head (``outputs["count_logits"]``) the same shifted to its count (:func:`count_shifted_logits`)."""
-    logits = outputs["logits"].float()
+BRANCH_OUTPUTS = {"fused": "logits", "patch": "logits_patch"}  # model.decode_from -> the model's output key
+
+
+def branch_logits(outputs: dict, branch: str = "fused") -> torch.Tensor:
+    """The raw logits of the branch that decodes (``model.decode_from``), as float."""
+    if branch not in BRANCH_OUTPUTS:
+        raise ValueError(f"decode_from must be one of {sorted(BRANCH_OUTPUTS)}, got {branch!r}")
+    return outputs[BRANCH_OUTPUTS[branch]].float()
+
+
+def decision_logits(outputs: dict, branch: str = "fused") -> torch.Tensor:
+    """The logits decoding reads from a model's outputs: the fused logits (or the patch branch's,
+    ``branch="patch"``) as float, or with a count head (``outputs["count_logits"]``) the same
+    shifted to its count (:func:`count_shifted_logits`)."""
+    logits = branch_logits(outputs, branch)
     if "count_logits" in outputs:
         return count_shifted_logits(logits, outputs["count_logits"].float())
     return logits
+
+
+def distinct_sequences(sequences: torch.Tensor) -> torch.Tensor:
+    """The distinct rows of (M, T) sequences, shortest first, then in increasing id order: the
+    candidates of :func:`decode_seen_sequences`, whose ties go to the first."""
+    sequences = check_sequences(sequences, "sequences")
+    rows = sorted({tuple(row) for row in sequences.tolist()}, key=lambda row: (sum(i > 0 for i in row), row))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), sequences.shape[1])
+
+
+def seen_sequence_scores(
+    logits: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    count_logits: torch.Tensor | None = None,
+    order_scores: torch.Tensor | None = None,
+    last_edit_highest: bool = False,
+) -> torch.Tensor:
+    """(B, V) float64 log-scores of each candidate sequence (V, T) for each image (docs/method.md
+    section 7):
+
+        score(s) = sum of f_i over the components of s  [+ log q(|s|) with a count head]
+                   + sum over pairs (a before b in s) of min(0, g_a - g_b)
+
+    The first term is the log-odds of the set under the components' independent posteriors
+    sigmoid(f_i) (against the empty set); log q is the count head's log-probability of the length;
+    g are the edit-order scores (the logits, or the order head's, negated when the model ranks the
+    latest edit highest), and each pair s puts against the model's order costs their difference,
+    the log-likelihood ratio of a pairwise logistic order model to the model's own order. With every
+    sequence a candidate the best one is the threshold's (or the count head's) set in the
+    decoder's order, so the restriction is all that changes.
+    """
+    check_scores(logits, "logits", probabilities=False)
+    batch, num_components = logits.shape
+    candidates = as_sequences(candidates, num_components)
+    if candidates.shape[0] == 0:
+        raise ValueError("no candidate sequences: the training annotations hold none")
+    logits = logits.double()
+    ids = torch.arange(1, num_components + 1, device=candidates.device)
+    members = (candidates.unsqueeze(2) == ids).any(dim=1).to(logits)  # (V, L)
+    score = logits @ members.T
+    if count_logits is not None:
+        lengths = (candidates > 0).sum(dim=1).to(logits.device)
+        score = score + count_logits.double().log_softmax(dim=1)[:, lengths]
+    order = logits if order_scores is None else order_scores.double()
+    if last_edit_highest:
+        order = -order
+    # before[v, a, c]: component a + 1 comes before c + 1 in candidate v.
+    position = torch.where(candidates > 0, torch.arange(candidates.shape[1], device=candidates.device), -1)
+    rank = torch.full((candidates.shape[0], num_components + 1), -1, dtype=torch.long, device=candidates.device)
+    rank.scatter_(1, candidates, position)
+    rank = rank[:, 1:]
+    before = ((rank.unsqueeze(2) >= 0) & (rank.unsqueeze(1) >= 0) & (rank.unsqueeze(2) < rank.unsqueeze(1))).to(logits)
+    inversions = (order.unsqueeze(2) - order.unsqueeze(1)).clamp(max=0)  # min(0, g_a - g_c)
+    return score + torch.einsum("bac,vac->bv", inversions, before.to(inversions.device))
+
+
+def decode_seen_sequences(
+    logits: torch.Tensor,
+    candidates: torch.Tensor,
+    *,
+    count_logits: torch.Tensor | None = None,
+    order_scores: torch.Tensor | None = None,
+    last_edit_highest: bool = False,
+    length: int = SEQUENCE_LENGTH,
+) -> torch.Tensor:
+    """(B, length) the highest-scoring candidate per image (:func:`seen_sequence_scores`; ties to
+    the candidate listed first, as :func:`distinct_sequences` lists the shortest first)."""
+    scores = seen_sequence_scores(logits, candidates, count_logits=count_logits, order_scores=order_scores,
+                                  last_edit_highest=last_edit_highest)
+    chosen = candidates.to(logits.device)[scores.argmax(dim=1)]
+    if chosen.shape[1] > length:
+        raise ValueError(f"candidate sequences are {chosen.shape[1]} long, more than length {length}")
+    return torch.nn.functional.pad(chosen, (0, length - chosen.shape[1]))
 
 
 def edit_order_scores(

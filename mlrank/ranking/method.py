@@ -6,12 +6,15 @@
 ``prediction_record``. Decisions:
 - Training reads the training split with the weak augmentation seeded by (seed, epoch, index), and
   with ``data.strong_augment`` balanced triplets (a real, its self-blended pseudo-fake, a fake); a
-  batch then holds ``batch_size // 3`` triplets so its image count stays near batch_size, and the
-  pseudo-fakes' components, unknown, are left out of L_BCE and L_Rank.
+  batch then holds ``batch_size // 3`` triplets so its image count stays near batch_size. In binary
+  detection (L = 1) a pseudo-fake is a fake for every term: both BCE branches, and so the fused
+  score that is reported, and L_CLS, as Self-Blended Images trains. For sequences its components
+  are unknown: it is a fake for L_CLS only and is left out of L_BCE, L_Rank, L_Order and L_Count.
 - The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode).
 - A prediction decodes the fused logits (P_i > 0.5 is f_i > 0; the logits order components whose P_i
-  both round to 1.0); its fake probability is P(x) for Seq-DeepFake models, the fused P_1 in binary
-  mode, with P(x) beside it.
+  both round to 1.0) by the model's rule (:func:`decode_outputs`: a count head's count, or the
+  training sequences with ``model.seen_sequences_only``); its fake probability is P(x) for
+  Seq-DeepFake models, the fused P_1 in binary mode, with P(x) beside it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from mlrank.engine.distributed import DistContext, all_gather_tensors, autocast,
 from mlrank.engine.epoch import run_epoch
 from mlrank.engine.methods import Method
 from mlrank.ops import contrastive_mil
-from mlrank.ranking.decoding import decision_logits, decode
+from mlrank.ranking.decoding import (branch_logits, count_shifted_logits, decision_logits, decode,
+                                    decode_seen_sequences)
 from mlrank.ranking.losses import total_loss
 from mlrank.ranking.metrics import split_metrics
 from mlrank.ranking.model import MultiLabelRankingModel
@@ -94,15 +98,32 @@ def evaluate(cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistCon
     return split_metrics(predictions, video_ids, cfg.model.last_edit_highest)
 
 
+def base_dataset(dataset: Dataset) -> Dataset:
+    """The data set under the training view's wrappers (augmentation, triplets)."""
+    while not hasattr(dataset, "sequences") and not hasattr(dataset, "labels") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return dataset
+
+
+def prepare_model(cfg: Config, model: torch.nn.Module, train_set: Dataset) -> None:
+    """A sequence model keeps the training annotations' distinct sequences, for decoding among them."""
+    if not is_binary(cfg):
+        model.remember_training_sequences(labels_of(base_dataset(train_set)))
+
+
 def unpack_batch(batch: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """(images, labels, component_mask) from a plain batch or a batch of triplets."""
+    """(images, labels, component_mask) from a plain batch or a batch of triplets.
+
+    The mask (0 for a pseudo-fake) is given only for sequence labels, whose pseudo-fakes have no
+    known components; binary labels already mark a pseudo-fake as a fake (1), which every term reads.
+    """
     images, labels, *rest = batch
+    mask = None
     if images.dim() == 5:  # triplets: (B, 3, C, H, W)
         kinds = rest[0]
         images, labels, kinds = images.flatten(0, 1), labels.flatten(0, 1), kinds.flatten(0, 1)
-        mask = (kinds != PSEUDO_FAKE).float().to(device)
-    else:
-        mask = None
+        if labels.dim() == 2:  # sequences (3B, 5); binary labels are (3B,)
+            mask = (kinds != PSEUDO_FAKE).float().to(device)
     return images.to(device, non_blocking=True), labels.to(device, non_blocking=True), mask
 
 
@@ -170,16 +191,21 @@ def evaluation_loader(cfg: Config, dataset: Dataset, ctx: DistContext) -> DataLo
 def predict_split(
     cfg: Config, model: torch.nn.Module, dataset: Dataset, ctx: DistContext, desc: str = "eval"
 ) -> dict[str, torch.Tensor]:
-    """Decision logits (M, L) (the fused logits, shifted to a count head's count where the model has
-    one: mlrank.ranking.decoding.decision_logits), MIL probabilities (M,) and labels, in data-set
-    order, on all ranks; with an order head also its "order_scores" (M, L)."""
+    """Per image, in data-set order, on all ranks: the decision logits (M, L) (the decoding branch's,
+    shifted to a count head's count where the model has one: mlrank.ranking.decoding.decision_logits),
+    for sequence models the decoded "sequences" (M, 5) (:func:`decode_outputs`), MIL probabilities
+    (M,) and labels; with an order head also its "order_scores" (M, L)."""
     model.eval()
-    logits, mil_probs, labels, order_scores = [], [], [], []
+    check_decodable(cfg, model)
+    binary = is_binary(cfg)
+    logits, sequences, mil_probs, labels, order_scores = [], [], [], [], []
     for batch in tqdm(evaluation_loader(cfg, dataset, ctx), desc=desc, disable=not ctx.is_main, leave=False):
         images, label, _ = unpack_batch(batch, ctx.device)
         with autocast(cfg.train.amp, ctx.device):
             outputs = model(images)
-        logits.append(decision_logits(outputs))
+        logits.append(decision_logits(outputs, cfg.model.decode_from))
+        if not binary:
+            sequences.append(decode_outputs(cfg, outputs, getattr(model, "training_sequences", None))[0])
         if "order_scores" in outputs:
             order_scores.append(outputs["order_scores"].float())
         mil_probs.append(contrastive_mil(outputs["tokens"].float(), cfg.loss.tau, cfg.loss.num_k)[0])
@@ -189,9 +215,54 @@ def predict_split(
         "mil_probs": torch.cat(mil_probs),
         "labels": torch.cat(labels),
     }
+    if sequences:
+        gathered["sequences"] = torch.cat(sequences)
     if order_scores:
         gathered["order_scores"] = torch.cat(order_scores)
     return {key: all_gather_tensors(value, ctx, len(dataset)).cpu() for key, value in gathered.items()}
+
+
+# How a sequence model's prediction was decided (predictions.json's "decision").
+THRESHOLD, COUNT_HEAD, SEEN_SEQUENCES = "threshold", "count_head", "seen_sequences"
+
+
+def check_decodable(cfg: Config, model: torch.nn.Module) -> None:
+    """Decoding among the training sequences needs them stored with the model."""
+    if cfg.model.seen_sequences_only and not len(getattr(model, "training_sequences", ())):
+        raise ValueError(
+            "model.seen_sequences_only decodes among the training annotations' sequences, but this model "
+            "holds none (a checkpoint saved before mlrank stored them, or never trained on sequences); "
+            "set model.seen_sequences_only=false"
+        )
+
+
+def decode_outputs(
+    cfg: Config, outputs: dict[str, Any], training_sequences: torch.Tensor | None = None,
+    threshold: float | None = None,
+) -> tuple[torch.Tensor, str]:
+    """The decoded sequences (B, 5) of a sequence model's outputs, and the rule that decided them.
+
+    ``threshold`` None is the model's own rule: among the training sequences
+    (``model.seen_sequences_only``), else the count head's and the logits' joint count, else each
+    component's P_i > 0.5. A threshold given (predict's and explain's ``--threshold``) decides by
+    P_i > threshold on the decoding branch's own probabilities, whatever heads the model has.
+    """
+    raw = branch_logits(outputs, cfg.model.decode_from)
+    order_scores = outputs["order_scores"].float() if "order_scores" in outputs else None
+    count_logits = outputs["count_logits"].float() if "count_logits" in outputs else None
+    last_edit_highest = cfg.model.last_edit_highest
+    if threshold is None and cfg.model.seen_sequences_only:
+        candidates = training_sequences if training_sequences is not None else torch.zeros(0, 5, dtype=torch.long)
+        sequences = decode_seen_sequences(raw, candidates, count_logits=count_logits, order_scores=order_scores,
+                                          last_edit_highest=last_edit_highest)
+        return sequences, SEEN_SEQUENCES
+    if threshold is None and count_logits is not None:
+        sequences = decode(count_shifted_logits(raw, count_logits), 0.5, from_logits=True,
+                           last_edit_highest=last_edit_highest, order_scores=order_scores)
+        return sequences, COUNT_HEAD
+    sequences = decode(raw, 0.5 if threshold is None else threshold, from_logits=True,
+                       last_edit_highest=last_edit_highest, order_scores=order_scores)
+    return sequences, THRESHOLD
 
 
 def selection_metric(metrics: dict[str, Any]) -> float:
@@ -201,32 +272,44 @@ def selection_metric(metrics: dict[str, Any]) -> float:
 
 
 def predict_image(
-    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float
+    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float | None
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """The record and similarity map of one image, a batch (1, 3, S, S) on the model's device."""
-    return prediction_record(cfg, model(batch), threshold)
+    check_decodable(cfg, model)
+    return prediction_record(cfg, model(batch), threshold, getattr(model, "training_sequences", None))
 
 
-def prediction_record(cfg: Config, outputs: dict[str, Any], threshold: float) -> tuple[dict[str, Any], torch.Tensor]:
-    """The record and similarity map of the multi-label ranking model's outputs for one image."""
-    logits = decision_logits(outputs)[0].cpu()
-    probs = logits.sigmoid()
+def prediction_record(
+    cfg: Config, outputs: dict[str, Any], threshold: float | None = None,
+    training_sequences: torch.Tensor | None = None,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The record and similarity map of the multi-label ranking model's outputs for one image.
+
+    Each component's "probability" is its own, sigmoid of the decoding branch's logit, whatever
+    rule decided; "decision" names the rule (:func:`decode_outputs`), "sequence" the decoded
+    components in edit order, and a count head adds its distribution over 0..L edits.
+    """
+    outputs = {key: value[:1] if torch.is_tensor(value) else value for key, value in outputs.items()}
+    probs = branch_logits(outputs, cfg.model.decode_from)[0].cpu().sigmoid()
     tokens = outputs["tokens"].float().cpu()
     mil_prob = float(contrastive_mil(tokens, cfg.loss.tau, cfg.loss.num_k)[0][0])
     similarity = patch_similarity_map(tokens[0], outputs["grid"])
     if is_binary(cfg):
         return {"fake_probability": float(probs[0]), "mil_probability": mil_prob}, similarity
     names = names_of(cfg.data.subset)
-    # Decoded from the logits: probabilities that both round to 1.0 keep the model's order.
-    order_scores = outputs["order_scores"].float()[:1].cpu() if "order_scores" in outputs else None
-    decoded = decode(logits[None], threshold, from_logits=True, last_edit_highest=cfg.model.last_edit_highest,
-                     order_scores=order_scores)
-    order = [int(i) for i in decoded[0] if i > 0]
-    record = {
+    sequences, rule = decode_outputs(cfg, outputs, training_sequences, threshold)
+    order = [int(i) for i in sequences[0] if i > 0]
+    record: dict[str, Any] = {
         "fake_probability": mil_prob,
+        "decision": rule,
+        **({"threshold": 0.5 if threshold is None else threshold} if rule == THRESHOLD else {}),
+        "sequence": [names[i - 1] for i in order],
         "manipulations": [{"id": i, "name": names[i - 1], "probability": float(probs[i - 1])} for i in order],
         "probabilities": {name: float(p) for name, p in zip(names, probs)},
     }
+    if "count_logits" in outputs:
+        counts = outputs["count_logits"].float()[0].cpu().softmax(dim=0)
+        record["count_probabilities"] = {str(count): float(p) for count, p in enumerate(counts)}
     return record, similarity
 
 
@@ -251,6 +334,11 @@ def check_config(cfg: Config) -> None:
             "config key 'model.count_head' is true but 'loss.lambda_count' is 0: the count head is "
             "trained by L_Count only; set model.count_head=false"
         )
+    if cfg.model.seen_sequences_only and (is_binary(cfg) or cfg.model.num_classes < 2):
+        raise ValueError(
+            "config key 'model.seen_sequences_only' needs sequence annotations to decode among; "
+            "binary detection has none: set model.seen_sequences_only=false"
+        )
 
 
 METHOD = Method(
@@ -265,4 +353,5 @@ METHOD = Method(
     predict_image=predict_image,
     gives_binary_metrics=is_binary,
     check_config=check_config,
+    prepare_model=prepare_model,
 )

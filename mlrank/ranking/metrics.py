@@ -36,9 +36,11 @@ def sequence_metrics(
     from_logits: bool = False,
     last_edit_highest: bool = False,
     order_scores: torch.Tensor | None = None,
+    predicted: torch.Tensor | None = None,
 ) -> dict:
     """All sequence metrics from the fused scores (M, L) and ground-truth sequences (M, T), T >= L;
-    predictions are decoded with :func:`mlrank.ranking.decoding.decode` at the same width T.
+    predictions are decoded with :func:`mlrank.ranking.decoding.decode` at the same width T, unless
+    given as ``predicted``.
 
     Args:
         scores: fused probabilities, or with ``from_logits`` the fused logits (preferred: the
@@ -50,6 +52,9 @@ def sequence_metrics(
             decoding and the order metrics read :func:`mlrank.ranking.decoding.edit_order_scores`.
         order_scores: (M, L) the scores of a model's order head, which order the detected
             components (see :func:`mlrank.ranking.decoding.decode`).
+        predicted: (M, T) the decoded sequences, where a rule other than the threshold decided
+            them (``model.seen_sequences_only``): Fixed- and Adaptive-Acc, multi-label accuracy and
+            ordered pairs read them; Kendall's tau and R^2 read the scores either way.
 
     Returns {"fixed_acc", "adaptive_acc", "multilabel_acc", "ordered_pairs", "kendall_tau": float
     (the last two NaN when no image has two manipulated components), "order_r2": list of L floats}.
@@ -57,14 +62,19 @@ def sequence_metrics(
     check_scores(scores, "logits" if from_logits else "probs", probabilities=not from_logits)
     num_components = scores.shape[1]
     labels, _ = sequence_targets(sequences, num_components)
-    pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits,
-                  last_edit_highest=last_edit_highest, order_scores=order_scores)
+    if predicted is None:
+        pred = decode(scores, threshold, length=sequences.shape[1], from_logits=from_logits,
+                      last_edit_highest=last_edit_highest, order_scores=order_scores)
+        detected: torch.Tensor = scores
+    else:
+        pred = predicted
+        detected = sequence_targets(predicted, num_components)[0].long()  # 0/1 decisions
     order_scores = edit_order_scores(scores, threshold, from_logits=from_logits, last_edit_highest=last_edit_highest,
                                      order_scores=order_scores)
     return {
         "fixed_acc": fixed_acc(pred, sequences),
         "adaptive_acc": adaptive_acc(pred, sequences),
-        "multilabel_acc": multilabel_acc(scores, labels, threshold, from_logits=from_logits),
+        "multilabel_acc": multilabel_acc(detected, labels, threshold, from_logits=from_logits),
         "ordered_pairs": ordered_pairs(pred, sequences),
         "kendall_tau": kendall_tau(order_scores, sequences),
         "order_r2": order_r2(order_scores, sequences, num_components).tolist(),
@@ -81,7 +91,7 @@ def split_metrics(
         metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
         return metrics
     metrics = sequence_metrics(logits, labels, from_logits=True, last_edit_highest=last_edit_highest,
-                               order_scores=predictions.get("order_scores"))
+                               order_scores=predictions.get("order_scores"), predicted=predictions.get("sequences"))
     # Undefined metrics (NaN) are JSON null: R^2 of a component never manipulated, or always at one
     # position; the order metrics of a split without an image of two manipulated components.
     metrics["order_r2"] = [_none_if_nan(r2) for r2 in metrics["order_r2"]]

@@ -55,9 +55,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlrank.data.vocab import SEQUENCE_LENGTH
 from mlrank.models.backbone import create_backbone, parameter_groups
 from mlrank.models.fpn import FPN, init_conv
 from mlrank.models.standardize import Standardize
+from mlrank.ranking.decoding import distinct_sequences
 
 DEFAULT_IMG_SIZE = 224
 
@@ -208,6 +210,26 @@ class MultiLabelRankingModel(nn.Module):
         # Beyond the paper: how many components were edited, from the whole image (every edit
         # re-processes all of it), so that decoding need not threshold each component alone.
         self.count_head = nn.Linear(token_dim, num_classes + 1) if count_head else None
+        # The distinct sequences of the training annotations (V, 5), set by training
+        # (remember_training_sequences) and saved with the weights, so that a checkpoint alone can
+        # decode among them (model.seen_sequences_only). Empty until set.
+        self.register_buffer("training_sequences", torch.zeros(0, SEQUENCE_LENGTH, dtype=torch.long))
+
+    def remember_training_sequences(self, sequences: torch.Tensor) -> None:
+        """Keep the distinct rows of the training split's (M, 5) sequences, shortest first."""
+        self.training_sequences = distinct_sequences(sequences).to(self.training_sequences.device)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        # The stored set has its own size; a checkpoint saved before the buffer existed has none.
+        key = prefix + "training_sequences"
+        stored = state_dict.get(key)
+        if stored is not None:
+            self.training_sequences = torch.empty_like(stored, device=self.training_sequences.device)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if stored is None and key in missing_keys:
+            missing_keys.remove(key)
 
     def forward(self, images: torch.Tensor) -> dict[str, Any]:
         self._check_images(images)

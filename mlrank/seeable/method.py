@@ -185,7 +185,7 @@ def score_images(cfg: Config, model: torch.nn.Module, images: torch.Tensor) -> t
 
 
 def predict_image(
-    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float
+    cfg: Config, model: torch.nn.Module, batch: torch.Tensor, threshold: float | None
 ) -> tuple[dict[str, Any], None]:
     """The anomaly score of one image, a batch (1, 3, H, W) on the model's device; no heat map, and
     no threshold (the score has no natural one)."""
