@@ -9,11 +9,14 @@ writes one table of the rows, ``DIR/ablation.md`` and ``DIR/ablation.json`` (ato
 row), and prints it. ``key=value`` overrides apply to every row, before the row's own switches.
 
 Decisions:
-- Rows follow Table 3: BCE^U alone, then BCE^U plus each other term, plus CLS and Rank together,
-  and all terms (docs/method.md section 6), each with the order term beyond the paper (L_Order) off,
-  and the logits in the paper's order (``model.last_edit_highest`` false) and no count head
-  (``model.count_head``: decoding thresholds each component), so they are the paper's
-  losses whatever the base config says. Four more rows add L_Order, at the config's
+- The first six rows are Table 3's rows I-VI: BCE^U alone (I, ranked by the patch branch's
+  probabilities, ``model.decode_from: patch``, as the paper does: only that branch is trained), BCE^U
+  with CLS (II), with Rank (III), with CLS and Rank (IV), BCE^V with CLS and Rank, without BCE^U (V),
+  and all terms (VI) (docs/method.md section 6). Each has the order term beyond the paper (L_Order)
+  off, the logits in the paper's order (``model.last_edit_highest`` false), no order or count head
+  and no restriction of decoding, so they are the paper's losses whatever the base config says;
+  rows II-VI decode the fused head. The package's own rows follow: BCE^U with BCE^V (a row the
+  paper does not have), then four rows that add L_Order, at the config's
   ``loss.lambda_order`` (1 where the config has it off), to BCE^U alone and to all terms, each with
   the logits in the paper's order and with the latest edit highest (docs/method.md section 5), and
   two more give L_Order its own order head (``model.order_head``), the latest edit highest; every
@@ -88,30 +91,45 @@ HEAD_OFF = "model.order_head=false"  # the fused logits order the edits, as in t
 HEAD_ON = "model.order_head=true"
 COUNT_OFF = "model.count_head=false"  # decoding thresholds each component, as in the paper
 COUNT_ON = "model.count_head=true"
-PAPER = (ORDER_OFF, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)  # what every row of the paper's Table 3 has
+BCE_PATCH_OFF = "loss.lambda_bce_patch=0"
+FUSED_DECODES = "model.decode_from=fused"  # the paper's inference head
+PATCH_DECODES = "model.decode_from=patch"  # Table 3, row I: ranked by the patch branch
+ANY_SEQUENCE = "model.seen_sequences_only=false"
+PAPER = (ORDER_OFF, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF, ANY_SEQUENCE)  # what every row of Table 3 has
+PAPER_FUSED = (*PAPER, FUSED_DECODES)
+
+
+def beyond(*switches: str) -> tuple[str, ...]:
+    """A package row's switches: the given ones, the rest of the paper's settings (no order or count
+    head, the paper's order of the logits, the fused head decoding any sequence) where not given."""
+    given = {switch.partition("=")[0] for switch in switches}
+    defaults = (HEAD_OFF, COUNT_OFF, FUSED_DECODES, ANY_SEQUENCE)
+    return (*switches, *(switch for switch in defaults if switch.partition("=")[0] not in given))
 
 ROWS: list[AblationRow] = [
-    AblationRow("bce_u", "BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *PAPER)),
-    AblationRow("bce_u_bce_v", "+ BCE^V", (CLS_OFF, RANK_OFF, *PAPER)),
-    AblationRow("bce_u_cls", "+ CLS", (BCE_CLASS_OFF, RANK_OFF, *PAPER)),
-    AblationRow("bce_u_rank", "+ Rank", (CLS_OFF, BCE_CLASS_OFF, *PAPER)),
-    AblationRow("bce_u_cls_rank", "+ CLS + Rank", (BCE_CLASS_OFF, *PAPER)),
-    AblationRow("all_terms", "all terms", PAPER),
+    # The paper's Table 3, rows I-VI.
+    AblationRow("bce_u", "I: BCE^U only", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *PAPER, PATCH_DECODES)),
+    AblationRow("bce_u_cls", "II: BCE^U + CLS", (BCE_CLASS_OFF, RANK_OFF, *PAPER_FUSED)),
+    AblationRow("bce_u_rank", "III: BCE^U + Rank", (CLS_OFF, BCE_CLASS_OFF, *PAPER_FUSED)),
+    AblationRow("bce_u_cls_rank", "IV: BCE^U + CLS + Rank", (BCE_CLASS_OFF, *PAPER_FUSED)),
+    AblationRow("bce_v_cls_rank", "V: BCE^V + CLS + Rank", (BCE_PATCH_OFF, *PAPER_FUSED)),
+    AblationRow("all_terms", "VI: all terms", PAPER_FUSED),
+    # Beyond the paper: both BCE branches alone.
+    AblationRow("bce_u_bce_v", "BCE^U + BCE^V", (CLS_OFF, RANK_OFF, *PAPER_FUSED)),
     # Beyond the paper: the order term, with the logits in the paper's order and the other way.
-    AblationRow("bce_u_order", "+ Order", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)),
-    AblationRow("all_terms_order", "all terms + Order", (ORDER_ON, FIRST_HIGHEST, HEAD_OFF, COUNT_OFF)),
+    AblationRow("bce_u_order", "+ Order", (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *beyond(ORDER_ON, FIRST_HIGHEST))),
+    AblationRow("all_terms_order", "all terms + Order", beyond(ORDER_ON, FIRST_HIGHEST)),
     AblationRow("bce_u_order_latest", "+ Order, latest edit highest",
-                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_OFF)),
-    AblationRow("all_terms_order_latest", "all terms + Order, latest edit highest",
-                (ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_OFF)),
+                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *beyond(ORDER_ON, LATEST_HIGHEST))),
+    AblationRow("all_terms_order_latest", "all terms + Order, latest edit highest", beyond(ORDER_ON, LATEST_HIGHEST)),
     # Beyond the paper: L_Order on an order head of its own, the fused logits only detecting.
     AblationRow("bce_u_order_head", "+ Order head, latest edit highest",
-                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, ORDER_ON, LATEST_HIGHEST, HEAD_ON, COUNT_OFF)),
+                (CLS_OFF, BCE_CLASS_OFF, RANK_OFF, *beyond(ORDER_ON, LATEST_HIGHEST, HEAD_ON))),
     AblationRow("all_terms_order_head", "all terms + Order head, latest edit highest",
-                (ORDER_ON, LATEST_HIGHEST, HEAD_ON, COUNT_OFF)),
+                beyond(ORDER_ON, LATEST_HIGHEST, HEAD_ON)),
     # Beyond the paper: a count head decides how many components to keep (the synthetic default).
     AblationRow("all_terms_order_count", "all terms + Order + count head, latest edit highest",
-                (ORDER_ON, LATEST_HIGHEST, HEAD_OFF, COUNT_ON)),
+                beyond(ORDER_ON, LATEST_HIGHEST, COUNT_ON)),
 ]
 
 
@@ -127,10 +145,12 @@ def term_weights(cfg: Config) -> dict[str, float]:
         "latest highest": float(cfg.model.last_edit_highest),  # not a weight: how the logits order edits
         "order head": float(cfg.model.order_head),  # not a weight: what L_Order ranks
         "count head": float(cfg.model.count_head),  # not a weight: how many components decoding keeps
+        "patch decodes": float(cfg.model.decode_from == "patch"),  # not a weight: Table 3 row I's ranking
     }
 
 
-BEYOND_THE_PAPER = ("Order", "latest highest", "order head", "count head")  # off in the paper: a base config may have them off
+# not loss terms the paper trains: a base config may have them off
+BEYOND_THE_PAPER = ("Order", "latest highest", "order head", "count head", "patch decodes")
 
 
 def check_base_config(cfg: Config) -> None:

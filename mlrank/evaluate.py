@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint: ``python -m mlrank.evaluate CHECKPOINT [--split test] [--output FILE] [key=value ...]``.
+"""Evaluate a checkpoint or a run: ``python -m mlrank.evaluate CHECKPOINT_OR_RUN [--split test] [--protocol P] [--output FILE] [key=value ...]``.
 
 The model and data come from the config stored in the checkpoint; ``key=value`` overrides change
 the data side (say ``data.root=/data/Seq-DeepFake`` or ``data.test_dataset_name=Celeb-DF-v2`` for a
@@ -7,6 +7,14 @@ checkpoint, written atomically) and a readable table goes to stdout: Fixed-Acc, 
 multi-label accuracy, the order metrics (ordered pairs, Kendall's tau, and the per-component R^2 of
 the paper's Table 4; "n/a" where undefined, null in the JSON) for Seq-DeepFake; AUC, EER, AP,
 accuracy and video-level AUC for binary detection; AUC for SeeABLE.
+
+``--protocol seqdeepfake`` (the default for a run folder of a sequence model) reports as
+Seq-DeepFake's test script does: Fixed-Acc from the run's ``best_fixed.pt``, Adaptive-Acc from its
+``best_adaptive.pt`` (each the best epoch by that metric on the validation split), the other metrics
+from ``best.pt``; the table and the JSON (``metric_checkpoints``) say which checkpoint gave which.
+``--protocol checkpoint`` (the default for a checkpoint file) reports every metric of that one file.
+The Seq-DeepFake protocol asked of a binary or SeeABLE run, or of a run without those files, is an
+error naming the problem.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ from typing import Any, Sequence
 
 from mlrank.cli import run_cli
 from mlrank.data.vocab import names_of
-from mlrank.engine.config import Config, saved_config
+from mlrank.engine.config import Config, config_to_dict, saved_config
 from mlrank.engine.distributed import cleanup, init_distributed
 from mlrank.engine.methods import Method, get_method
-from mlrank.engine.runs import atomic_write_json, load_checkpoint
-from mlrank.train import check_paths
+from mlrank.engine.runs import RunFolder, atomic_write_json, check_checkpoint_exists, load_checkpoint
+from mlrank.train import check_paths, evaluate_run, metric_sources, protocol_note
 
 
 def load_model(
@@ -64,23 +72,85 @@ def _number(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+PROTOCOLS = ("checkpoint", "seqdeepfake")
+
+
+def resolve_target(target: str, protocol: str | None) -> tuple[Path, str, RunFolder | None]:
+    """(the checkpoint whose config and other metrics are read, the protocol, the run folder the
+    protocol's checkpoints are in) for a checkpoint file or a run folder."""
+    path = Path(target)
+    if path.is_dir():
+        folder = RunFolder(path, is_main=False)
+        primary = next((folder.checkpoint_path(name) for name in ("best", "last") if folder.checkpoint_path(name).is_file()),
+                       None)
+        if primary is None:
+            raise FileNotFoundError(f"run folder {path} holds no best.pt or last.pt")
+        return primary, protocol or "seqdeepfake", folder
+    check_checkpoint_exists(path)
+    return path, protocol or "checkpoint", RunFolder(path.parent, is_main=False)
+
+
+def check_protocol(cfg: Config, method: Method, checkpoint: Path, folder: RunFolder) -> None:
+    """The Seq-DeepFake protocol needs a sequence model's run with both of its checkpoints."""
+    if not method.protocol_checkpoints(cfg):
+        kind = "a SeeABLE" if cfg.method == "seeable" else "a binary"
+        raise ValueError(
+            f"--protocol seqdeepfake: {checkpoint} is {kind} detector's checkpoint; Seq-DeepFake's protocol "
+            f"(best_fixed.pt, best_adaptive.pt) applies to sequence models only: use --protocol checkpoint"
+        )
+    missing = [f"{name}.pt" for name in method.protocol_checkpoints(cfg) if not folder.checkpoint_path(name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"--protocol seqdeepfake: run folder {folder.path} has no {' or '.join(missing)} (a run saved before "
+            f"mlrank kept them, or never validated); evaluate one checkpoint with --protocol checkpoint"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlrank.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a last.pt or best.pt of a run")
+    parser.add_argument("checkpoint", metavar="CHECKPOINT_OR_RUN", help="a run's folder, or one of its checkpoints (best.pt, last.pt, ...)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--output", help="metrics JSON (default: <checkpoint>_<split>_metrics.json beside it)")
+    parser.add_argument("--protocol", choices=PROTOCOLS,
+                        help="seqdeepfake: Fixed-Acc from best_fixed.pt, Adaptive-Acc from best_adaptive.pt (the "
+                             "default for a run folder); checkpoint: every metric from the one checkpoint given (the "
+                             "default for a file)")
+    parser.add_argument("--output", help="metrics JSON (default: <checkpoint>_<split>_metrics.json beside it, or "
+                                         "RUN/protocol_<split>_metrics.json)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     args = parser.parse_intermixed_args(argv)
 
     ctx = init_distributed()
     try:
-        cfg, method, model = load_model(args.checkpoint, args.overrides, ctx.device)
+        checkpoint, protocol, folder = resolve_target(args.checkpoint, args.protocol)
+        cfg, method, model = load_model(checkpoint, args.overrides, ctx.device)
+        if protocol == "seqdeepfake" and args.protocol is None and not method.protocol_checkpoints(cfg):
+            protocol = "checkpoint"  # a binary or SeeABLE run's folder: its best.pt
+        if protocol == "seqdeepfake":
+            check_protocol(cfg, method, checkpoint, folder)
         check_paths(cfg)
-        metrics = method.evaluate(cfg, model, method.evaluation_dataset(cfg, args.split), ctx, args.split)
+        dataset = method.evaluation_dataset(cfg, args.split)
+        sources: dict[str, str] = {}
+        if protocol == "seqdeepfake":
+            def load(name: str) -> tuple[Any, int]:
+                path = folder.checkpoint_path(name)
+                loaded_cfg, _, loaded = load_model(path, args.overrides, ctx.device)
+                if config_to_dict(loaded_cfg) != config_to_dict(cfg):
+                    raise ValueError(f"{path} holds another run's model than {checkpoint} (their configs differ)")
+                return loaded, load_checkpoint(path)["epoch"]
+
+            metrics, sources = evaluate_run(cfg, method, folder, checkpoint.stem, load, dataset, ctx, args.split)
+        else:
+            metrics = method.evaluate(cfg, model, dataset, ctx, args.split)
         if ctx.is_main:
-            output = Path(args.output) if args.output else Path(args.checkpoint).with_name(f"{Path(args.checkpoint).stem}_{args.split}_metrics.json")
-            atomic_write_json(output, {"checkpoint": str(args.checkpoint), "split": args.split, **metrics})
-            print(f"{cfg.method} on the {args.split} split ({args.checkpoint}):")
+            if args.output:
+                output = Path(args.output)
+            elif protocol == "seqdeepfake":
+                output = folder.path / f"protocol_{args.split}_metrics.json"
+            else:
+                output = checkpoint.with_name(f"{checkpoint.stem}_{args.split}_metrics.json")
+            atomic_write_json(output, {"checkpoint": str(checkpoint), "split": args.split, **metrics,
+                                       **metric_sources(sources)})
+            print(f"{cfg.method} on the {args.split} split ({checkpoint}{protocol_note(sources)}):")
             print(format_table(metrics, cfg))
             print(f"written to {output}")
     finally:

@@ -1,13 +1,18 @@
 """Predict on image files: ``python -m mlrank.predict CHECKPOINT IMAGE_OR_FOLDER ... [--output-dir DIR]``.
 
 For each image: the probability that it is fake, and (Seq-DeepFake models) the manipulated
-components in their predicted order with their probabilities, all in one JSON file
-(``predictions.json``, written atomically), plus a PNG heat map per image of each patch's mean
+components in their predicted order, every component's own probability, the rule that decided
+(``decision``: ``threshold``, ``count_head`` or ``seen_sequences``) and a count head's distribution
+over the number of edits, all in one JSON file (``predictions.json``, written atomically), plus a
+PNG heat map per image of each patch's mean
 similarity to the other patches, laid over the image at its own size: the contrastive-MIL view,
 where patches unlike the rest of the face are the suspect ones, drawn hot (red). SeeABLE
 checkpoints give the anomaly score only.
 
 Decisions:
+- Without ``--threshold`` the model decides by its own rule, as evaluation does (a count head's
+  count, the training sequences with ``model.seen_sequences_only``, else P_i > 0.5); ``--threshold
+  T`` decides by P_i > T on each component's own probability, whatever heads the model has.
 - Images are read by `mlrank.data.io.read_image`, the loaders' reader (EXIF orientation, 16-bit
   and float files, the pixel bound).
 - The model sees what training saw: a square face crop. Without --detect-faces that is the

@@ -35,11 +35,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlrank.cli import run_cli
+from mlrank.data.layout import check_layout
 from mlrank.engine.builders import build_optimizer
 from mlrank.engine.config import (DEFAULT_CONFIG, SEED_LIMIT, Config, config_to_dict, load_config, saved_config,
                                  with_legacy_defaults)
 from mlrank.engine.distributed import (
     DistContext,
+    barrier,
     cleanup,
     gather_objects,
     init_distributed,
@@ -98,7 +100,8 @@ def run_config(args: argparse.Namespace) -> Config:
 
 
 def check_paths(cfg: Config) -> None:
-    """Each file or folder the config names for its data and model exists, or an error naming its key."""
+    """Each file or folder the config names for its data and model exists, and the data root is laid out
+    for ``data.kind`` (:func:`mlrank.data.layout.check_layout`), or an error naming its key."""
     data = cfg.data
     named = [("model.pretrained_file", cfg.model.pretrained_file, False)]
     lmdb = data.kind == "deepfakebench" and data.lmdb_path is not None  # frames need no root folder
@@ -118,6 +121,7 @@ def check_paths(cfg: Config) -> None:
             raise NotADirectoryError(f"config key '{key}': {path} is not a folder")
         if is_folder is False and os.path.isdir(path):
             raise IsADirectoryError(f"config key '{key}': {path} is a folder, not a file")
+    check_layout(data.kind, data.root if not lmdb else None, data.subset, data.json_path)
 
 
 def check_seed(cfg: Config, ctx: DistContext) -> None:
@@ -203,6 +207,8 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
     optimizer, scheduler = build_optimizer(cfg, model, steps)
 
     first_epoch, global_step, best = 0, 0, float("-inf")
+    protocol = method.protocol_checkpoints(cfg)  # Seq-DeepFake's best_fixed / best_adaptive: name -> metric
+    protocol_best = {name: float("-inf") for name in protocol}
     config_dict = config_to_dict(cfg)
     if resume and run_folder.has_completed_epoch():
         state = load_checkpoint(run_folder.checkpoint_path("last"))
@@ -214,6 +220,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         rng_states = state["rng"]
         restore_rng_state(rng_states[ctx.rank] if isinstance(rng_states, list) else rng_states)
         run_folder.resume(config_dict, last_epoch=state["epoch"], seed=cfg.seed, argv=argv, world_size=ctx.world_size)
+        protocol_best = state.get("protocol_best") or protocol_best_of_log(run_folder.read_metrics(), protocol)
     else:
         cleared = run_folder.start(config_dict, seed=cfg.seed, argv=argv, world_size=ctx.world_size)
         if ctx.is_main and (resume or cleared):
@@ -233,6 +240,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
             record |= method.train_one_epoch(cfg, model, loader, optimizer, scheduler, ctx, epoch, steps)
             global_step += steps
             record["lr"] = max(scheduler.get_last_lr())  # the heads' lr; the backbone's is scaled down
+            improved = []  # the best checkpoints this epoch becomes
             if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.optim.epochs:
                 metrics = method.evaluate(cfg, unwrap_model(model), validation_set, ctx, "val")
                 record |= {f"val_{key}": value for key, value in metrics.items()}
@@ -240,10 +248,18 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
                 record["best"] = score > best
                 if score > best:
                     best = score
-                    run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "best")
+                    improved.append("best")
+                for name, key in protocol.items():
+                    # Seq-DeepFake's rule: the later epoch wins a tie
+                    if metrics.get(key) is not None and metrics[key] >= protocol_best[name]:
+                        protocol_best[name] = metrics[key]
+                        improved.append(name)
+            state = checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx, protocol_best)
+            if improved:
+                run_folder.save_checkpoint(state, improved[0], also=improved[1:])
             # The log first, then the state it describes: a resume from this checkpoint finds its line.
             run_folder.log_metrics(record)
-            run_folder.save_checkpoint(checkpoint(cfg, model, optimizer, scheduler, epoch, global_step, best, ctx), "last")
+            run_folder.save_checkpoint(state, "last")
             if ctx.is_main:
                 print(summary_line(record), flush=True)
 
@@ -259,6 +275,7 @@ def checkpoint(
     global_step: int,
     best: float,
     ctx: DistContext,
+    protocol_best: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything a bit-for-bit resume needs (one RNG state per rank under DDP)."""
     rng = gather_objects(capture_rng_state(), ctx) if ctx.distributed else capture_rng_state()
@@ -269,21 +286,70 @@ def checkpoint(
         "epoch": epoch,
         "global_step": global_step,
         "best_metric": float(best),
+        "protocol_best": {name: float(value) for name, value in (protocol_best or {}).items()},
         "rng": rng,
         "config": config_to_dict(cfg),
     }
 
 
+def protocol_best_of_log(records: list[dict[str, Any]], protocol: dict[str, str]) -> dict[str, float]:
+    """The best validation value of each protocol checkpoint's metric in the log (a checkpoint saved
+    before it recorded them)."""
+    best = {}
+    for name, key in protocol.items():
+        values = [record[f"val_{key}"] for record in records if record.get(f"val_{key}") is not None]
+        best[name] = max(values, default=float("-inf"))
+    return best
+
+
 def test_best(cfg: Config, method: Method, run_folder: RunFolder, test_set: Any, ctx: DistContext) -> dict[str, Any]:
-    """Evaluate the best checkpoint (or the last, when no epoch was validated) on the test split."""
+    """Evaluate the best checkpoint (or the last, when no epoch was validated) on the test split,
+    each protocol metric from its own checkpoint (:func:`evaluate_run`), into test_metrics.json."""
+    barrier(ctx)  # every process reads the checkpoints the main process wrote
     name = "best" if run_folder.checkpoint_path("best").is_file() else "last"
-    model = method.build_model(cfg).to(ctx.device)
-    model.load_state_dict(load_checkpoint(run_folder.checkpoint_path(name), map_location=ctx.device)["model"])
-    metrics = method.evaluate(cfg, model, test_set, ctx, "test")
+
+    def load(checkpoint_name: str) -> tuple[Any, int]:
+        state = load_checkpoint(run_folder.checkpoint_path(checkpoint_name), map_location=ctx.device)
+        model = method.build_model(cfg).to(ctx.device)
+        model.load_state_dict(state["model"])
+        return model, state["epoch"]
+
+    metrics, sources = evaluate_run(cfg, method, run_folder, name, load, test_set, ctx, "test")
     if ctx.is_main:
-        atomic_write_json(run_folder.test_metrics_path, {"checkpoint": name, **metrics})
-        print(f"test ({name} checkpoint): {json.dumps(metrics)}", flush=True)
+        atomic_write_json(run_folder.test_metrics_path, {"checkpoint": name, **metrics, **metric_sources(sources)})
+        print(f"test ({name} checkpoint{protocol_note(sources)}): {json.dumps(metrics)}", flush=True)
     return metrics
+
+
+def evaluate_run(
+    cfg: Config, method: Method, run_folder: RunFolder, primary: str, load: Any, dataset: Any, ctx: DistContext,
+    desc: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The metrics of checkpoint ``primary`` of a run on ``dataset``, with each protocol metric
+    (``Method.protocol_checkpoints``: Seq-DeepFake's Fixed-Acc and Adaptive-Acc) taken from its own
+    checkpoint where the run has it, as Seq-DeepFake's test script reports them; and which
+    checkpoint gave each such metric. ``load(name) -> (model, epoch)``. A protocol checkpoint of
+    ``primary``'s epoch is not evaluated again."""
+    model, primary_epoch = load(primary)
+    metrics = method.evaluate(cfg, model, dataset, ctx, desc)
+    sources: dict[str, str] = {}
+    for name, key in method.protocol_checkpoints(cfg).items():
+        if not run_folder.checkpoint_path(name).is_file():
+            continue  # no validated epoch (a run saved before these files existed)
+        model, epoch = load(name)
+        if epoch != primary_epoch:
+            metrics[key] = method.evaluate(cfg, model, dataset, ctx, f"{desc} ({name})")[key]
+        sources[key] = name
+    return metrics, sources
+
+
+def metric_sources(sources: dict[str, str]) -> dict[str, Any]:
+    """The ``metric_checkpoints`` entry of a metrics file: which checkpoint gave which metric."""
+    return {"metric_checkpoints": {key: f"{name}.pt" for key, name in sources.items()}} if sources else {}
+
+
+def protocol_note(sources: dict[str, str]) -> str:
+    return "".join(f"; {key} from {name}.pt" for key, name in sources.items())
 
 
 def summary_line(record: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from mlrank import ablate, train
 from mlrank.ablate import AblationRow, row_config, term_weights
-from mlrank.engine.config import config_to_dict, load_config
+from mlrank.engine.config import config_to_dict, departures_from_paper, load_config
 from mlrank.engine.runs import RunFolder
 from mlrank.ranking import method as ranking_method
 
@@ -28,33 +28,37 @@ TINY = [
 ]
 
 # Each row's weight of (BCE^U, BCE^V, CLS, Rank, Order), whether the logits rank the latest edit
-# highest, whether L_Order ranks an order head and whether a count head decides the count, written
-# out by hand from the paper's Table 3 (Order off, the paper's order, no heads), and the seven rows
-# beyond the paper (Order at its default weight, 1, with either order of the logits, then on an
-# order head, then with a count head).
+# highest, whether L_Order ranks an order head, whether a count head decides the count and whether
+# the patch branch decodes, written out by hand: the paper's Table 3, rows I-VI (Order off, the
+# paper's order, no heads; row I ranked by the patch branch, the only one it trains; row V without
+# BCE^U), then the package's rows (BCE^U + BCE^V, which the paper does not have; Order at its default
+# weight, 1, with either order of the logits, then on an order head, then with a count head).
 EXPECTED_TERMS = {
-    "bce_u": (1, 0, 0, 0, 0, 0, 0, 0),
-    "bce_u_bce_v": (1, 1, 0, 0, 0, 0, 0, 0),
-    "bce_u_cls": (1, 0, 1, 0, 0, 0, 0, 0),
-    "bce_u_rank": (1, 0, 0, 1, 0, 0, 0, 0),
-    "bce_u_cls_rank": (1, 0, 1, 1, 0, 0, 0, 0),
-    "all_terms": (1, 1, 1, 1, 0, 0, 0, 0),
-    "bce_u_order": (1, 0, 0, 0, 1, 0, 0, 0),
-    "all_terms_order": (1, 1, 1, 1, 1, 0, 0, 0),
-    "bce_u_order_latest": (1, 0, 0, 0, 1, 1, 0, 0),
-    "all_terms_order_latest": (1, 1, 1, 1, 1, 1, 0, 0),
-    "bce_u_order_head": (1, 0, 0, 0, 1, 1, 1, 0),
-    "all_terms_order_head": (1, 1, 1, 1, 1, 1, 1, 0),
-    "all_terms_order_count": (1, 1, 1, 1, 1, 1, 0, 1),
+    "bce_u": (1, 0, 0, 0, 0, 0, 0, 0, 1),
+    "bce_u_cls": (1, 0, 1, 0, 0, 0, 0, 0, 0),
+    "bce_u_rank": (1, 0, 0, 1, 0, 0, 0, 0, 0),
+    "bce_u_cls_rank": (1, 0, 1, 1, 0, 0, 0, 0, 0),
+    "bce_v_cls_rank": (0, 1, 1, 1, 0, 0, 0, 0, 0),
+    "all_terms": (1, 1, 1, 1, 0, 0, 0, 0, 0),
+    "bce_u_bce_v": (1, 1, 0, 0, 0, 0, 0, 0, 0),
+    "bce_u_order": (1, 0, 0, 0, 1, 0, 0, 0, 0),
+    "all_terms_order": (1, 1, 1, 1, 1, 0, 0, 0, 0),
+    "bce_u_order_latest": (1, 0, 0, 0, 1, 1, 0, 0, 0),
+    "all_terms_order_latest": (1, 1, 1, 1, 1, 1, 0, 0, 0),
+    "bce_u_order_head": (1, 0, 0, 0, 1, 1, 1, 0, 0),
+    "all_terms_order_head": (1, 1, 1, 1, 1, 1, 1, 0, 0),
+    "all_terms_order_count": (1, 1, 1, 1, 1, 1, 0, 1, 0),
 }
+PAPER_ROWS = ["bce_u", "bce_u_cls", "bce_u_rank", "bce_u_cls_rank", "bce_v_cls_rank", "all_terms"]
 ALL_TERMS = next(row for row in ablate.ROWS if row.name == "all_terms")
 WEIGHT_KEYS = ("lambda1", "lambda2", "lambda_cls", "lambda_bce_patch", "lambda_bce_class", "lambda_order",
                "last_edit_highest")
 
 
 def effective(weights):
-    """(BCE^U, BCE^V, CLS, Rank, Order, latest highest, order head, count head) from the keywords
-    total_loss received and whether the model gave it order scores and count scores."""
+    """(BCE^U, BCE^V, CLS, Rank, Order, latest highest, order head, count head, patch decodes) from the
+    keywords total_loss received, whether the model gave it order scores and count scores, and the
+    branch the run's config decodes."""
     return (
         weights["lambda1"] * weights["lambda_bce_patch"],
         weights["lambda1"] * weights["lambda_bce_class"],
@@ -64,11 +68,14 @@ def effective(weights):
         float(weights["last_edit_highest"]),
         float(weights["order_head"]),
         float(weights["count_head"]),
+        float(weights["decode_from"] == "patch"),
     )
 
 
 def test_rows_switch_exactly_their_terms_off(tmp_path):
     assert [row.name for row in ablate.ROWS] == list(EXPECTED_TERMS)
+    assert [row.label.split(":")[0] for row in ablate.ROWS[:6]] == ["I", "II", "III", "IV", "V", "VI"]
+    assert [row.name for row in ablate.ROWS[:6]] == PAPER_ROWS
     for row in ablate.ROWS:
         cfg = row_config(None, [], row, tmp_path)
         assert tuple(term_weights(cfg).values()) == EXPECTED_TERMS[row.name], row.name
@@ -76,12 +83,22 @@ def test_rows_switch_exactly_their_terms_off(tmp_path):
         # Nothing but the loss weights and the folder differs from the base config.
         base = load_config(None)
         model = dataclasses.replace(cfg.model, last_edit_highest=base.model.last_edit_highest,
-                                    order_head=base.model.order_head, count_head=base.model.count_head)
+                                    order_head=base.model.order_head, count_head=base.model.count_head,
+                                    decode_from=base.model.decode_from)
         assert (cfg.data, model, cfg.optim, cfg.train, cfg.seed) == (base.data, base.model, base.optim, base.train, base.seed)
     # A term's weight from the config is kept wherever the row keeps the term.
-    cfg = row_config(None, ["loss.lambda2=0.5", "loss.lambda1=2"], ablate.ROWS[3], tmp_path)
+    bce_u_rank = next(row for row in ablate.ROWS if row.name == "bce_u_rank")
+    cfg = row_config(None, ["loss.lambda2=0.5", "loss.lambda1=2"], bce_u_rank, tmp_path)
     assert term_weights(cfg) == {"BCE^U": 2.0, "BCE^V": 0.0, "CLS": 0.0, "Rank": 0.5, "Order": 0.0, "latest highest": 0.0,
-                                 "order head": 0.0, "count head": 0.0}
+                                 "order head": 0.0, "count head": 0.0, "patch decodes": 0.0}
+    # Row V keeps BCE^V at the config's weight and switches BCE^U off.
+    row_v = row_config(None, ["loss.lambda1=2"], ablate.ROWS[4], tmp_path)
+    assert (term_weights(row_v)["BCE^U"], term_weights(row_v)["BCE^V"]) == (0.0, 2.0)
+    # Whatever the base config, the paper's rows are the paper's: the synthetic one's departures are off.
+    for row in ablate.ROWS[:6]:
+        departures = departures_from_paper(row_config("synthetic", [], row, tmp_path))
+        expected = {"model.normalize_patch_tokens", "model.max_stride"}  # the synthetic architecture stays
+        assert set(departures) == expected | ({"model.decode_from"} if row.name == "bce_u" else set()), row.name
     # The order term: the config's weight where it is on; the paper's rows switch it off.
     rows = {row.name: row for row in ablate.ROWS}
     assert row_config(None, ["loss.lambda_order=0.3"], rows["all_terms_order"], tmp_path).loss.lambda_order == 0.3
@@ -96,11 +113,11 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
 
     def recording_total_loss(*args, **kwargs):
         calls.append((current["dir"], {**{key: kwargs[key] for key in WEIGHT_KEYS}, "order_head": "order_scores" in args[0],
-                                          "count_head": "count_logits" in args[0]}))
+                                          "count_head": "count_logits" in args[0], "decode_from": current["decode_from"]}))
         return real_total_loss(*args, **kwargs)
 
     def recording_run(cfg, resume, argv, ctx):
-        current["dir"] = cfg.output_dir
+        current["dir"], current["decode_from"] = cfg.output_dir, cfg.model.decode_from
         return real_run(cfg, resume, argv, ctx)
 
     def run_that_fails_one_row(cfg, resume, argv, ctx):
@@ -134,7 +151,7 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
         assert tuple(rows[name]["terms"].values()) == EXPECTED_TERMS[name]
         # The logged total is the switched sum of the logged (unweighted) terms.
         (record,) = RunFolder(folder).read_metrics()
-        u, v, cls, rank, order, _, _, count = EXPECTED_TERMS[name]
+        u, v, cls, rank, order, _, _, count, _ = EXPECTED_TERMS[name]
         assert record["loss_bce"] == pytest.approx(u * record["loss_bce_patch"] + v * record["loss_bce_class"], rel=1e-5)
         assert record["loss_total"] == pytest.approx(
             cls * record["loss_cls"] + record["loss_bce"] + rank * record["loss_rank"] + order * record["loss_order"]
@@ -144,13 +161,15 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     markdown = (out / "ablation.md").read_text()
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert table[0] == (
-        "| row | BCE^U | BCE^V | CLS | Rank | Order | latest highest | order head | count head | Fixed-Acc | Adaptive-Acc | multi-label acc | ordered pairs "
-        "| Kendall tau | status |"
+        "| row | BCE^U | BCE^V | CLS | Rank | Order | latest highest | order head | count head | patch decodes | Fixed-Acc "
+        "| Adaptive-Acc | multi-label acc | ordered pairs | Kendall tau | status |"
     )
     assert len(table) == 1 + len(EXPECTED_TERMS)
     first = rows["bce_u"]["metrics"]
-    assert table[1].startswith(f"| BCE^U only | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | {first['fixed_acc']:.4f} | {first['adaptive_acc']:.4f} |")
-    assert "| + CLS | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | failed: RuntimeError: boom in this row |" in table
+    assert table[1].startswith(f"| I: BCE^U only | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 0 | 1 | {first['fixed_acc']:.4f} | "
+                               f"{first['adaptive_acc']:.4f} |")
+    assert ("| II: BCE^U + CLS | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | n/a | n/a | n/a | n/a | n/a | failed: RuntimeError: "
+            "boom in this row |") in table
 
     # Second run: the finished rows are reused as they are, the failed one is trained.
     checkpoints = {name: (out / name / "best.pt").stat().st_mtime_ns for name in trained}
@@ -173,10 +192,10 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
     # The default's own L_Order, order of the logits and order head (a row that does not set them keeps them).
     default_model = load_config("synthetic").model  # ablate.main without --config
     head, count = float(default_model.order_head), float(default_model.count_head)
-    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head, count)]
+    assert [effective(weights) for _, weights in calls] == [(1, 1, 1, 2, 1, 1, head, count, 0)]
     summary = json.loads((out / "ablation.json").read_text())
     assert [row["status"] for row in summary["rows"]] == ["reused"] * len(EXPECTED_TERMS) + ["trained"]
-    assert f"| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 1 | 1 | {head:.0f} | {count:.0f} |" in (out / "ablation.md").read_text()
+    assert f"| all terms, Rank x 2 | 1 | 1 | 1 | 2 | 1 | 1 | {head:.0f} | {count:.0f} | 0 |" in (out / "ablation.md").read_text()
 
 
 def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
@@ -185,8 +204,8 @@ def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     two_epochs = [*TINY, "optim.epochs=2"]
     original_save = RunFolder.save_checkpoint
 
-    def save_then_stop(self, state, name="last"):
-        path = original_save(self, state, name)
+    def save_then_stop(self, state, name="last", **kwargs):
+        path = original_save(self, state, name, **kwargs)
         if name == "last" and state["epoch"] == 0:
             raise KeyboardInterrupt  # the machine goes down after epoch 0
         return path

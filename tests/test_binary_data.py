@@ -491,3 +491,30 @@ def test_lmdb_storage_without_the_lmdb_package_is_a_one_line_user_error(tmp_path
     monkeypatch.setitem(sys.modules, "lmdb", None)  # import lmdb now raises ImportError
     with pytest.raises(USER_ERRORS, match="pip install lmdb"):
         binary._lmdb_environment(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "kind, root_layout, other",
+    [
+        ("seqdeepfake", "frames", "frames"),
+        ("frames", "seqdeepfake", "seqdeepfake"),
+        ("deepfakebench", "seqdeepfake", "seqdeepfake"),
+    ],
+)
+def test_a_data_root_laid_out_for_another_kind_is_one_clear_error(tmp_path, kind, root_layout, other):
+    from mlrank.cli import run_cli
+    from mlrank import train
+
+    root = tmp_path / "data"
+    if root_layout == "frames":
+        (root / "train" / "real" / "v1").mkdir(parents=True)
+    else:
+        (root / "facial_components" / "annotations").mkdir(parents=True)
+    overrides = [f"data.kind={kind}", f"data.root={root}", f"output_dir={tmp_path / 'run'}"]
+    if kind == "deepfakebench":
+        overrides += [f"data.json_path={root}", "data.dataset_name=FaceForensics++"]
+    cfg = load_config(None, overrides)
+    with pytest.raises(ValueError, match=f"data.kind is '{kind}'.*laid out for data.kind '{other}'.*set data.kind={other}"):
+        check_paths(cfg)
+    assert run_cli(lambda: train.main(overrides)) == 2
+    assert not (tmp_path / "run").exists()

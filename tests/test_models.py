@@ -605,3 +605,21 @@ def test_count_head_follows_the_config_and_needs_the_count_term():
     assert build_model(load_config("seqdeepfake_components_r50", [])).count_head is None  # the paper's model
     with pytest.raises(ValueError, match="'loss.lambda_count' is 0"):
         load_config(None, ["model.count_head=true", "loss.lambda_count=0"])
+
+
+def test_the_swin_configs_build_for_seqdeepfakes_256_pixel_images_from_224_pixel_weights(tmp_path):
+    from mlrank.engine.config import load_config
+    from mlrank.ranking.method import build_model
+
+    # ImageNet weights of a window-7 Swin at 224 load into the same Swin built for 256 x 256 (timm
+    # resizes the relative-position tables), as the seqdeepfake_*_swin configs need; a tiny Swin
+    # stands in for the configs' Swin-B to keep the test fast.
+    weights = tmp_path / "swin_tiny.pth"
+    torch.save(timm.create_model("swin_tiny_patch4_window7_224", pretrained=False).state_dict(), weights)
+    backbone, _, reductions = create_backbone("swin_tiny_patch4_window7_224", weights, out_stride=16, img_size=256)
+    assert reductions == [16, 32]
+    assert [tuple(level.shape[-2:]) for level in backbone(torch.zeros(1, 3, 256, 256))] == [(16, 16), (8, 8)]
+    cfg = load_config("seqdeepfake_components_swin")
+    assert (cfg.model.backbone, cfg.data.image_size, cfg.model.out_stride) == ("swin_base_patch4_window7_224", 256, 16)
+    model = build_model(cfg)
+    assert model.backbone.input_size == (256, 256) and model.pos_embed.shape[-2:] == (16, 16)  # N = 256 tokens

@@ -130,8 +130,8 @@ def interrupt_after_first_epoch(monkeypatch, arguments):
     """Runs train.main(arguments) until epoch 0's last.pt is written, as if the machine went down then."""
     original_save = RunFolder.save_checkpoint
 
-    def save_then_stop(self, state, name="last"):
-        path = original_save(self, state, name)
+    def save_then_stop(self, state, name="last", **kwargs):
+        path = original_save(self, state, name, **kwargs)
         if name == "last" and state["epoch"] == 0:
             raise KeyboardInterrupt
         return path
@@ -277,16 +277,17 @@ def test_crash_in_the_first_epoch_restarts_in_the_same_folder(tmp_path, monkeypa
     run = tmp_path / "run"
     original_save = RunFolder.save_checkpoint
 
-    def crash_while_writing_last(self, state, name="last"):
-        if name == "last":  # after best.pt and the metrics line of epoch 0
+    def crash_while_writing_last(self, state, name="last", **kwargs):
+        if name == "last":  # after best.pt (and best_fixed.pt, best_adaptive.pt) and the metrics line of epoch 0
             raise OSError("the disk went away")
-        return original_save(self, state, name)
+        return original_save(self, state, name, **kwargs)
 
     monkeypatch.setattr(RunFolder, "save_checkpoint", crash_while_writing_last)
     with pytest.raises(OSError, match="disk went away"):
         train.main(tiny_overrides(run))
     monkeypatch.setattr(RunFolder, "save_checkpoint", original_save)
     assert (run / "best.pt").is_file() and not (run / "last.pt").exists()
+    assert (run / "best_fixed.pt").is_file() and (run / "best_adaptive.pt").is_file()  # epoch 0's, cleared too
     assert [record["epoch"] for record in RunFolder(run).read_metrics()] == [0]
     # what a kill during the write of last.pt leaves, and files of the user's that look alike
     stale = run / f".last.pt.{dead_pid()}.0123abcd.tmp"
@@ -353,3 +354,57 @@ def test_ddp_on_gloo_with_two_processes(tmp_path):
     assert gathered[0].keys() == alone.keys()
     for key, value in alone.items():
         assert gathered[0][key] == pytest.approx(value, abs=1e-6, nan_ok=True), key
+
+
+# --- Seq-DeepFake's protocol: best_fixed.pt and best_adaptive.pt ---------------------------------
+
+
+def test_a_sequence_run_keeps_seqdeepfakes_best_checkpoints_and_reports_each_metric_from_its_own(whole_run, tmp_path):
+    records = RunFolder(whole_run).read_metrics()
+    for name, key in (("best_fixed", "fixed_acc"), ("best_adaptive", "adaptive_acc")):
+        # the best validation value, the later epoch winning a tie (Seq-DeepFake's train.py: >=)
+        best = max(record[f"val_{key}"] for record in records)
+        expected_epoch = max(record["epoch"] for record in records if record[f"val_{key}"] == best)
+        state = load_checkpoint(whole_run / f"{name}.pt")
+        assert state["epoch"] == expected_epoch and state["protocol_best"][name] == best, name
+    test_metrics = json.loads((whole_run / "test_metrics.json").read_text())
+    assert test_metrics["metric_checkpoints"] == {"fixed_acc": "best_fixed.pt", "adaptive_acc": "best_adaptive.pt"}
+    # each metric is that checkpoint's own test value
+    for name, key in (("best_fixed", "fixed_acc"), ("best_adaptive", "adaptive_acc")):
+        output = tmp_path / f"{name}.json"
+        assert evaluate.main([str(whole_run / f"{name}.pt"), "--output", str(output)]) == 0
+        assert json.loads(output.read_text())[key] == test_metrics[key], name
+    # the other metrics are best.pt's
+    best_output = tmp_path / "best.json"
+    assert evaluate.main([str(whole_run / "best.pt"), "--output", str(best_output)]) == 0
+    best_metrics = json.loads(best_output.read_text())
+    assert best_metrics["multilabel_acc"] == test_metrics["multilabel_acc"]
+    # evaluate on the run folder reports as the protocol does, and says which checkpoint gave which
+    protocol_output = tmp_path / "protocol.json"
+    assert evaluate.main([str(whole_run), "--output", str(protocol_output)]) == 0
+    protocol = json.loads(protocol_output.read_text())
+    assert {key: protocol[key] for key in ("fixed_acc", "adaptive_acc", "multilabel_acc", "metric_checkpoints")} == {
+        key: test_metrics[key] for key in ("fixed_acc", "adaptive_acc", "multilabel_acc", "metric_checkpoints")}
+
+
+def test_the_protocol_asked_of_the_wrong_run_is_a_one_line_error(whole_run, tmp_path, capsys):
+    from mlrank.cli import run_cli
+
+    run = tmp_path / "run"
+    shutil.copytree(whole_run, run)
+    (run / "best_adaptive.pt").unlink()  # a run saved before mlrank kept the protocol's files
+    assert run_cli(lambda: evaluate.main([str(run)])) == 2
+    assert "has no best_adaptive.pt" in capsys.readouterr().err
+    # a binary detector's checkpoint: the protocol is for sequence models
+    binary = load_checkpoint(whole_run / "best.pt")
+    binary_cfg = load_config(None, ["data.kind=frames", f"data.root={tmp_path}", "model.num_classes=1",
+                                     f"output_dir={tmp_path / 'binary'}"])
+    from mlrank.engine.config import config_to_dict
+    from mlrank.ranking.method import build_model
+
+    binary["config"] = config_to_dict(binary_cfg)
+    binary["model"] = build_model(binary_cfg).state_dict()
+    RunFolder(tmp_path / "binary").save_checkpoint(binary, "best")
+    assert run_cli(lambda: evaluate.main([str(tmp_path / "binary" / "best.pt"), "--protocol", "seqdeepfake"])) == 2
+    err = capsys.readouterr().err
+    assert "binary detector's checkpoint" in err and len(err.strip().splitlines()) == 1

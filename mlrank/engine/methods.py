@@ -38,6 +38,11 @@ def no_config_checks(cfg: Config) -> None:
     """For a method whose keys need no checks beyond the config's types and ranges."""
 
 
+def no_protocol_checkpoints(cfg: Config) -> dict[str, str]:
+    """For a method whose metrics all come from best.pt."""
+    return {}
+
+
 def no_model_preparation(cfg: Config, model: torch.nn.Module, train_set: Dataset) -> None:
     """For a method whose model needs nothing of the training data before training."""
 
@@ -72,6 +77,10 @@ class Method:
     # train, before the first step: what the model keeps of its training data (cfg, model, the
     # training view); saved with its weights
     prepare_model: Callable[[Config, torch.nn.Module, Dataset], None] = no_model_preparation
+    # train, evaluate: checkpoints kept beside best.pt, each the best epoch by one validation metric
+    # (name -> metric key, e.g. Seq-DeepFake's {"best_fixed": "fixed_acc"}), whose test value is
+    # reported from that checkpoint
+    protocol_checkpoints: Callable[[Config], dict[str, str]] = no_protocol_checkpoints
 
 
 def get_method(name: str) -> Method:

@@ -9,7 +9,10 @@ A run folder (``Config.output_dir``) holds
   record of the same facts to its ``resumes`` list;
 * ``metrics.jsonl``: one JSON object per evaluated epoch, each carrying an ``epoch`` key, flushed and
   fsynced line by line;
-* ``last.pt`` and ``best.pt``: checkpoints, ``best`` chosen on the validation split only;
+* ``last.pt`` and ``best.pt``: checkpoints, ``best`` chosen on the validation split only; a sequence
+  model's run also keeps ``best_fixed.pt`` and ``best_adaptive.pt``, the best epochs by validation
+  Fixed-Acc and Adaptive-Acc (Seq-DeepFake's protocol reports each metric from its own); a file that
+  holds the same epoch as another is a hard link to it where the file system allows;
 * ``tensorboard/`` (with ``RunFolder(..., tensorboard=True)``): the same records as TensorBoard scalars.
 
 Every file but the metrics log is replaced atomically: written to a temporary file in the same folder
@@ -77,7 +80,7 @@ from mlrank import __version__
 REQUIRED_CHECKPOINT_KEYS = (
     "model", "optimizer", "scheduler", "epoch", "global_step", "best_metric", "rng", "config",
 )
-CHECKPOINT_NAMES = ("last", "best")
+CHECKPOINT_NAMES = ("last", "best", "best_fixed", "best_adaptive")
 
 # ---------------------------------------------------------------- atomic writes
 
@@ -462,7 +465,7 @@ class RunFolder:
         return self.path / "metrics.jsonl"
 
     def checkpoint_path(self, name: str = "last") -> Path:
-        """``<run>/last.pt`` or ``<run>/best.pt``."""
+        """``<run>/<name>.pt``, name one of ``CHECKPOINT_NAMES``."""
         if name not in CHECKPOINT_NAMES:
             raise ValueError(f"checkpoint name must be one of {CHECKPOINT_NAMES}, got {name!r}")
         return self.path / f"{name}.pt"
@@ -491,12 +494,12 @@ class RunFolder:
                 f"run folder {self.path} already holds a run (last.pt); resume it with '{command}' or "
                 "choose another output_dir"
             )
-        best = self.checkpoint_path("best")
+        bests = [self.checkpoint_path(name) for name in CHECKPOINT_NAMES if name != "last"]
         later_epochs = sorted({record["epoch"] for record in self.read_metrics() if record["epoch"] > 0})
-        best_epoch = load_checkpoint(best)["epoch"] if best.is_file() else None
+        best_epochs = {best.name: load_checkpoint(best)["epoch"] for best in bests if best.is_file()}
         found = [
             *([f"metrics of epochs {later_epochs}"] if later_epochs else []),
-            *([f"best.pt of epoch {best_epoch}"] if best_epoch not in (None, 0) else []),
+            *(f"{name} of epoch {epoch}" for name, epoch in best_epochs.items() if epoch != 0),
             *([self.test_metrics_path.name] if self.test_metrics_path.exists() else []),
         ]
         if found:
@@ -504,7 +507,7 @@ class RunFolder:
                 f"run folder {self.path} holds {', '.join(found)} but no last.pt, so its run cannot be "
                 "resumed; move those files away or choose another output_dir"
             )
-        return [path for path in (self.metrics_path, best) if path.exists()]
+        return [path for path in (self.metrics_path, *bests) if path.exists()]
 
     def start(self, config: Mapping[str, Any], *, seed: int, argv: Sequence[str], world_size: int) -> list[str]:
         """Begin a fresh run: create the folder, write ``config.yaml`` and ``run.json``.
@@ -596,13 +599,33 @@ class RunFolder:
         kept = [record for record in self.read_metrics() if record["epoch"] <= last_epoch]
         atomic_write_text(self.metrics_path, "".join(json.dumps(record) + "\n" for record in kept))
 
-    def save_checkpoint(self, state: Mapping[str, Any], name: str = "last") -> Path:
-        """Write ``state`` to ``last.pt`` or ``best.pt`` atomically, after checking its keys and types."""
+    def save_checkpoint(self, state: Mapping[str, Any], name: str = "last", *, also: Sequence[str] = ()) -> Path:
+        """Write ``state`` to ``<name>.pt`` atomically, after checking its keys and types; the names in
+        ``also`` get the same file (``link_checkpoint``)."""
         path = self.checkpoint_path(name)
         _check_keys(state, "checkpoint state")
         _check_loadable(dict(state), "state")
         if self.is_main:
             atomic_torch_save(dict(state), path)
+            for other in also:
+                self.link_checkpoint(name, other)
+        return path
+
+    def link_checkpoint(self, source: str, name: str) -> Path:
+        """Make ``<name>.pt`` the same file as ``<source>.pt``, atomically: a hard link where the file
+        system has them (no second copy of the bytes), else a copy; the old ``<name>.pt`` stays whole
+        until the new one replaces it."""
+        source_path, path = self.checkpoint_path(source), self.checkpoint_path(name)
+        if not self.is_main:
+            return path
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.link(source_path, temporary)
+        except OSError:
+            atomic_write_bytes(path, source_path.read_bytes())
+            return path
+        os.replace(temporary, path)
+        _fsync_folder(path.parent)
         return path
 
     @staticmethod

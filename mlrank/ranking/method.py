@@ -10,7 +10,9 @@
   detection (L = 1) a pseudo-fake is a fake for every term: both BCE branches, and so the fused
   score that is reported, and L_CLS, as Self-Blended Images trains. For sequences its components
   are unknown: it is a fake for L_CLS only and is left out of L_BCE, L_Rank, L_Order and L_Count.
-- The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode).
+- The checkpoint kept as "best" maximises Fixed-Acc on the validation split (AUC in binary mode);
+  sequence models also keep Seq-DeepFake's ``best_fixed.pt`` and ``best_adaptive.pt``
+  (:func:`protocol_checkpoints`), whose test Fixed-Acc and Adaptive-Acc are the ones reported.
 - A prediction decodes the fused logits (P_i > 0.5 is f_i > 0; the logits order components whose P_i
   both round to 1.0) by the model's rule (:func:`decode_outputs`: a count head's count, or the
   training sequences with ``model.seen_sequences_only``); its fake probability is P(x) for
@@ -265,6 +267,15 @@ def decode_outputs(
     return sequences, THRESHOLD
 
 
+SEQDEEPFAKE_PROTOCOL = {"best_fixed": "fixed_acc", "best_adaptive": "adaptive_acc"}
+
+
+def protocol_checkpoints(cfg: Config) -> dict[str, str]:
+    """Seq-DeepFake's protocol (its official train.py and test.py, and TSOM's): the best epochs by
+    validation Fixed-Acc and Adaptive-Acc are kept apart, and each metric is reported from its own."""
+    return {} if is_binary(cfg) else dict(SEQDEEPFAKE_PROTOCOL)
+
+
 def selection_metric(metrics: dict[str, Any]) -> float:
     """The validation number the best checkpoint maximises."""
     value = metrics.get("fixed_acc", metrics.get("auc"))
@@ -354,4 +365,5 @@ METHOD = Method(
     gives_binary_metrics=is_binary,
     check_config=check_config,
     prepare_model=prepare_model,
+    protocol_checkpoints=protocol_checkpoints,
 )
