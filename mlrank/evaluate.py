@@ -30,7 +30,7 @@ from mlrank.data.vocab import names_of
 from mlrank.engine.config import Config, config_to_dict, saved_config
 from mlrank.engine.distributed import cleanup, init_distributed
 from mlrank.engine.methods import Method, get_method
-from mlrank.engine.runs import RunFolder, atomic_write_json, check_checkpoint_exists, load_checkpoint
+from mlrank.engine.runs import RunFolder, atomic_write_json, check_checkpoint_exists, checkpoint_epoch, load_checkpoint
 from mlrank.train import check_paths, evaluate_run, metric_sources, protocol_note
 
 
@@ -133,10 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if protocol == "seqdeepfake":
             def load(name: str) -> tuple[Any, int]:
                 path = folder.checkpoint_path(name)
+                if path == checkpoint:  # loaded already
+                    return model, checkpoint_epoch(path)
                 loaded_cfg, _, loaded = load_model(path, args.overrides, ctx.device)
                 if config_to_dict(loaded_cfg) != config_to_dict(cfg):
                     raise ValueError(f"{path} holds another run's model than {checkpoint} (their configs differ)")
-                return loaded, load_checkpoint(path)["epoch"]
+                return loaded, checkpoint_epoch(path)
 
             metrics, sources = evaluate_run(cfg, method, folder, checkpoint.stem, load, dataset, ctx, args.split)
         else:

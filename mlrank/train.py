@@ -328,17 +328,19 @@ def evaluate_run(
     """The metrics of checkpoint ``primary`` of a run on ``dataset``, with each protocol metric
     (``Method.protocol_checkpoints``: Seq-DeepFake's Fixed-Acc and Adaptive-Acc) taken from its own
     checkpoint where the run has it, as Seq-DeepFake's test script reports them; and which
-    checkpoint gave each such metric. ``load(name) -> (model, epoch)``. A protocol checkpoint of
-    ``primary``'s epoch is not evaluated again."""
+    checkpoint gave each such metric. ``load(name) -> (model, epoch)``. A protocol checkpoint that
+    is ``primary``'s file (a hard link) or of its epoch is not evaluated again."""
     model, primary_epoch = load(primary)
     metrics = method.evaluate(cfg, model, dataset, ctx, desc)
     sources: dict[str, str] = {}
     for name, key in method.protocol_checkpoints(cfg).items():
-        if not run_folder.checkpoint_path(name).is_file():
+        path = run_folder.checkpoint_path(name)
+        if not path.is_file():
             continue  # no validated epoch (a run saved before these files existed)
-        model, epoch = load(name)
-        if epoch != primary_epoch:
-            metrics[key] = method.evaluate(cfg, model, dataset, ctx, f"{desc} ({name})")[key]
+        if not os.path.samefile(path, run_folder.checkpoint_path(primary)):
+            model, epoch = load(name)
+            if epoch != primary_epoch:
+                metrics[key] = method.evaluate(cfg, model, dataset, ctx, f"{desc} ({name})")[key]
         sources[key] = name
     return metrics, sources
 

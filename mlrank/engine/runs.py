@@ -294,6 +294,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
+def checkpoint_epoch(path: str | Path) -> int:
+    """The epoch a checkpoint holds, without reading its tensors (memory-mapped, not loaded)."""
+    return int(torch.load(check_checkpoint_exists(path), map_location="cpu", weights_only=True, mmap=True)["epoch"])
+
+
 # ---------------------------------------------------------------- RNG state
 
 
