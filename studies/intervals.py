@@ -1,0 +1,122 @@
+"""Sequence metrics with bootstrap intervals for trained runs, and each run against a reference.
+
+    python -m studies.intervals NAME=RUN [NAME=RUN ...] [--split test] [--reference NAME]
+        [--rounds 2000] [--output FILE.json] [key=value ...]
+
+For each run folder it predicts the split once per checkpoint the protocol reads (Fixed-Acc from
+best_fixed.pt, Adaptive-Acc from best_adaptive.pt, the rest from best.pt, as test_metrics.json
+does), and writes every metric with its 95% percentile interval over the images
+(:mod:`mlrank.task.bootstrap`), the paired interval of its difference to the reference run, and the
+image-blind chance levels of the split: every image called genuine, all five components listed in
+a fixed order, and a sequence drawn from the split's own labels at random (the labels shuffled
+across images, averaged over 20 shuffles). ``key=value`` overrides change the data side (as
+``mlrank.evaluate``'s). Choose settings on ``--split val``; read the test split once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from mlrank.cli import run_cli
+from mlrank.engine.distributed import init_distributed
+from mlrank.engine.runs import RunFolder, atomic_write_json
+from mlrank.evaluate import load_model
+from mlrank.ranking import method as ranking
+from mlrank.ranking.decoding import edit_order_scores
+from mlrank.task import bootstrap
+
+SOURCES = {"fixed_acc": "best_fixed", "adaptive_acc": "best_adaptive"}  # the rest: best
+SHUFFLES = 20
+
+
+def predict_terms(folder: Path, split: str, overrides: Sequence[str]) -> tuple[dict[str, np.ndarray], torch.Tensor, dict]:
+    """(each metric's per-image terms from its protocol checkpoint, the split's true sequences, the run's config)."""
+    run = RunFolder(folder, is_main=False)
+    terms: dict[str, np.ndarray] = {}
+    cache: dict[str, dict[str, np.ndarray]] = {}
+    labels, cfg = None, None
+    for metric in bootstrap.METRICS:
+        name = SOURCES.get(metric, "best")
+        if not run.checkpoint_path(name).is_file():
+            name = "best"
+        if name not in cache:
+            cfg, _, model = load_model(run.checkpoint_path(name), overrides)
+            dataset = ranking.evaluation_dataset(cfg, split)
+            predictions = ranking.predict_split(cfg, model, dataset, init_distributed(use_cuda=False), name)
+            order = edit_order_scores(predictions["logits"], from_logits=True,
+                                      last_edit_highest=cfg.model.last_edit_highest,
+                                      order_scores=predictions.get("order_scores"))
+            cache[name] = bootstrap.per_image_terms(predictions["sequences"], predictions["labels"], order)
+            labels = predictions["labels"]
+        terms[metric] = cache[name][metric]
+    return terms, labels, {"config": str(run.config_path)}
+
+
+def chance_levels(labels: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
+    """The metrics of three image-blind guesses on a split's true sequences (see the module notes)."""
+    count = labels.shape[0]
+    zeros = torch.zeros(5)
+    guesses = {
+        "every image genuine": [torch.zeros_like(labels)],
+        "all five, a fixed order": [torch.arange(1, 6).expand(count, 5)],
+        "a random sequence of the labels": [labels[torch.randperm(count, generator=torch.Generator().manual_seed(seed + k))]
+                                            for k in range(SHUFFLES)],
+    }
+    levels = {}
+    for name, predictions in guesses.items():
+        values = [{metric: bootstrap.pooled(terms)
+                   for metric, terms in bootstrap.per_image_terms(pred, labels, zeros.expand(count, 5)).items()}
+                  for pred in predictions]
+        levels[name] = {metric: float(np.mean([v[metric] for v in values])) for metric in bootstrap.METRICS
+                        if metric != "kendall_tau"}
+    return levels
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studies.intervals", description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", metavar="NAME=RUN", help="a name and a run folder")
+    parser.add_argument("--split", default="test", choices=["val", "test"])
+    parser.add_argument("--reference", help="the run the others are compared with (default: the first)")
+    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--output", help="the results JSON")
+    args, overrides = parser.parse_known_args(argv)
+    runs = dict(item.split("=", 1) for item in args.runs if "=" in item and not item.split("=", 1)[0].count("."))
+    overrides = [*overrides, *(item for item in args.runs if item.split("=", 1)[0].count("."))]
+    reference = args.reference or next(iter(runs))
+    if reference not in runs:
+        raise ValueError(f"--reference {reference!r} is not one of the runs {list(runs)}")
+
+    predicted = {name: predict_terms(Path(folder), args.split, overrides) for name, folder in runs.items()}
+    labels = next(iter(predicted.values()))[1]
+    indices = bootstrap.resample_indices(labels.shape[0], args.rounds, seed=0)
+    results: dict[str, Any] = {"split": args.split, "images": int(labels.shape[0]), "rounds": args.rounds,
+                               "reference": reference, "runs": {}, "chance": chance_levels(labels)}
+    for name, (terms, run_labels, facts) in predicted.items():
+        if not torch.equal(run_labels, labels):
+            raise ValueError(f"run {name!r} was evaluated on other images than {next(iter(runs))!r}")
+        row: dict[str, Any] = {"folder": runs[name], **facts}
+        for metric in bootstrap.METRICS:
+            low, high = bootstrap.interval(terms[metric], indices)
+            row[metric] = {"value": bootstrap.pooled(terms[metric]), "low": low, "high": high}
+            if name != reference:
+                base = predicted[reference][0][metric]
+                low, high = bootstrap.difference_interval(terms[metric], base, indices)
+                row[metric]["difference"] = {"value": bootstrap.pooled(terms[metric]) - bootstrap.pooled(base),
+                                             "low": low, "high": high}
+        results["runs"][name] = row
+    text = json.dumps(results, indent=2)
+    if args.output:
+        atomic_write_json(args.output, results)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
