@@ -99,7 +99,7 @@ def test_every_shipped_config_turns_on_exactly_the_departures_its_header_names()
             assert departures_from_paper(config) == [], name
     for name in [n for n in shipped_config_names() if n.endswith("_ordered")]:
         assert set(departures_from_paper(load_config(name))) == {
-            "loss.lambda_order", "model.last_edit_highest", "model.count_head"}, name
+            "loss.lambda_order", "model.last_edit_highest", "model.count_head", "model.seen_sequences_only"}, name
 
 
 def test_every_seqdeepfake_table_config_is_shipped_with_its_ordered_twin():
@@ -114,7 +114,8 @@ def test_every_seqdeepfake_table_config_is_shipped_with_its_ordered_twin():
             assert ordered.output_dir == paper.output_dir + "_ordered"
             switched_back = load_config(f"seqdeepfake_{subset}_{backbone}_ordered",
                                         ["loss.lambda_order=0", "model.last_edit_highest=false",
-                                         "model.count_head=false", f"output_dir={paper.output_dir}"])
+                                         "model.count_head=false", "model.seen_sequences_only=false",
+                                         f"output_dir={paper.output_dir}"])
             assert switched_back == paper
 
 
