@@ -55,6 +55,7 @@ from typing import Any, Sequence
 from mlrank import train
 from mlrank.engine.config import DEFAULT_CONFIG, Config, config_to_dict, load_config, resolve_config_path
 from mlrank.engine.distributed import DistContext, cleanup, init_distributed
+from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
 from mlrank.ranking.method import METHOD as RANKING
 
@@ -272,6 +273,23 @@ def default_output_dir(cfg: Config) -> Path:
 
 
 def run_ablation(
+    config: str | Path | None,
+    overrides: Sequence[str],
+    output_dir: Path | None,
+    argv: Sequence[str],
+    ctx: DistContext,
+    rows: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Train (or reuse) every row of ``ROWS``, or those named in ``rows`` (in ``ROWS``' order);
+    returns the summary written to ablation.json. The ablation's folder is locked for the whole
+    command (:mod:`mlrank.engine.locks`), each row's run folder by its training."""
+    base = load_config(config, overrides)
+    folder = default_output_dir(base) if output_dir is None else Path(output_dir)
+    with output_lock(folder, command_line(list(argv)), enabled=ctx.is_main):
+        return _run_ablation(config, overrides, output_dir, argv, ctx, rows)
+
+
+def _run_ablation(
     config: str | Path | None,
     overrides: Sequence[str],
     output_dir: Path | None,

@@ -61,9 +61,10 @@ import numpy as np
 import torch
 
 from mlrank.cli import run_cli
-from mlrank.data.io import to_bgr8
+from mlrank.data.io import output_stem, printable, to_bgr8
 from mlrank.data.vocab import names_of
 from mlrank.engine.builders import is_binary
+from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, check_checkpoint_exists
 from mlrank.evaluate import load_model
 from mlrank.ops.reference import candidate_ks
@@ -82,7 +83,7 @@ from mlrank.predict import (
     png_of,
     resolve_device,
 )
-from mlrank.preprocess import crop_square
+from mlrank.data.squares import crop_square
 from mlrank.ranking.decoding import branch_logits
 from mlrank.ranking.method import METHOD as RANKING
 from mlrank.ranking.method import THRESHOLD, prediction_record
@@ -395,7 +396,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect = face_detector(args)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
-    folders = [output_dir / f"{index:05d}_{path.stem}" for index, path in enumerate(paths)]
+    with output_lock(output_dir, command_line([COMMAND, *(argv or sys.argv[1:])])):
+        return explain_images(args, paths, output_dir, device, detect)
+
+
+def explain_images(args: argparse.Namespace, paths: list[Path], output_dir: Path, device: torch.device,
+                   detect: Any) -> int:
+    """explain's work on the images found, with its output folder locked."""
+    folders = [output_dir / output_stem(index, path) for index, path in enumerate(paths)]
     check_outputs(output_dir, args.images, [output_dir / INDEX_NAME, output_dir / RECORDS_NAME, *folders],
                   args.overwrite)
     cfg, method, model = load_model(args.checkpoint, device=device)
@@ -410,9 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         record.update(explain_image(cfg, model, image, square, args.threshold, folders[index]))
         order = " -> ".join(m["name"] for m in record.get("manipulations", [])) or "none"
         found = f"; manipulated: {order}" if "manipulations" in record else ""
-        print(f"{path.name}: fake {record['fake_probability']:.3f}, k* = {record['k_star']}{found}", flush=True)
+        print(printable(f"{path.name}: fake {record['fake_probability']:.3f}, k* = {record['k_star']}{found}"), flush=True)
     atomic_write_json(output_dir / RECORDS_NAME, run.records)
-    atomic_write_text(output_dir / INDEX_NAME, index_html(run.records, args.checkpoint, args.threshold))
+    atomic_write_text(output_dir / INDEX_NAME, printable(index_html(run.records, args.checkpoint, args.threshold)))
     return run.finish(f"explained: open {output_dir / INDEX_NAME}", "not explained", output_dir / RECORDS_NAME)
 
 if __name__ == "__main__":

@@ -49,16 +49,21 @@ from mlrank.data.io import (
     check_output_apart,
     is_image_file,
     natural_sort_key,
+    output_stem,
+    printable,
     read_image,
+    readable_name,
     refuse_existing_outputs,
     to_bgr8,
 )
 from mlrank.engine.builders import Resize
 from mlrank.engine.config import Config
+from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.methods import get_method
 from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, check_checkpoint_exists
 from mlrank.evaluate import load_model
-from mlrank.preprocess import DETECTORS, Square, check_margin, create_detector, crop_square, face_square, largest_face
+from mlrank.data.squares import Square, crop_square, face_square, whole_image_square
+from mlrank.preprocess import DETECTORS, check_margin, create_detector, largest_face
 
 UPSCALE_WARNING = 2.0
 PREDICTIONS_NAME = "predictions.json"
@@ -117,7 +122,7 @@ def read_view(path: Path, detect: Any, detector_name: str, margin: float) -> tup
     except (ValueError, OSError) as error:
         raise ViewFailure("unreadable", str(error), f"error: {error}") from error
     if detect is None:
-        return image, whole_image_square(image)
+        return image, whole_image_square(*image.shape[:2])
     box = largest_face(detect(to_bgr8(image)))
     if box is None:
         raise ViewFailure("without a face", f"no face found by the {detector_name} detector", f"{path}: no face found")
@@ -145,13 +150,13 @@ class ImageRun:
             except ViewFailure as failure:
                 self.records.append({"image": str(path), "error": failure.error})
                 self.failures[failure.reason] += 1
-                print(failure.message, file=sys.stderr, flush=True)
+                print(printable(failure.message), file=sys.stderr, flush=True)
                 continue
             record: dict[str, Any] = {"image": str(path)}
             warning = upscale_warning(square, size, detect is not None)
             if warning:
                 record["warnings"] = [warning]
-                print(f"warning: {path}: {warning}", file=sys.stderr, flush=True)
+                print(printable(f"warning: {path}: {warning}"), file=sys.stderr, flush=True)
             yield index, path, image, square, record
             self.records.append(record)
 
@@ -191,12 +196,6 @@ def face_detector(args: argparse.Namespace) -> Any:
         return None
     check_margin(args.margin)
     return create_detector(args.detector, args.detector_model)
-
-
-def whole_image_square(image: np.ndarray) -> Square:
-    """The centred square around the whole image (side = its longer side)."""
-    height, width = image.shape[:2]
-    return face_square((0, 0, width, height), 1.0)
 
 
 def model_input(image: np.ndarray, square: Square, size: int) -> torch.Tensor:
@@ -268,9 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect = face_detector(args)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
+    with output_lock(output_dir, command_line(["python -m mlrank.predict", *(argv or sys.argv[1:])])):
+        return predict_images(args, paths, output_dir, device, detect)
+
+
+def predict_images(args: argparse.Namespace, paths: list[Path], output_dir: Path, device: torch.device,
+                   detect: Any) -> int:
+    """predict's work on the images found, with its output folder locked."""
     heat_maps = None
     if not args.no_heatmaps:
-        heat_maps = [output_dir / f"{index:05d}_{path.stem}_heatmap.png" for index, path in enumerate(paths)]
+        heat_maps = [output_dir / f"{output_stem(index, path)}_heatmap.png" for index, path in enumerate(paths)]
     check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
     cfg, _, model = load_model(args.checkpoint, device=device)
     size = cfg.data.image_size
@@ -282,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if similarity is not None and heat_maps is not None:
             atomic_write_bytes(heat_maps[index], heat_map_png(image, similarity, square))
             record["heatmap"] = str(heat_maps[index])
-        print(_summary(record), flush=True)
+        print(printable(_summary(record)), flush=True)
     atomic_write_json(output_dir / PREDICTIONS_NAME, run.records)
     return run.finish(f"scored; predictions written to {output_dir / PREDICTIONS_NAME}", "not scored",
                       output_dir / PREDICTIONS_NAME)
@@ -298,7 +304,7 @@ def check_outputs(output_dir: Path, inputs: Sequence[str], outputs: list[Path], 
 
 
 def _summary(record: dict[str, Any]) -> str:
-    name = os.path.basename(record["image"])
+    name = readable_name(record["image"])
     if "anomaly_score" in record:
         return f"{name}: anomaly score {record['anomaly_score']:.4f}"
     order = " -> ".join(m["name"] for m in record.get("manipulations", [])) or "none"

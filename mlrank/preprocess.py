@@ -64,6 +64,8 @@ from mlrank.data.io import (
     refuse_existing_outputs,
     to_bgr8,
 )
+from mlrank.data.squares import Square, crop_square, face_square
+from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.runs import atomic_write_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -73,7 +75,6 @@ MAX_CROP_SIZE = 4096
 OPENCV_4 = "opencv-python-headless>=4.8,<5"
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels
-Square = tuple[int, int, int]  # left, top, side in pixels; may reach outside the image
 # the project's user-error types: a one-line message and exit status 2
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
                PermissionError)
@@ -158,25 +159,6 @@ def haar_detector(model_path: str | None) -> FaceDetector:
         return [tuple(float(v) for v in face) for face in faces]
 
     return detect
-
-
-def face_square(box: Box, margin: float) -> Square:
-    """The square of side margin * max(w, h) centred on `box`, as (left, top, side)."""
-    x, y, width, height = box
-    side = max(1, int(round(max(width, height) * margin)))
-    return int(round(x + width / 2 - side / 2)), int(round(y + height / 2 - side / 2)), side
-
-
-def crop_square(image: np.ndarray, square: Square) -> np.ndarray:
-    """The pixels of `square` at the image's resolution, padded black where it leaves the image."""
-    left, top, side = square
-    image_height, image_width = image.shape[:2]
-    crop = np.zeros((side, side) + image.shape[2:], dtype=image.dtype)
-    x0, y0 = max(left, 0), max(top, 0)
-    x1, y1 = min(left + side, image_width), min(top + side, image_height)
-    if x1 > x0 and y1 > y0:
-        crop[y0 - top : y1 - top, x0 - left : x1 - left] = image[y0:y1, x0:x1]
-    return crop
 
 
 def crop_face(image: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
@@ -455,11 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames_per_video < 0:
         parser.error(f"--frames-per-video must be >= 0, got {args.frames_per_video}")
     try:
-        report = preprocess(
-            args.input, args.output, frames_per_video=args.frames_per_video or None, margin=args.margin,
-            size=args.size, detector=args.detector, detector_model=args.detector_model,
-            report_path=args.report, progress=not args.no_progress, overwrite=args.overwrite,
-        )
+        with output_lock(args.output, command_line(["python -m mlrank.preprocess", *(argv or sys.argv[1:])])):
+            report = preprocess(
+                args.input, args.output, frames_per_video=args.frames_per_video or None, margin=args.margin,
+                size=args.size, detector=args.detector, detector_model=args.detector_model,
+                report_path=args.report, progress=not args.no_progress, overwrite=args.overwrite,
+            )
     except USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

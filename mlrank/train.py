@@ -49,6 +49,7 @@ from mlrank.engine.distributed import (
     unwrap_model,
     wrap_ddp,
 )
+from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.methods import Method, get_method
 from mlrank.engine.runs import (
     RunFolder,
@@ -173,8 +174,14 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
     """Train per ``cfg``; returns the test metrics of the best checkpoint.
 
     ``resume``: continue from the run folder's ``last.pt``, or start afresh in the folder when no
-    epoch completed there. Nothing is written before every check has passed.
+    epoch completed there. Nothing is written before every check has passed. The run folder is
+    locked for the whole run (:mod:`mlrank.engine.locks`): a second training there is refused.
     """
+    with output_lock(cfg.output_dir, command_line(list(argv)), enabled=ctx.is_main):
+        return _run(cfg, resume, argv, ctx)
+
+
+def _run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dict[str, Any]:
     method = get_method(cfg.method)
     check_seed(cfg, ctx)
     check_paths(cfg)
@@ -201,6 +208,7 @@ def run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> dic
         )
     # Built now, before the run folder, so that a missing split or a malformed row stops the run here.
     validation_set = method.evaluation_dataset(cfg, "val")
+    method.check_validation_split(cfg, validation_set)
     test_set = method.evaluation_dataset(cfg, "test")
     model = method.build_model(cfg).to(ctx.device)
     method.prepare_model(cfg, model, train_set)

@@ -518,3 +518,41 @@ def test_a_data_root_laid_out_for_another_kind_is_one_clear_error(tmp_path, kind
         check_paths(cfg)
     assert run_cli(lambda: train.main(overrides)) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_a_video_folder_reached_under_both_labels_is_an_error_naming_both_paths(tmp_path):
+    video = write_video(tmp_path / "elsewhere" / "clip", 2)
+    (tmp_path / "frames" / "real").mkdir(parents=True)
+    (tmp_path / "frames" / "fake").mkdir(parents=True)
+    os.symlink(os.path.dirname(video[0]), tmp_path / "frames" / "real" / "clip")
+    os.symlink(os.path.dirname(video[0]), tmp_path / "frames" / "fake" / "clip")
+    with pytest.raises(ValueError, match=r"real/clip is the folder .*fake/clip again .*under one label or both"):
+        FrameFolderDataset(tmp_path / "frames")
+
+
+def test_empty_video_folders_are_left_out_with_a_warning(tmp_path):
+    write_video(tmp_path / "real" / "kept", 2)
+    write_video(tmp_path / "fake" / "kept", 2)
+    (tmp_path / "real" / "empty").mkdir()
+    (tmp_path / "fake" / "notes").mkdir()
+    (tmp_path / "fake" / "notes" / "readme.txt").write_text("no frames here")
+    with pytest.warns(UserWarning, match=r"2 video folder\(s\) hold no image files .*fake/notes, real/empty"):
+        dataset = FrameFolderDataset(tmp_path)
+    assert dataset.videos_without_frames == ["fake/notes", "real/empty"] and len(dataset) == 4
+
+
+def test_a_duplicate_video_key_or_a_frame_under_both_labels_is_an_error(tmp_path):
+    real = write_video(tmp_path / "rgb" / "real0", 2)
+    fake = write_video(tmp_path / "rgb" / "fake0", 2)
+    records = '{"a": {"label": "real", "frames": %s}, "a": {"label": "real", "frames": %s}}' % (
+        json.dumps(real), json.dumps(fake))
+    duplicate = tmp_path / "duplicate.json"
+    duplicate.write_text('{"Set": {"real": {"test": %s}}}' % records)
+    with pytest.raises(ValueError, match=r"the key 'a' appears twice in one object"):
+        DeepfakeBenchDataset(duplicate, "Set", "test", root=tmp_path / "rgb")
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"Set": {
+        "real": {"test": {"v": {"label": "real", "frames": real}}},
+        "fake": {"test": {"w": {"label": "fake", "frames": [real[1], *fake]}}}}}))
+    with pytest.raises(ValueError, match=r"frame .*real0/0.png is listed as real and as fake \(by videos real/v and fake/w\)"):
+        DeepfakeBenchDataset(both, "Set", "test", root=tmp_path / "rgb")

@@ -6,6 +6,7 @@ numbers are checked against the model's own forward pass scored by scikit-learn,
 
 import json
 import os
+import shutil
 import re
 
 import numpy as np
@@ -210,7 +211,7 @@ def test_a_set_without_a_binary_kind_is_refused(tmp_path, capsys):
     overrides = ["method=seeable", "data.image_size=32", "seeable.grid=[1,1]", "seeable.embed_dim=8"]
     checkpoint, _ = save_untrained(tmp_path / "run", overrides)
     assert run_cli(checkpoint, "--set", "name=X") == 2
-    assert "test set 'X': kind must be deepfakebench or frames (data.kind is 'synthetic')" in capsys.readouterr().err
+    assert "test set 'X': names no data of its own" in capsys.readouterr().err
 
 
 def test_seeable_ffpp_is_tested_on_its_three_sets(layouts, tmp_path):
@@ -233,3 +234,56 @@ def test_seeable_ffpp_is_tested_on_its_three_sets(layouts, tmp_path):
         labels = [label for _, label, _ in frames]
         assert row["metrics"]["auc"] == pytest.approx(metrics.roc_auc_score(labels, scores), abs=1e-6)
         assert row["frames"] == len(frames)
+
+
+def test_a_set_reads_the_data_its_own_keys_name_or_is_an_error(layouts, tmp_path, capsys):
+    # a checkpoint trained on frame folders: a name alone would read data.root's test split under
+    # another name, so it is refused; kind frames with its own root reads that root
+    frames_run, _ = save_untrained(tmp_path / "frames_run", [
+        "data.kind=frames", f"data.root={layouts / 'wild'}", f"data.image_size={SIZE}", "data.num_workers=0",
+        "data.batch_size=4", "model.token_dim=16", "model.num_heads=2", "model.out_stride=8",
+        "model.num_classes=1"])
+    assert run_cli(frames_run, "--set", "name=NoSuchSet", "--output", str(tmp_path / "a")) == 2
+    assert "test set 'NoSuchSet': names no data of its own" in capsys.readouterr().err
+    assert run_cli(frames_run, "--set", "name=NoSuchSet,json_path=/nowhere.json", "--output", str(tmp_path / "b")) == 2
+    assert "test set 'NoSuchSet'" in capsys.readouterr().err
+    # a DeepfakeBench index named by a set of its own is read, whatever the checkpoint's kind
+    dfdc = f"name=DFDC,json_path={layouts / 'dataset_json'},root={layouts / 'rgb'}"
+    assert crosseval.main([frames_run, "--set", dfdc, "--output", str(tmp_path / "c")]) == 0
+    row = json.loads((tmp_path / "c.json").read_text())["sets"][0]
+    assert (row["data"]["kind"], row["videos"]) == ("deepfakebench", 6)
+
+
+def test_two_sets_that_read_the_same_data_are_an_error(layouts, binary_checkpoint, tmp_path, capsys):
+    checkpoint, _ = binary_checkpoint
+    again = f"name=DFDC-again,json_path={layouts / 'dataset_json' / 'DFDC.json'},dataset_name=DFDC"
+    assert run_cli(checkpoint, "--set", again, "--output", str(tmp_path / "t")) == 2
+    assert "test set 'DFDC-again': reads the same data as test set 'DFDC'" in capsys.readouterr().err
+
+
+def test_a_one_class_set_is_n_a_and_the_other_sets_are_kept(layouts, binary_checkpoint, tmp_path):
+    checkpoint, _ = binary_checkpoint
+    reals = tmp_path / "reals"
+    for video in sorted(os.listdir(layouts / "wild" / "test" / "real")):
+        shutil.copytree(layouts / "wild" / "test" / "real" / video, reals / "test" / "real" / video)
+    assert crosseval.main([checkpoint, "--set", f"name=RealsOnly,kind=frames,root={reals}", "--output",
+                           str(tmp_path / "t")]) == 0
+    table = json.loads((tmp_path / "t.json").read_text())
+    rows = {row["name"]: row for row in table["sets"]}
+    assert rows["RealsOnly"]["metrics"]["auc"] is None and rows["RealsOnly"]["metrics"]["video_auc"] is None
+    assert rows["DFDC"]["metrics"]["auc"] is not None
+    assert table["mean"]["auc"] is None
+    assert "| RealsOnly | 2 | 4 | n/a | n/a | n/a | n/a |" in (tmp_path / "t.md").read_text()
+
+
+def test_the_output_never_replaces_a_file_without_overwrite(binary_checkpoint, tmp_path, capsys):
+    checkpoint, _ = binary_checkpoint
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text("the run's own facts")
+    assert run_cli(checkpoint, "--sets", "DFDC", "--output", str(run / "run")) == 2
+    assert "already exist" in capsys.readouterr().err and (run / "run.json").read_text() == "the run's own facts"
+    base = tmp_path / "table"
+    assert crosseval.main([checkpoint, "--sets", "DFDC", "--output", str(base)]) == 0
+    assert run_cli(checkpoint, "--sets", "DFDC", "--output", str(base)) == 2
+    assert crosseval.main([checkpoint, "--sets", "DFDC", "--output", str(base), "--overwrite"]) == 0

@@ -194,3 +194,25 @@ def test_refuse_existing_outputs():
     io.refuse_existing_outputs([])
     with pytest.raises(FileExistsError, match=r"4 output\(s\) already exist \(a, b, c, \.\.\.\); pass --overwrite"):
         io.refuse_existing_outputs(["a", "b", "c", "d"])
+
+
+@pytest.mark.parametrize("height, width", [(40, 24), (25, 40), (31, 30), (32, 32)])
+def test_a_non_square_frame_is_fed_to_a_model_alike_by_the_loaders_and_by_predict(tmp_path, height, width):
+    from mlrank.data.binary import FrameFolderDataset
+    from mlrank.data.squares import whole_image_square
+    from mlrank.engine.builders import Resize
+    from mlrank.predict import model_input
+
+    generator = np.random.default_rng(height * width)
+    pixels = generator.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    video = tmp_path / "frames" / "test" / "real" / "clip"
+    video.mkdir(parents=True)
+    Image.fromarray(pixels).save(video / "0.png")
+    loaded = FrameFolderDataset(tmp_path / "frames" / "test", frames_per_video=None, transform=Resize(16))[0][0]
+    image = pixels.astype(np.float32) / 255
+    predicted = model_input(image, whole_image_square(height, width), 16)
+    assert torch.equal(loaded, predicted)
+    # padded, not squashed: the padding is black and the image keeps its aspect ratio
+    side = max(height, width)
+    padded = Resize(side)(torch.from_numpy(image.transpose(2, 0, 1).copy()))
+    assert padded.shape == (3, side, side) and float(padded.sum()) == pytest.approx(float(image.sum()), rel=1e-5)

@@ -229,11 +229,19 @@ class DeepfakeBenchDataset(_FrameDataset):
         if not isinstance(label_keys, dict) or not label_keys:
             raise ValueError(f"{self.json_path}: data set {dataset_name!r} holds no label keys")
         videos_listed = 0
+        listed_by: dict[str, tuple[int, str]] = {}  # frame -> (label, the video that lists it)
         for label_key, splits in label_keys.items():
             where = f"{self.json_path}: {dataset_name}/{label_key}"
             videos = self._videos_of(_child(splits, split, where, "split"), f"{where}/{split}")
             for video_name, record in videos.items():
                 label, frames = self._read_record(record, f"{where}/{split}/{video_name}")
+                for frame in frames:
+                    earlier = listed_by.setdefault(frame, (label, f"{label_key}/{video_name}"))
+                    if earlier[0] != label:
+                        raise ValueError(
+                            f"{self.json_path}: frame {frame} is listed as real and as fake (by videos "
+                            f"{earlier[1]} and {label_key}/{video_name})"
+                        )
                 videos_listed += 1
                 if not frames:
                     self.videos_without_frames.append(f"{label_key}/{video_name}")
@@ -249,6 +257,7 @@ class DeepfakeBenchDataset(_FrameDataset):
             )
         if not self.paths:
             raise ValueError(f"{self.json_path}: no frames for {dataset_name!r}, split {split!r}")
+
         if self._lmdb is not None:
             self.paths = [self._lmdb.key_of(path, self.json_path) for path in self.paths]
             return
@@ -432,26 +441,37 @@ class FrameFolderDataset(_FrameDataset):
             raise ValueError(f"{self.root}: unexpected folder(s) {unexpected}; expected only 'real' and 'fake'")
         if not folders:
             raise FileNotFoundError(f"{self.root}: neither 'real/' nor 'fake/' found")
+        walked: dict[str, str] = {}  # real path -> the path it was first reached by, across both labels
+        self.videos_without_frames: list[str] = []
         for class_name in folders:
             class_folder = os.path.join(self.root, class_name)
-            videos = _videos_under(class_folder)
+            videos, empty = _videos_under(class_folder, walked)
+            self.videos_without_frames += [f"{class_name}/{folder}" for folder in empty]
             if not videos:
                 raise ValueError(f"{class_folder}: no image files")
             for video, frames in videos:
                 self._add_video(f"{class_name}/{video}", FOLDER_LABELS[class_name], frames, frames_per_video)
+        if self.videos_without_frames:
+            shown = ", ".join(self.videos_without_frames[:SHOWN_VIDEOS])
+            more = ", ..." if len(self.videos_without_frames) > SHOWN_VIDEOS else ""
+            warnings.warn(
+                f"{self.root}: {len(self.videos_without_frames)} video folder(s) hold no image files and are "
+                f"left out ({shown}{more})", stacklevel=2,
+            )
 
 
-def _videos_under(class_folder: str) -> list[tuple[str, list[str]]]:
+def _videos_under(class_folder: str, walked: dict[str, str]) -> tuple[list[tuple[str, list[str]]], list[str]]:
     """(video name, frame paths) for each folder below `class_folder` holding images, and each loose
-    image (named with its extension); symlinked folders are followed, each real folder once."""
-    videos = []
-    walked: dict[str, str] = {}  # real path -> the path it was first reached by
+    image (named with its extension); and the folders below it without images or subfolders (empty
+    videos). Symlinked folders are followed; a real folder reached twice (here or, through
+    ``walked``, under the other label) is an error naming both paths."""
+    videos, empty = [], []
     for folder, subfolders, files in os.walk(class_folder, followlinks=True):
         real = os.path.realpath(folder)
         if real in walked:
             raise ValueError(
                 f"{folder} is the folder {walked[real]} again (through a symlink): a symlink loop, or "
-                "a video linked twice"
+                "a video linked twice (under one label or both)"
             )
         walked[real] = folder
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
@@ -460,7 +480,9 @@ def _videos_under(class_folder: str) -> list[tuple[str, list[str]]]:
             videos.extend((os.path.basename(image), [image]) for image in images)
         elif images:
             videos.append((os.path.relpath(folder, class_folder).replace(os.sep, "/"), images))
-    return sorted(videos, key=lambda video: natural_sort_key(video[0]))
+        elif not subfolders:
+            empty.append(os.path.relpath(folder, class_folder).replace(os.sep, "/"))
+    return sorted(videos, key=lambda video: natural_sort_key(video[0])), sorted(empty, key=natural_sort_key)
 
 
 def _is_video_record(node: object) -> bool:
@@ -470,8 +492,18 @@ def _is_video_record(node: object) -> bool:
 def _load_json(json_path: str) -> dict:
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"DeepfakeBench JSON index not found: {json_path}")
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:  # json keeps the last silently, dropping a video (or a split, a label)
+                raise ValueError(f"{json_path}: the key {key!r} appears twice in one object; each video (and "
+                                 "label, split) may be listed once")
+            seen.add(key)
+        return dict(pairs)
+
     try:
-        index = json.loads(read_utf8_text(json_path))
+        index = json.loads(read_utf8_text(json_path), object_pairs_hook=unique_keys)
     except json.JSONDecodeError as error:
         raise ValueError(f"{json_path} is not valid JSON: {error}") from None
     if not isinstance(index, dict):

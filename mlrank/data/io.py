@@ -32,6 +32,7 @@ import os
 import re
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -193,3 +194,30 @@ def check_frames_per_video(frames_per_video: int | None) -> None:
         raise TypeError(f"frames_per_video must be an int or None, got {type(frames_per_video).__name__}")
     if frames_per_video < 1:
         raise ValueError(f"frames_per_video must be >= 1 or None, got {frames_per_video}")
+
+
+# The longest file-name stem an output takes from its input: the name limit is 255 bytes on common
+# file systems, and outputs add an index and a suffix.
+MAX_OUTPUT_STEM_BYTES = 100
+_UNSAFE = re.compile(r"[^\w.+-]")
+
+
+def readable_name(path: str | os.PathLike) -> str:
+    """A file name as text that any UTF-8 writer accepts: bytes that are not UTF-8 become U+FFFD."""
+    return os.fsencode(os.path.basename(os.fspath(path))).decode("utf-8", "replace")
+
+
+def output_stem(index: int, path: str | os.PathLike) -> str:
+    """The stem of the outputs made from input number ``index`` (say its heat map): the index, then
+    the input's stem in safe characters, cut to MAX_OUTPUT_STEM_BYTES, so that any name the file
+    system accepts for the input (long, not UTF-8) gives a valid and unique output name."""
+    stem = os.fsencode(Path(path).stem).decode("utf-8", "replace")
+    safe = _UNSAFE.sub("_", stem)
+    encoded = safe.encode("utf-8")[:MAX_OUTPUT_STEM_BYTES]
+    return f"{index:05d}_{encoded.decode('utf-8', 'ignore')}"
+
+
+def printable(text: str) -> str:
+    """``text`` with the bytes of non-UTF-8 file names (Python's surrogate escapes) shown as U+FFFD,
+    so that a terminal, a UTF-8 file or an HTML page can take it."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -2,8 +2,9 @@
 
 One place turns the config into objects, so every method, and train, evaluate and predict, build
 exactly the same things (each method builds its own model and training view). Decisions:
-- Real data sets are resized to ``data.image_size`` (bilinear, antialiased); the synthetic set is
-  rendered at that size. ``EpochAugmented`` applies an augmentation with a generator seeded from
+- Real data sets are resized to ``data.image_size`` (bilinear, antialiased), a non-square image
+  first centred in its square and padded black, as predict does (``mlrank.data.squares``); the
+  synthetic set is rendered at that size. ``EpochAugmented`` applies an augmentation with a generator seeded from
   (seed, epoch, index), so an epoch's images do not depend on workers or on a resume.
 - The synthetic set's content is seeded by ``data.synthetic_seed``, not the training seed, so runs
   with different training seeds see the same data set.
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from mlrank.data import DeepfakeBenchDataset, FrameFolderDataset, SeqDeepFakeDataset, SyntheticSeqDeepFake
+from mlrank.data.squares import pad_to_square
 from mlrank.engine.config import Config
 from mlrank.engine.distributed import is_main_process
 
@@ -27,12 +29,15 @@ SPLITS = ("train", "val", "test")
 
 
 class Resize:
-    """Resize a [3, H, W] image to ``size`` x ``size`` (a picklable transform for workers)."""
+    """A [3, H, W] image as the model's ``size`` x ``size`` input: centred in its square, padded black
+    when it is not square (``mlrank.data.squares``, predict's rule), then resized (a picklable
+    transform for workers)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        image = pad_to_square(image)
         if tuple(image.shape[-2:]) == (self.size, self.size):
             return image
         resized = F.interpolate(image[None], size=(self.size, self.size), mode="bilinear", antialias=True)

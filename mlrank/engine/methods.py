@@ -38,6 +38,10 @@ def no_config_checks(cfg: Config) -> None:
     """For a method whose keys need no checks beyond the config's types and ranges."""
 
 
+def no_split_checks(cfg: Config, dataset: Dataset) -> None:
+    """For a method whose validation metric is defined on any split."""
+
+
 def no_protocol_checkpoints(cfg: Config) -> dict[str, str]:
     """For a method whose metrics all come from best.pt."""
     return {}
@@ -81,6 +85,8 @@ class Method:
     # (name -> metric key, e.g. Seq-DeepFake's {"best_fixed": "fixed_acc"}), whose test value is
     # reported from that checkpoint
     protocol_checkpoints: Callable[[Config], dict[str, str]] = no_protocol_checkpoints
+    # train, before the first step: refuse a validation split on which selection_metric is undefined
+    check_validation_split: Callable[[Config, Dataset], None] = no_split_checks
 
 
 def get_method(name: str) -> Method:

@@ -332,6 +332,19 @@ def patch_similarity_map(tokens: torch.Tensor, grid: tuple[int, int]) -> torch.T
     return mean_to_others.reshape(grid)
 
 
+def check_validation_split(cfg: Config, dataset: Dataset) -> None:
+    """A binary detector's best checkpoint is chosen by validation AUC, which needs real and fake frames."""
+    if not is_binary(cfg):
+        return
+    labels = labels_of(dataset)
+    if len(labels) and int(labels.min()) == int(labels.max()):
+        kind = "fake" if int(labels[0]) else "real"
+        raise ValueError(
+            f"the validation split of {cfg.data.dataset_name or cfg.data.root} holds only {kind} frames "
+            f"({len(labels)}): the best checkpoint is chosen by validation AUC, which needs both real and fake"
+        )
+
+
 def check_config(cfg: Config) -> None:
     """An order head is trained by L_Order alone, a count head by L_Count: with its weight at 0 the
     head would decide at random."""
@@ -366,4 +379,5 @@ METHOD = Method(
     check_config=check_config,
     prepare_model=prepare_model,
     protocol_checkpoints=protocol_checkpoints,
+    check_validation_split=check_validation_split,
 )

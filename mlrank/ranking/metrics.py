@@ -19,6 +19,7 @@ from mlrank.task.metrics import (
     adaptive_acc,
     auc,
     binary_metrics,
+    binary_metrics_of_any_split,
     fixed_acc,
     kendall_tau,
     multilabel_acc,
@@ -86,8 +87,8 @@ def split_metrics(
 ) -> dict[str, Any]:
     """Sequence metrics (Fixed/Adaptive-Acc, ...) and real-vs-fake metrics, or binary metrics."""
     logits, mil_probs, labels = predictions["logits"], predictions["mil_probs"], predictions["labels"]
-    if labels.dim() == 1:  # binary detection
-        metrics = binary_metrics(logits[:, 0].sigmoid(), labels, video_ids)
+    if labels.dim() == 1:  # binary detection; a set of one class has no AUC, EER or AP (None)
+        metrics = binary_metrics_of_any_split(logits[:, 0].sigmoid(), labels, video_ids)
         metrics["mil_auc"] = _auc_or_none(mil_probs, labels)
         return metrics
     metrics = sequence_metrics(logits, labels, from_logits=True, last_edit_highest=last_edit_highest,

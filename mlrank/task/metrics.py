@@ -352,3 +352,18 @@ def binary_metrics(
     if video_ids is not None:
         results["video_auc"] = video_auc(scores, labels, video_ids)
     return results
+
+
+def binary_metrics_of_any_split(
+    scores: ArrayLike, labels: ArrayLike, video_ids: ArrayLike | None = None, threshold: float = 0.5
+) -> dict[str, float | None]:
+    """:func:`binary_metrics`, with AUC, EER, AP and video AUC None (undefined) where the labels hold
+    one class only (a test set of real faces alone, say); accuracy is defined either way."""
+    labels_array = _as_numpy(labels)
+    if labels_array.size and labels_array.min() != labels_array.max():
+        return binary_metrics(scores, labels, video_ids, threshold)
+    results: dict[str, float | None] = {"auc": None, "eer": None, "ap": None,
+                                        "acc": accuracy_at(scores, labels, threshold)}
+    if video_ids is not None:
+        results["video_auc"] = None
+    return results
