@@ -31,10 +31,12 @@ Decisions:
   table (in ``ROWS``' order); by default every row.
 - Resume: a row whose folder holds ``test_metrics.json`` is finished and not trained again (its
   config must be the one the row would use now, output_dir aside, or the command stops before
-  training anything); a row with ``last.pt`` but no test metrics continues from it (``--resume``);
-  a folder with a run but no checkpoint is reported as a failed row (delete it to train it again).
-- A row that fails (any exception) is reported in the table with its error, its traceback goes to
-  stderr, and the other rows go on; the exit status is then 1. Under torchrun a failure ends the
+  training anything); a row with ``last.pt`` but no test metrics continues from it (``--resume``),
+  and one stopped before its first checkpoint starts afresh in its folder, as ``--resume`` does.
+- A row that fails (any exception) is reported in the table with its error (a user error as one
+  line, a bug with its traceback on stderr), and the other rows go on; the exit status is then 1.
+  Mistakes in the command itself (an unknown key, a bad folder) end it with one line, and Ctrl-C or
+  SIGTERM with the word of the other commands (mlrank.cli). Under torchrun a failure ends the
   command, since the other processes cannot be told to skip the row.
 - Only the multi-label ranking method with L >= 2 components (Seq-DeepFake-like sequences) has these terms
   and metrics; SeeABLE and binary configs are refused.
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank import train
+from mlrank.cli import USER_ERRORS, one_line
 from mlrank.engine.config import DEFAULT_CONFIG, Config, config_to_dict, load_config, resolve_config_path
 from mlrank.engine.distributed import DistContext, cleanup, init_distributed
 from mlrank.engine.locks import command_line, output_lock
@@ -213,13 +216,9 @@ def train_row(cfg: Config, argv: Sequence[str], ctx: DistContext) -> tuple[str, 
     finished = run_folder.path / "test_metrics.json"
     if finished.is_file():
         return "reused", json.loads(finished.read_text(encoding="utf-8"))
-    resume = run_folder.checkpoint_path("last").is_file()
-    if not resume and run_folder.config_path.is_file():
-        raise FileExistsError(
-            f"{run_folder.path} holds a run that stopped before its first checkpoint; delete the folder "
-            "to train this row again"
-        )
-    metrics = train.run(cfg, resume, argv, ctx)
+    # A row stopped before its first checkpoint (a kill in epoch 0) starts afresh in its folder, as
+    # training's --resume does; one with last.pt continues from it.
+    metrics = train.run(cfg, True, argv, ctx)
     # The main process wrote the file (which also names the checkpoint); the others have the numbers.
     return "trained", json.loads(finished.read_text(encoding="utf-8")) if ctx.is_main else metrics
 
@@ -340,9 +339,12 @@ def _run_ablation(
         except Exception as error:  # a failed row is reported; the others still run
             if ctx.distributed:
                 raise
-            result["status"], result["error"] = "failed", f"{type(error).__name__}: {error}"
-            print(f"ablation row {row.name!r} failed:", file=sys.stderr, flush=True)
-            traceback.print_exc()
+            result["status"], result["error"] = "failed", f"{type(error).__name__}: {one_line(error)}"
+            if isinstance(error, USER_ERRORS):  # a mistake in the row's data or config: one line
+                print(f"ablation row {row.name!r} failed: {one_line(error)}", file=sys.stderr, flush=True)
+            else:  # a bug: its traceback
+                print(f"ablation row {row.name!r} failed:", file=sys.stderr, flush=True)
+                traceback.print_exc()
         summary["rows"].append(result)
         if ctx.is_main:
             write_table(output_dir, summary)
@@ -386,4 +388,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from mlrank.cli import run_cli
+
+    sys.exit(run_cli(main))

@@ -7,12 +7,18 @@ argparse gives a bad command line. Any other exception is a bug and keeps its tr
 user error when the environment variable ``MLRANK_TRACEBACK`` is set to a non-empty value, for
 reporting one. Ctrl-C (KeyboardInterrupt) ends with ``interrupted`` and its message, if it has one
 (training's says how to resume), and exit status 130, as a shell reports a process stopped by
-SIGINT. Under torchrun only rank 0 prints, so a mistake every rank makes shows once.
+SIGINT. SIGTERM, what schedulers and torchrun send to stop a job, is handled alike: the command stops
+where it is (training drops the epoch under way and prints the command that resumes it) and exits
+with 143, as a shell reports SIGTERM. A full disk (ENOSPC, EDQUOT) is a user error too: one line
+naming the file that could not be written (atomic writes leave the previous file whole). Under
+torchrun only rank 0 prints, so a mistake every rank makes shows once.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -29,21 +35,42 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 USER_ERROR_STATUS = 2
 INTERRUPTED_STATUS = 130  # 128 + SIGINT
+TERMINATED_STATUS = 143  # 128 + SIGTERM
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def run_cli(main: Callable[[], int | None]) -> int:
-    """Call ``main()`` and return its exit status, reporting user errors and Ctrl-C as above."""
+    """Call ``main()`` and return its exit status, reporting user errors, Ctrl-C and SIGTERM as above."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         status = main()
     except KeyboardInterrupt as interrupt:
         # On a line of its own: the terminal's "^C" or a progress bar holds the current one.
-        _report("\ninterrupted" + (f": {interrupt}" if str(interrupt) else ""))
-        return INTERRUPTED_STATUS
+        word = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+        _report(f"\n{word}" + (f": {interrupt}" if str(interrupt) else ""))
+        return TERMINATED_STATUS if isinstance(interrupt, Terminated) else INTERRUPTED_STATUS
+    except OSError as error:
+        if error.errno not in DISK_FULL and not isinstance(error, USER_ERRORS):
+            raise
+        if os.environ.get("MLRANK_TRACEBACK"):
+            raise
+        _report(f"error: {one_line(error)}")
+        return USER_ERROR_STATUS
     except USER_ERRORS as error:
         if os.environ.get("MLRANK_TRACEBACK"):
             raise
         _report(f"error: {one_line(error)}")
         return USER_ERROR_STATUS
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0 if status is None else status
 
 

@@ -30,7 +30,8 @@ from mlrank.data.vocab import names_of
 from mlrank.engine.config import Config, config_to_dict, saved_config
 from mlrank.engine.distributed import cleanup, init_distributed
 from mlrank.engine.methods import Method, get_method
-from mlrank.engine.runs import RunFolder, atomic_write_json, check_checkpoint_exists, checkpoint_epoch, load_checkpoint
+from mlrank.engine.runs import (RunFolder, atomic_write_json, check_checkpoint_exists, checkpoint_epoch, load_checkpoint,
+                                load_model_state)
 from mlrank.train import check_paths, evaluate_run, metric_sources, protocol_note
 
 
@@ -42,13 +43,8 @@ def load_model(
     cfg = saved_config(state["config"], overrides)  # older checkpoints lack later keys
     method = get_method(cfg.method)
     model = method.build_model(cfg)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise ValueError(
-            f"checkpoint {checkpoint_path} does not fit the model its config describes "
-            f"(method {cfg.method}, backbone {cfg.model.backbone}): {str(error).splitlines()[0]}"
-        ) from None
+    load_model_state(model, state["model"],
+                     f"checkpoint {checkpoint_path} (method {cfg.method}, backbone {cfg.model.backbone})")
     return cfg, method, model.to(device).eval()
 
 

@@ -6,6 +6,9 @@ the heads'; the backbone's is ``optim.backbone_lr_scale`` times it), the validat
 numeric ``val_*`` key, the epoch of ``best.pt`` marked) and the rest (images/s). Lists (the
 per-component order R^2) are left out, and so are null values (an order metric undefined on a
 split): a curve skips such epochs, as it skips epochs without validation (``train.eval_every``).
+NaN and infinite values (a diverged loss) are marked with an "x" and their value at the panel's
+edge, not left out. A log that holds an epoch twice (two runs writing one folder, before the lock
+of ``mlrank.engine.locks``) is refused, naming the lines.
 
 Decisions:
 - A run still training can be drawn at any time: the log is read as ``RunFolder.read_metrics``
@@ -60,10 +63,20 @@ def read_run_metrics(run: str | Path) -> list[dict[str, Any]]:
         raise FileNotFoundError(
             f"{folder.path} holds no metrics.jsonl: not a run folder, or its first epoch has not finished yet"
         )
-    records = folder.read_metrics()
-    if not records:
+    lines = folder.read_metric_lines()
+    if not lines:
         raise ValueError(f"{folder.metrics_path} holds no complete epoch record yet: nothing to draw")
-    return records
+    lines_of: dict[int, list[int]] = {}
+    for number, record in lines:
+        lines_of.setdefault(record["epoch"], []).append(number)
+    repeated = {epoch: numbers for epoch, numbers in lines_of.items() if len(numbers) > 1}
+    if repeated:
+        shown = "; ".join(f"epoch {epoch} at lines {numbers}" for epoch, numbers in sorted(repeated.items()))
+        raise ValueError(
+            f"{folder.metrics_path} logs an epoch more than once ({shown}): two runs wrote one log, or it was "
+            "edited; a resumed run's log holds each epoch once"
+        )
+    return [record for _, record in lines]
 
 
 def panel_of(key: str) -> str | None:
@@ -93,6 +106,20 @@ def curves(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, tuple[list[
     return drawn
 
 
+def mark_non_finite(ax: Any, epochs: list[int], values: list[float], colour: str) -> None:
+    """Mark a curve's NaN and infinite values, which a line leaves out silently: an "x" at the
+    panel's top (NaN, +inf) or bottom (-inf), labelled with the value."""
+    for epoch, value in zip(epochs, values):
+        if math.isfinite(value):
+            continue
+        at_top = not value < 0
+        ax.plot([epoch], [1.0 if at_top else 0.0], marker="x", markersize=9, color=colour, clip_on=False,
+                transform=ax.get_xaxis_transform())
+        ax.annotate("NaN" if math.isnan(value) else ("inf" if value > 0 else "-inf"), (epoch, 1.0 if at_top else 0.0),
+                    xycoords=ax.get_xaxis_transform(), textcoords="offset points", xytext=(3, -10 if at_top else 3),
+                    fontsize=7, color=colour)
+
+
 def draw_curves(records: Sequence[dict[str, Any]], title: str) -> Any:
     """The figure of ``curves(records)``: four panels over the epochs."""
     figure = new_figure(12, 8, "python -m mlrank.plot")
@@ -109,10 +136,11 @@ def draw_curves(records: Sequence[dict[str, Any]], title: str) -> Any:
             continue
         for key, (epochs, values) in series.items():
             total = key == "loss_total"
-            ax.plot(epochs, values, marker="." if len(epochs) < 50 else None, label=key,
-                    color="black" if total else None, linewidth=2.5 if total else 1.5)
-        values = [value for _, points in series.values() for value in points]
-        if panel == PANELS[0] and all(value > 0 for value in values if not math.isnan(value)):
+            line, = ax.plot(epochs, values, marker="." if len(epochs) < 50 else None, label=key,
+                            color="black" if total else None, linewidth=2.5 if total else 1.5)
+            mark_non_finite(ax, epochs, values, line.get_color())
+        values = [value for _, points in series.values() for value in points if math.isfinite(value)]
+        if panel == PANELS[0] and values and all(value > 0 for value in values):
             ax.set_yscale("log")  # the terms differ by orders of magnitude
         if panel == PANELS[2] and best_epochs:
             ax.axvline(best_epochs[-1], color="grey", linestyle=":", label=f"best.pt (epoch {best_epochs[-1]})")

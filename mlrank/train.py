@@ -15,8 +15,10 @@ its own ``config.yaml`` and ``output_dir`` set to RUN_DIR: it never writes anywh
 on from ``last.pt`` bit for bit on the CPU (the data order and augmentation depend only on (seed,
 epoch), and the model, optimiser, schedule and random generators are restored); a folder whose
 first epoch never completed starts afresh. Overrides may change only where files are and how fast
-data loads (``RESUME_MAY_CHANGE``). Ctrl-C stops at once: the epoch under way is dropped, last.pt
-keeps the last completed one, and the command that resumes the run is printed (exit status 130).
+data loads (``RESUME_MAY_CHANGE``). Ctrl-C, or SIGTERM, stops at once: the epoch under way is
+dropped, last.pt keeps the last completed one, and the command that resumes the run is printed (exit
+status 130, or 143 for SIGTERM). Under ``torchrun --max-restarts N``, a restart after a process died
+continues the run from last.pt, as ``--resume`` does.
 Several GPUs or nodes: ``torchrun --nproc_per_node=G -m mlrank.train ...`` (DDP, one process per GPU).
 """
 
@@ -54,6 +56,7 @@ from mlrank.engine.methods import Method, get_method
 from mlrank.engine.runs import (
     RunFolder,
     atomic_write_json,
+    load_model_state,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -221,7 +224,7 @@ def _run(cfg: Config, resume: bool, argv: Sequence[str], ctx: DistContext) -> di
     if resume and run_folder.has_completed_epoch():
         state = load_checkpoint(run_folder.checkpoint_path("last"))
         check_resumable(state["config"], config_dict, run_folder)
-        model.load_state_dict(state["model"])
+        load_model_state(model, state["model"], f"--resume: {run_folder.checkpoint_path('last')}")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_epoch, global_step, best = state["epoch"] + 1, state["global_step"], state["best_metric"]
@@ -367,14 +370,26 @@ def summary_line(record: dict[str, Any]) -> str:
     return "  ".join(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in shown.items())
 
 
+def restarted_by_torchrun() -> int:
+    """How many times torchrun (``--max-restarts``) has restarted this job's processes: 0 on its first
+    attempt, or when not started by torchrun."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = run_config(args)
     ctx = init_distributed()
+    # A torchrun restart runs the same command again: it continues the run its first attempt began,
+    # from last.pt, as --resume would (the config must be the same, as for --resume).
+    restart = restarted_by_torchrun() > 0 and RunFolder(cfg.output_dir).has_completed_epoch()
+    if restart and ctx.is_main:
+        print(f"torchrun restart {restarted_by_torchrun()}: continuing the run in {cfg.output_dir} from last.pt",
+              flush=True)
     try:
-        run(cfg, args.resume is not None, list(sys.argv if argv is None else argv), ctx)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(interrupted_message(cfg, ctx)) from None
+        run(cfg, args.resume is not None or restart, list(sys.argv if argv is None else argv), ctx)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (mlrank.cli.Terminated)
+        raise type(interrupt)(interrupted_message(cfg, ctx)) from None
     finally:
         cleanup(ctx)
     return 0

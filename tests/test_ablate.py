@@ -220,15 +220,15 @@ def test_an_interrupted_row_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert [record["epoch"] for record in RunFolder(out / "all_terms").read_metrics()] == [0, 1]
 
 
-def test_a_run_without_checkpoint_is_reported_not_deleted(tmp_path, monkeypatch):
+def test_a_row_stopped_before_its_first_checkpoint_is_simply_trained_again(tmp_path, monkeypatch):
     out = tmp_path / "ablation"
     monkeypatch.setattr(ablate, "ROWS", [ALL_TERMS])
     cfg = row_config("synthetic", TINY, ablate.ROWS[0], out)  # ablate.main without --config
-    RunFolder(cfg.output_dir).start(config_to_dict(cfg), seed=0, argv=[], world_size=1)
-    assert ablate.main(["--output-dir", str(out), *TINY]) == 1
+    RunFolder(cfg.output_dir).start(config_to_dict(cfg), seed=0, argv=[], world_size=1)  # killed in epoch 0
+    assert ablate.main(["--output-dir", str(out), *TINY]) == 0
     (row,) = json.loads((out / "ablation.json").read_text())["rows"]
-    assert row["error"].startswith("FileExistsError:") and "stopped before its first checkpoint" in row["error"]
-    assert (out / "all_terms" / "config.yaml").is_file()
+    assert row["status"] == "trained" and row["error"] is None
+    assert (out / "all_terms" / "test_metrics.json").is_file()
 
 
 @pytest.mark.parametrize(

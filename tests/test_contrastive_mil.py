@@ -280,7 +280,8 @@ def test_low_precision_is_computed_in_float32(dtype, impl):
     tokens = unit_tokens(2, 30, 8, dtype=torch.float32, seed=9).to(dtype)
     leaf = tokens.clone().requires_grad_()
     prob, k_star, u_mean = contrastive_mil(leaf, impl=impl)
-    assert prob.dtype == dtype and u_mean.dtype == dtype and k_star.dtype == torch.int64
+    # the statistic stays in float32, which holds what float16 cannot (below)
+    assert prob.dtype == dtype and u_mean.dtype == torch.float32 and k_star.dtype == torch.int64
     (prob.float().sum() + u_mean.float().sum()).backward()
     assert leaf.grad.dtype == dtype
 
@@ -288,8 +289,17 @@ def test_low_precision_is_computed_in_float32(dtype, impl):
     prob32, k_star32, u_mean32 = contrastive_mil(upcast, impl=impl)
     (prob32.sum() + u_mean32.sum()).backward()
     assert torch.equal(k_star, k_star32)
-    assert torch.equal(prob, prob32.to(dtype)) and torch.equal(u_mean, u_mean32.to(dtype))
+    assert torch.equal(prob, prob32.to(dtype)) and torch.equal(u_mean, u_mean32)
     assert torch.equal(leaf.grad, upcast.grad.to(dtype))
+
+
+def test_float16_tokens_whose_products_pass_65504_give_a_finite_mean(impl):
+    # unnormalised tokens of norm 1000: products up to 1e6, their mean beyond float16's largest value
+    tokens = (unit_tokens(2, 12, 8, dtype=torch.float32, seed=3) * 1000).to(torch.float16)
+    prob, _, u_mean = contrastive_mil(tokens, impl=impl)
+    _, _, u_mean32 = contrastive_mil(tokens.float(), impl=impl)
+    assert torch.isfinite(u_mean).all() and u_mean.max() > 65504
+    assert torch.equal(u_mean, u_mean32) and torch.isfinite(prob).all()
 
 
 # --- memory: the backward keeps neither S nor a permutation ----------------------------------------

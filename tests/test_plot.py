@@ -116,3 +116,24 @@ def test_missing_matplotlib_names_the_install_command(tmp_path, monkeypatch, cap
     assert run_cli(lambda: plot.main([str(run)])) == 2
     assert capsys.readouterr().err.startswith("error: python -m mlrank.plot needs matplotlib")
     assert not (run / "curves.png").exists()
+
+
+@needs_matplotlib
+def test_nan_and_infinite_values_are_marked_not_dropped(tmp_path):
+    records = [{"epoch": 0, "loss_total": 3.0, "lr": 0.1}, {"epoch": 1, "loss_total": float("nan"), "lr": 0.1},
+               {"epoch": 2, "loss_total": float("inf"), "lr": 0.1}]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))  # NaN, Infinity
+    figure = plot.draw_curves(plot.read_run_metrics(run), "run")
+    losses = figure.axes[0]
+    texts = sorted(text.get_text() for text in losses.texts)
+    assert texts == ["NaN", "inf"]
+    marks = [line for line in losses.get_lines() if line.get_marker() == "x"]
+    assert sorted(float(line.get_xdata()[0]) for line in marks) == [1.0, 2.0]
+
+
+def test_a_log_with_an_epoch_twice_is_refused_naming_the_lines(tmp_path):
+    run = write_run(tmp_path / "run", records=[*RECORDS[:2], RECORDS[1], RECORDS[2]])
+    with pytest.raises(ValueError, match=r"logs an epoch more than once \(epoch 1 at lines \[2, 3\]\)"):
+        plot.read_run_metrics(run)

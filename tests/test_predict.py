@@ -6,6 +6,7 @@ outputs still depend on every input pixel, so "the same picture scores the same"
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -121,14 +122,14 @@ def test_non_square_image_is_padded_to_a_square_not_squashed(tmp_path, checkpoin
     assert cv2.imread(records["padded.png"]["heatmap"]).shape == (40, 40, 3)
     image = rgb.astype(np.float32) / 255
     expected = torch.from_numpy(padded.transpose(2, 0, 1).astype(np.float32) / 255)
-    assert torch.equal(predict.model_input(image, predict.whole_image_square(image), 40), expected)
+    assert torch.equal(predict.model_input(image, predict.whole_image_square(*image.shape[:2]), 40), expected)
 
 
 def test_square_crop_is_fed_as_the_loaders_feed_it(tmp_path):
     path = write_rgb(tmp_path / "crop.png", texture(48, 48))
     image = io.read_image(path)
     expected = Resize(SIZE)(io.read_rgb(path))
-    assert torch.equal(predict.model_input(image, predict.whole_image_square(image), SIZE), expected)
+    assert torch.equal(predict.model_input(image, predict.whole_image_square(*image.shape[:2]), SIZE), expected)
 
 
 def test_detect_faces_scores_preprocess_crop_and_reports_faceless_images(tmp_path, checkpoint, bright, capsys):
@@ -269,3 +270,32 @@ def test_evaluation_reads_the_count_heads_decision():
     with torch.no_grad():
         fused = torch.cat([model(torch.stack([dataset[i][0] for i in range(6)]))["logits"]])
     assert torch.equal(predictions["logits"].argsort(dim=1), fused.double().argsort(dim=1))  # order kept
+
+
+def test_any_name_the_file_system_takes_works_and_is_recorded_as_it_is(checkpoint, tmp_path):
+    from mlrank import explain
+
+    pytest.importorskip("matplotlib")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgb = texture(40, 24)
+    long_name = "x" * 246 + ".png"  # 250 characters: with an output prefix it would pass the 255-byte limit
+    odd_name = os.fsdecode(b"caf\xe9-\xff.png")  # latin-1 bytes: not UTF-8
+    for name in (long_name, odd_name):
+        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+        (folder / name).write_bytes(encoded.tobytes())
+    status, records = run(checkpoint, [folder], tmp_path / "out")
+    assert status == 0 and set(records) == {long_name, odd_name}
+    for name, record in records.items():
+        assert record["image"] == str(folder / name) and os.path.isfile(record["image"])  # the name as it is
+        assert os.path.isfile(record["heatmap"]) and len(os.path.basename(record["heatmap"])) < 255
+    assert explain.main([checkpoint, str(folder), "--output-dir", str(tmp_path / "explained"), "--device", "cpu"]) == 0
+    page = (tmp_path / "explained" / "index.html").read_text(encoding="utf-8")
+    links = re.findall(r'src="([^"]+)"', page)
+    assert len(links) >= 8
+    from urllib.parse import unquote
+
+    assert all((tmp_path / "explained" / unquote(link)).is_file() for link in links)
+    assert "caf\N{REPLACEMENT CHARACTER}" in page  # the odd name shown as readable text
+    explained = json.loads((tmp_path / "explained" / "explain.json").read_text())
+    assert {record["image"] for record in explained} == {str(folder / long_name), str(folder / odd_name)}

@@ -68,7 +68,7 @@ def test_a_write_that_fails_on_a_full_disk_says_so(tmp_path, monkeypatch):
     before = path.read_bytes()
     usage = runs.shutil.disk_usage(tmp_path)
     monkeypatch.setattr(runs.shutil, "disk_usage", lambda folder: usage._replace(free=4096))
-    with pytest.raises(OSError, match=r"no space left on the disk to write .*last\.pt \(old file kept\)") as caught:
+    with pytest.raises(OSError, match=r"no space left on the disk to write .*last\.pt; the previous last\.pt there is intact") as caught:
         atomic_torch_save({"weights": torch.zeros(1000), "bad": FailsWhilePickled()}, path)
     assert caught.value.errno == errno.ENOSPC
     assert isinstance(caught.value.__cause__, RuntimeError)

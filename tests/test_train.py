@@ -4,9 +4,11 @@ crash in the first epoch); checks before the run folder exists; DDP on gloo."""
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -108,8 +110,29 @@ def test_checkpoint_that_does_not_fit_its_config_is_a_clear_error(tmp_path):
     state = load_checkpoint(run / "last.pt")
     state["config"]["model"]["token_dim"] = 64
     torch.save(state, tmp_path / "mismatch.pt")
-    with pytest.raises(ValueError, match="does not fit the model its config describes"):
+    with pytest.raises(ValueError, match="does not fit the model its config describes") as caught:
         evaluate.load_model(tmp_path / "mismatch.pt")
+    # in full, on one line: the first tensor of another shape with both shapes
+    assert "tensor(s) of another shape (first: 'pos_embed', 1x32x8x8 in the checkpoint, 1x64x8x8 in the model)" \
+        in str(caught.value)
+    del state["model"]["class_bias"]
+    state["model"]["surplus.weight"] = torch.zeros(2)
+    state["config"]["model"]["token_dim"] = 32
+    torch.save(state, tmp_path / "keys.pt")
+    with pytest.raises(ValueError, match=r"1 key\(s\) of the model missing from it \(first: 'class_bias'\); "
+                                         r"1 key\(s\) the model does not have \(first: 'surplus.weight'\)"):
+        evaluate.load_model(tmp_path / "keys.pt")
+
+
+def test_a_run_saved_by_a_newer_mlrank_says_so(tmp_path):
+    run = tmp_path / "run"
+    train.main(tiny_overrides(run, "optim.epochs=1", "train.max_steps_per_epoch=1"))
+    state = load_checkpoint(run / "last.pt")
+    state["config"]["model"]["wavelet_input"] = True  # a key of a later version
+    torch.save(state, tmp_path / "newer.pt")
+    with pytest.raises(ValueError, match=r"has the key 'model.wavelet_input', which mlrank .* does not know: the run was "
+                                         r"saved by a newer mlrank"):
+        evaluate.load_model(tmp_path / "newer.pt")
 
 
 def folder_snapshot(folder):
@@ -408,3 +431,71 @@ def test_the_protocol_asked_of_the_wrong_run_is_a_one_line_error(whole_run, tmp_
     assert run_cli(lambda: evaluate.main([str(tmp_path / "binary" / "best.pt"), "--protocol", "seqdeepfake"])) == 2
     err = capsys.readouterr().err
     assert "binary detector's checkpoint" in err and len(err.strip().splitlines()) == 1
+
+
+# --- signals and faults ------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_intact_checkpoint(tmp_path, monkeypatch, capsys):
+    from mlrank.cli import run_cli
+    from mlrank.engine import runs
+
+    run = tmp_path / "run"
+    interrupt_after_first_epoch(monkeypatch, tiny_overrides(run))  # last.pt of epoch 0
+    before = (run / "last.pt").read_bytes()
+    usage = runs.shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(runs.shutil, "disk_usage", lambda folder: usage._replace(free=4096))
+
+    def full_disk(obj, file):  # what torch.save says when the disk fills under it
+        raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 512 vs 448")
+
+    monkeypatch.setattr(runs.torch, "save", full_disk)
+    capsys.readouterr()
+    status = run_cli(lambda: train.main(["--resume", str(run)]))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    assert status == 2 and len(err) == 1, err
+    assert f"no space left on the disk to write {run}" in err[0] and "is intact" in err[0]
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_sigterm_stops_training_as_ctrl_c_does_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    arguments = [sys.executable, "-m", "mlrank.train", *tiny_overrides(run, "optim.epochs=50",
+                                                                          "train.max_steps_per_epoch=1")]
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "terminated (SIGTERM): training stopped; last.pt holds the last completed epoch. Resume with:" in err
+    assert f"--resume {run}" in err
+
+
+def test_a_torchrun_restart_after_a_rank_died_resumes_to_the_uninterrupted_result(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    common = [*TINY, "optim.epochs=3", "train.max_steps_per_epoch=1"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    whole = subprocess.run([*torchrun, "-m", "mlrank.train", *common, f"output_dir={tmp_path / 'whole'}"],
+                           capture_output=True, text=True, timeout=600, env=environment)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killer = os.path.join(os.path.dirname(__file__), "killing_train.py")
+    restarted = subprocess.run([*torchrun, "--max-restarts=1", killer, *common, f"output_dir={tmp_path / 'restarted'}"],
+                               capture_output=True, text=True, timeout=600, env=environment)
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert "torchrun restart 1: continuing the run" in restarted.stdout
+    assert_same_run(tmp_path / "whole", tmp_path / "restarted")
+
+
+def test_a_one_class_validation_split_of_a_binary_detector_is_refused_before_training(tmp_path, capsys):
+    from mlrank.cli import run_cli
+    from mlrank.data.rehearsal import SyntheticVideos, write_frame_folders
+
+    root = write_frame_folders(tmp_path / "frames", SyntheticVideos(videos={"train": 4, "val": 1, "test": 1}, size=32))
+    shutil.rmtree(root / "val" / "fake")
+    overrides = ["data.kind=frames", f"data.root={root}", "model.num_classes=1", "data.image_size=32",
+                 "data.num_workers=0", "data.batch_size=4", "model.token_dim=16", f"output_dir={tmp_path / 'run'}"]
+    assert run_cli(lambda: train.main(overrides)) == 2
+    assert "the validation split of " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -339,10 +339,22 @@ def with_legacy_defaults(saved: dict[str, Any]) -> dict[str, Any]:
 
 def saved_config(saved: dict[str, Any] | str | Path, overrides: typing.Sequence[str] = ()) -> Config:
     """The Config a saved run trained with: its config dict, or its ``config.yaml``, read with
-    ``LEGACY_DEFAULTS`` (evaluation, prediction and ``--resume`` all read saved runs so)."""
+    ``LEGACY_DEFAULTS`` (evaluation, prediction and ``--resume`` all read saved runs so). A key of the
+    saved config that this version does not know is an error saying that a newer mlrank saved it."""
+    source = "the checkpoint's config" if isinstance(saved, dict) else str(saved)
     if not isinstance(saved, dict):
         saved = _read_with_bases(Path(saved), chain=())
-    return config_from_dict(with_legacy_defaults(saved), overrides)
+    values = with_legacy_defaults(saved)
+    try:
+        config_from_dict(values)
+    except UnknownConfigKey as error:
+        from mlrank import __version__
+
+        raise ValueError(
+            f"{source} has the key '{error.key}', which mlrank {__version__} does not know: the run was saved by "
+            "a newer mlrank (its run.json names the version); install that one to read it"
+        ) from None
+    return config_from_dict(values, overrides)
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -488,7 +500,8 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = _field_types(cls)
     for key, value in raw.items():
         if key not in fields:
-            raise ValueError(_unknown_key_message(prefix + str(key) + _first_leaf(value)))
+            full_key = prefix + str(key) + _first_leaf(value)
+            raise UnknownConfigKey(_unknown_key_message(full_key), full_key)
     values = {}
     for name, hint in fields.items():
         if name not in raw:
@@ -507,6 +520,14 @@ def _first_leaf(value: Any) -> str:
         key, item = next(iter(value.items()))
         return f".{key}{_first_leaf(item)}"
     return ""
+
+
+class UnknownConfigKey(ValueError):
+    """A key the config's dataclasses do not have (``key``: the dotted key)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def _unknown_key_message(key: str) -> str:
@@ -560,7 +581,7 @@ def _build_list(cls: type, value: Any, key: str) -> list[Any]:
             if name not in fields:
                 close = difflib.get_close_matches(str(name), fields, n=1, cutoff=0.6)
                 hint = f"did you mean '{where}.{close[0]}'?" if close else f"valid keys here: {fields}"
-                raise ValueError(f"unknown config key '{where}.{name}'; {hint}")
+                raise UnknownConfigKey(f"unknown config key '{where}.{name}'; {hint}", f"{where}.{name}")
         items.append(_build(cls, raw, where + "."))
     return items
 

@@ -22,6 +22,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import datetime
 
 import math
 import os
@@ -106,8 +107,23 @@ def init_distributed(use_cuda: bool | None = None) -> DistContext:
         device = torch.device("cpu")
     if not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
-        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world_size)
+        dist.init_process_group(backend, store=attempt_store(rank, world_size), rank=rank, world_size=world_size)
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def attempt_store(rank: int, world_size: int) -> dist.Store:
+    """The key-value store the process group forms over: torchrun's (its agent's when it hosts one,
+    else rank 0's), its keys prefixed by torchrun's restart count.
+
+    Without the prefix, processes restarted by ``torchrun --max-restarts`` read the addresses that the
+    dead attempt's processes left in the agent's store and wait for them forever.
+    """
+    host, port = os.environ["MASTER_ADDR"], _env_int("MASTER_PORT")
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(host, port, world_size, is_master=not agent_hosts and rank == 0,
+                          timeout=datetime.timedelta(minutes=30))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"mlrank/attempt_{attempt}", store)
 
 
 def wrap_ddp(model: torch.nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> torch.nn.Module:

@@ -107,10 +107,16 @@ def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None], durable: 
         temporary.unlink(missing_ok=True)
         if full:
             # torch.save reports a full disk only as "unexpected pos N vs M".
-            raise OSError(errno.ENOSPC, f"no space left on the disk to write {path} (old file kept)") from error
+            raise OSError(errno.ENOSPC, disk_full_message(path)) from error
         raise
     if durable:
         _fsync_folder(path.parent)
+
+
+def disk_full_message(path: Path) -> str:
+    """What a write that found the disk full left: the previous file whole, or none."""
+    kept = f"the previous {path.name} there is intact" if path.exists() else "nothing was written there"
+    return f"no space left on the disk to write {path}; {kept}: free some space, then run again (or --resume)"
 
 
 def _disk_is_full(folder: Path) -> bool:
@@ -292,6 +298,34 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a checkpoint dict")
     _check_keys(state, f"checkpoint {path}")
     return state
+
+
+def load_model_state(model: torch.nn.Module, state_dict: Mapping[str, Any], source: str) -> None:
+    """``model.load_state_dict(state_dict)``, or a ValueError that says in full how they differ: how
+    many keys are missing and unexpected, the first of each, and the first tensor of another shape
+    with both shapes (PyTorch's own message lists every key over many lines)."""
+    try:
+        model.load_state_dict(state_dict)
+        return
+    except RuntimeError:
+        pass
+    expected = model.state_dict()
+    flexible = set(getattr(model, "flexible_state_keys", ()))  # keys the model's own loading adapts
+    missing = [key for key in expected if key not in state_dict and key not in flexible]
+    unexpected = [key for key in state_dict if key not in expected]
+    reshaped = [(key, tuple(state_dict[key].shape), tuple(expected[key].shape)) for key in expected
+                if key in state_dict and key not in flexible and tuple(state_dict[key].shape) != tuple(expected[key].shape)]
+    shape = lambda sizes: "x".join(map(str, sizes)) or "scalar"  # noqa: E731
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} key(s) of the model missing from it (first: '{missing[0]}')")
+    if unexpected:
+        parts.append(f"{len(unexpected)} key(s) the model does not have (first: '{unexpected[0]}')")
+    if reshaped:
+        key, saved, wanted = reshaped[0]
+        parts.append(f"{len(reshaped)} tensor(s) of another shape (first: '{key}', {shape(saved)} in the checkpoint, "
+                     f"{shape(wanted)} in the model)")
+    raise ValueError(f"{source} does not fit the model its config describes: {'; '.join(parts) or 'see PyTorch'}")
 
 
 def checkpoint_epoch(path: str | Path) -> int:
@@ -561,10 +595,15 @@ class RunFolder:
             raise TypeError(f"metrics record for epoch {record['epoch']} is not JSON: {error}") from None
         if not self.is_main:
             return
-        with open(self.metrics_path, "a", encoding="utf-8") as file:
-            file.write(line + "\n")
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as file:
+                file.write(line + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:
+            if error.errno == errno.ENOSPC:  # the line may be cut short: read_metrics skips such a line
+                raise OSError(errno.ENOSPC, disk_full_message(self.metrics_path)) from error
+            raise
         if self._summary_writer_class is not None:
             if self._tensorboard is None:
                 self._tensorboard = self._summary_writer_class(str(self.tensorboard_path), purge_step=record["epoch"])
@@ -580,6 +619,10 @@ class RunFolder:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The logged records, in order; a last line cut short by a crash is left out."""
+        return [record for _, record in self.read_metric_lines()]
+
+    def read_metric_lines(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, record) of every logged record, in order (see ``read_metrics``)."""
         if not self.metrics_path.is_file():
             return []
         # Text after the last newline is a line a crash cut short: it was never logged.
@@ -594,7 +637,7 @@ class RunFolder:
                 raise ValueError(f"{self.metrics_path} line {number} is not JSON: {error}") from None
             if not isinstance(record, dict) or type(record.get("epoch")) is not int:
                 raise ValueError(f"{self.metrics_path} line {number} is not a record with an int 'epoch'")
-            records.append(record)
+            records.append((number, record))
         return records
 
     def truncate_metrics(self, last_epoch: int) -> None:

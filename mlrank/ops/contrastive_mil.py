@@ -168,7 +168,9 @@ def contrastive_mil(
         k_star: (B,) int64, the maximising k (size of the low group), smallest on
             exact ties; not differentiable.
         u_mean: (B,) mean of the n rectified similarities, differentiable
-            (l_Reg = 1 - u_mean averaged, or n (1 - u_mean) summed).
+            (l_Reg = 1 - u_mean averaged, or n (1 - u_mean) summed), in the computation's dtype
+            (float32 for float16 and bfloat16 tokens: the products of unnormalised tokens can pass
+            float16's largest value, 65504).
 
     Raises:
         TypeError: tokens is not a floating-point tensor, or tau / num_k has the wrong type.
@@ -180,4 +182,4 @@ def contrastive_mil(
     forward = _OPS[select_implementation(tokens.device, impl)][0]
     out_dtype = tokens.dtype
     prob, k_star, u_mean, _, _ = forward(tokens.to(compute_dtype(out_dtype)), tau, num_k)
-    return prob.to(out_dtype), k_star, u_mean.to(out_dtype)
+    return prob.to(out_dtype), k_star, u_mean

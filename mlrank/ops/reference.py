@@ -54,10 +54,13 @@ def contrastive_mil(
     # well defined for large n in float32.
     prefix = torch.cumsum(u_sorted, dim=-1, dtype=torch.float64)
     total = prefix[:, -1:]
-    ks = torch.tensor(candidate_ks(n, num_k), device=x.device)
+    if num_k is None:  # every k: made on the device, not from n Python ints
+        ks = torch.arange(1, n, device=x.device)
+    else:
+        ks = torch.tensor(candidate_ks(n, num_k), device=x.device)
     prefix_k = prefix[:, ks - 1]
     delta = (total - prefix_k) / (n - ks) - prefix_k / ks
     best_delta, best_index = delta.max(dim=-1)  # first maximum: the smallest k on ties
     prob = torch.tanh(best_delta / (2 * tau))  # eq. 9
 
-    return prob.to(out_dtype), ks[best_index], u.mean(dim=-1).to(out_dtype)
+    return prob.to(out_dtype), ks[best_index], u.mean(dim=-1)

@@ -215,6 +215,10 @@ class MultiLabelRankingModel(nn.Module):
         # decode among them (model.seen_sequences_only). Empty until set.
         self.register_buffer("training_sequences", torch.zeros(0, SEQUENCE_LENGTH, dtype=torch.long))
 
+    # State a checkpoint may hold in another size, or not at all (saved before it existed); its own
+    # loading adapts it (_load_from_state_dict).
+    flexible_state_keys = ("training_sequences",)
+
     def remember_training_sequences(self, sequences: torch.Tensor) -> None:
         """Keep the distinct rows of the training split's (M, 5) sequences, shortest first."""
         self.training_sequences = distinct_sequences(sequences).to(self.training_sequences.device)
