@@ -302,6 +302,47 @@ def test_float16_tokens_whose_products_pass_65504_give_a_finite_mean(impl):
     assert torch.equal(u_mean, u_mean32) and torch.isfinite(prob).all()
 
 
+def test_inside_cpu_autocast_the_op_computes_in_float32(impl):
+    # The op's inner products once ran in bfloat16 under autocast: the kernels refused them, the
+    # ATen path sorted a bfloat16 S.
+    tokens = unit_tokens(3, 60, 16, dtype=torch.float32, seed=4)
+    weights = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
+    outside = run_with_grad(IMPLEMENTATIONS[impl], tokens, weights)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # forward and backward inside, as in a training step
+        inside = run_with_grad(IMPLEMENTATIONS[impl], tokens, weights)
+        half = run_with_grad(IMPLEMENTATIONS[impl], tokens.bfloat16(), weights)
+        referenced = reference.contrastive_mil(tokens)
+    assert inside[0].dtype == torch.float32
+    for a, b in zip(inside, outside):  # the same numbers as outside autocast, bit for bit
+        assert torch.equal(a, b)
+    assert torch.equal(referenced[1], outside[1])  # the reference's forward too
+    # bfloat16 tokens: computed in float32 from the rounded tokens, as outside autocast
+    assert torch.equal(half[1], run_with_grad(IMPLEMENTATIONS[impl], tokens.bfloat16(), weights)[1])
+
+
+def test_forward_and_backward_agree_whatever_the_matmul_precision(impl):
+    tokens = unit_tokens(2, 120, 64, dtype=torch.float32, seed=6)
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        lowered = tokens @ tokens.transpose(1, 2)
+        torch.set_float32_matmul_precision("highest")
+        if torch.equal(lowered, tokens @ tokens.transpose(1, 2)):
+            pytest.skip("this CPU computes float32 matmuls alike at every precision setting")
+        weights = torch.randn(2, 2, generator=torch.Generator().manual_seed(0))
+        expected = run_with_grad(IMPLEMENTATIONS[impl], tokens, weights)[3]
+        leaf = tokens.clone().requires_grad_()
+        prob, _, u_mean = contrastive_mil(leaf, impl=impl)
+        torch.set_float32_matmul_precision("medium")  # changed between the forward and the backward
+        ((weights[0] * prob).sum() + (weights[1] * u_mean).sum()).backward()
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    # the same low and high groups as the forward chose; only the last product's rounding differs
+    torch.testing.assert_close(leaf.grad, expected, rtol=2e-2, atol=2e-3)
+    wrong_groups = run_with_grad(IMPLEMENTATIONS[impl], tokens, weights * torch.tensor([[-1.0], [1.0]]))[3]
+    assert not torch.allclose(leaf.grad, wrong_groups, rtol=2e-2, atol=2e-3)  # the tolerance tells groups apart
+
+
 # --- memory: the backward keeps neither S nor a permutation ----------------------------------------
 
 
@@ -318,13 +359,17 @@ def saved_tensors(fn, tokens):
     return leaf, saved
 
 
-def test_backward_saves_only_tokens_and_per_image_scalars(impl):
+def test_backward_saves_only_tokens_per_image_scalars_and_two_bits_a_pair(impl):
     batch, num_tokens = 4, 50
+    n = num_tokens * (num_tokens - 1) // 2
     tokens = unit_tokens(batch, num_tokens, 16, dtype=torch.float32)
     leaf, saved = saved_tensors(IMPLEMENTATIONS[impl], tokens)
     big = [t for t in saved if t.numel() > batch]
-    assert len(big) == 1 and big[0].data_ptr() == leaf.data_ptr()  # the input itself
-    assert all(t.numel() <= batch for t in saved if t is not big[0])
+    assert len(big) == 2 and big[0].data_ptr() == leaf.data_ptr()  # the input itself
+    codes = big[1]  # the pair codes: two bits for each of the n values, 16 to an int32
+    assert codes.dtype == torch.int32 and codes.shape == (batch, (n + 15) // 16)
+    assert codes.nbytes == batch * ((n + 15) // 16) * 4 < batch * n  # a quarter byte a pair
+    assert all(t.numel() <= batch for t in saved if all(t is not b for b in big))
     # The reference, by contrast, keeps at least one N x N or n-sized tensor per image.
     _, saved_reference = saved_tensors(reference.contrastive_mil, tokens)
     assert max(t.numel() for t in saved_reference) >= batch * num_tokens * (num_tokens - 1) // 2
@@ -407,8 +452,14 @@ def test_raw_op_checks_its_arguments(suffix):
     tokens = unit_tokens(2, 5, 3)
     per_image = torch.zeros(2, dtype=torch.float64)
     index = torch.ones(2, dtype=torch.long)
-    with pytest.raises(ValueError, match="kth_position must have shape"):
-        backward(per_image, per_image, tokens, per_image, index, per_image, index[:1], 0.2)
+    codes = torch.zeros(2, 1, dtype=torch.int32)  # 10 pairs: one word an image
+    with pytest.raises(ValueError, match="k_star must have shape"):
+        backward(per_image, per_image, tokens, per_image, index[:1], codes, 0.2)
+    with pytest.raises(ValueError, match=r"codes must be int32 of shape \(2, 1\)"):
+        backward(per_image, per_image, tokens, per_image, index, codes.long(), 0.2)
+    # an empty batch is handled: empty outputs, no error
+    prob, k_star, u_mean, no_codes = forward(torch.ones(0, 4, 3), 0.2, None)
+    assert prob.shape == k_star.shape == u_mean.shape == (0,) and no_codes.shape == (0, 1)
 
 
 # --- second-order gradients (a gradient penalty) -------------------------------------------------
@@ -520,9 +571,9 @@ def test_opcheck_backward_op(impl):
     forward = getattr(torch.ops.mlrank, "contrastive_mil_forward" + OP_SUFFIX[impl])
     backward = getattr(torch.ops.mlrank, "contrastive_mil_backward" + OP_SUFFIX[impl])
     tokens = unit_tokens(3, 12, 5)
-    prob, k_star, u_mean, kth_value, kth_position = forward(tokens, 0.2, None)
+    prob, k_star, u_mean, codes = forward(tokens, 0.2, None)
     grads = torch.randn(2, 3, dtype=torch.float64)
-    args = (grads[0], grads[1], tokens, prob, k_star, kth_value, kth_position, 0.2)
+    args = (grads[0], grads[1], tokens, prob, k_star, codes, 0.2)
     torch.library.opcheck(backward.default, args)
 
 

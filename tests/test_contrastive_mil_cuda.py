@@ -87,10 +87,8 @@ def expected_gradient_at(tokens, weights, impl, num_k, tau=0.2):
     """The op's gradient at the k* and tie position the implementation chose, from the ATen
     backward (checked against the reference on the CPU), applied to the same saved values."""
     forward = torch.ops.mlrank.contrastive_mil_forward if impl == "kernels" else torch.ops.mlrank.contrastive_mil_forward_aten
-    prob, k_star, _, kth_value, kth_position = forward(tokens, tau, num_k)
-    return torch.ops.mlrank.contrastive_mil_backward_aten(
-        weights[0], weights[1], tokens, prob, k_star, kth_value, kth_position, tau
-    )
+    prob, k_star, _, codes = forward(tokens, tau, num_k)
+    return torch.ops.mlrank.contrastive_mil_backward_aten(weights[0], weights[1], tokens, prob, k_star, codes, tau)
 
 
 def assert_matches_reference(tokens, impl, num_k=None, tolerance=None):
@@ -303,9 +301,9 @@ def test_opcheck(impl, dtype, num_k):
     backward = getattr(torch.ops.mlrank, "contrastive_mil_backward" + suffix)
     tokens = unit_tokens(3, 12, 5, dtype=dtype)
     torch.library.opcheck(forward.default, (tokens.clone().requires_grad_(), 0.2, num_k))
-    prob, k_star, _, kth_value, kth_position = forward(tokens, 0.2, num_k)
+    prob, k_star, _, codes = forward(tokens, 0.2, num_k)
     grads = torch.randn(2, 3, dtype=dtype, device=DEVICE)
-    torch.library.opcheck(backward.default, (grads[0], grads[1], tokens, prob, k_star, kth_value, kth_position, 0.2))
+    torch.library.opcheck(backward.default, (grads[0], grads[1], tokens, prob, k_star, codes, 0.2))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -330,8 +328,11 @@ def test_torch_compile(impl):
 def test_bad_input(impl):
     nan_tokens = unit_tokens(2, 5, 3).clone()
     nan_tokens[1, 3, 2] = float("nan")
+    # sync-free by default: the non-finite image scores NaN; check_finite raises, with a sync
+    prob, _, _ = contrastive_mil(nan_tokens, impl=impl)
+    assert torch.isfinite(prob[0]) and torch.isnan(prob[1])
     with pytest.raises(ValueError, match="NaN or Inf"):
-        contrastive_mil(nan_tokens, impl=impl)
+        contrastive_mil(nan_tokens, impl=impl, check_finite=True)
     with pytest.raises(ValueError, match="N >= 3"):
         contrastive_mil(unit_tokens(2, 2, 3), impl=impl)
     with pytest.raises(ValueError, match="tau"):
@@ -347,3 +348,92 @@ def test_auto_takes_the_kernels_unless_opted_out():
     module = importlib.import_module("mlrank.ops.contrastive_mil")
     expected = "kernels" if compiled_with_cuda() and module.AUTO_TAKES_CUDA_KERNELS else "aten"
     assert module.select_implementation(torch.device(DEVICE), "auto") == expected
+
+
+# --- faults: overflow, autocast, matmul precision, capture ---------------------------------------
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_overflowing_products_raise_the_value_error_and_leave_the_context_usable(impl):
+    # every product overflows to +inf: every Delta is NaN; the kernels once read past the values
+    huge = unit_tokens(3, 40, 8, dtype=torch.float32) * 1e20
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        contrastive_mil(huge, impl=impl, check_finite=True)
+    prob, k_star, _ = contrastive_mil(huge, impl=impl)
+    torch.cuda.synchronize()  # an illegal address would surface here
+    assert torch.isnan(prob).all() and (k_star >= 1).all()
+    assert_matches_reference(unit_tokens(2, 30, 8, dtype=torch.float32), impl)  # the context still works
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_inside_autocast_the_op_computes_in_float32(impl):
+    tokens = unit_tokens(2, 64, 16, dtype=torch.float32)
+    weights = torch.randn(2, 2, device=DEVICE)
+    outside = run(impl, tokens, weights, None)
+    leaf = tokens.clone().requires_grad_()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        prob, k_star, u_mean = contrastive_mil(leaf, impl=impl)
+        ((weights[0] * prob).sum() + (weights[1] * u_mean).sum()).backward()
+    assert prob.dtype == torch.float32
+    assert torch.equal(k_star, outside[1]) and torch.equal(prob, outside[0]) and torch.equal(leaf.grad, outside[3])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_and_backward_agree_whatever_the_matmul_precision(impl):
+    tokens = unit_tokens(2, 80, 32, dtype=torch.float32)
+    weights = torch.randn(2, 2, device=DEVICE)
+    previous = torch.backends.cuda.matmul.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        leaf = tokens.clone().requires_grad_()
+        prob, k_star, u_mean = contrastive_mil(leaf, impl=impl)
+        torch.backends.cuda.matmul.allow_tf32 = True  # changed between the forward and the backward
+        ((weights[0] * prob).sum() + (weights[1] * u_mean).sum()).backward()
+        torch.backends.cuda.matmul.allow_tf32 = False
+        expected = expected_gradient_at(tokens, weights, impl, None)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+    torch.testing.assert_close(leaf.grad, expected, rtol=1e-3, atol=1e-4)  # tf32's rounding only
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_forward_and_backward_capture_in_a_cuda_graph_and_compile_reduce_overhead(impl):
+    tokens = unit_tokens(4, 64, 16, dtype=torch.float32)
+    static = tokens.clone().requires_grad_()
+
+    def step():
+        static.grad = None
+        prob, _, u_mean = contrastive_mil(static, impl=impl)
+        (prob.sum() - u_mean.sum()).backward()
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):  # warm up: allocations and the kernels' first launches
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # fails on any host sync
+        step()
+    with torch.no_grad():
+        static.copy_(unit_tokens(4, 64, 16, dtype=torch.float32, seed=7))
+    graph.replay()
+    torch.cuda.synchronize()
+    eager = unit_tokens(4, 64, 16, dtype=torch.float32, seed=7).requires_grad_()
+    prob, _, u_mean = contrastive_mil(eager, impl=impl)
+    (prob.sum() - u_mean.sum()).backward()
+    torch.testing.assert_close(static.grad, eager.grad)
+
+    torch._dynamo.reset()
+
+    def loss(x):
+        prob, _, u_mean = contrastive_mil(x, impl=impl)
+        return (prob - u_mean).sum()
+
+    compiled = torch.compile(loss, mode="reduce-overhead")
+    for _ in range(3):
+        leaf = tokens.clone().requires_grad_()
+        compiled(leaf).backward()
+    reference_leaf = tokens.clone().requires_grad_()
+    loss(reference_leaf).backward()
+    torch.testing.assert_close(leaf.grad, reference_leaf.grad)

@@ -7,9 +7,10 @@
 #include <string>
 
 TORCH_LIBRARY(mlrank, m) {
-  // prob, k_star and u_mean are the public outputs; kth_value and kth_position
-  // (the k*-th smallest value and its row-major triangle index) are what the
-  // backward needs to apply the tie rule without storing S or a permutation.
+  // prob, k_star and u_mean are the public outputs; codes (int32, two bits for each
+  // pair of the strict upper triangle: no gradient, low group or high group;
+  // pair_codes.h) are what the backward needs, without storing S or a permutation
+  // and without recomputing S.
   //
   // contrastive_mil_forward/_backward run the hand-written kernels: C++ on the
   // CPU, CUDA on GPUs (builds without them register the ATen implementation for
@@ -17,10 +18,10 @@ TORCH_LIBRARY(mlrank, m) {
   for (const char* suffix : {"", "_aten"}) {
     const std::string forward = std::string("contrastive_mil_forward") + suffix +
         "(Tensor tokens, float tau, int? num_k) -> "
-        "(Tensor prob, Tensor k_star, Tensor u_mean, Tensor kth_value, Tensor kth_position)";
+        "(Tensor prob, Tensor k_star, Tensor u_mean, Tensor codes)";
     const std::string backward = std::string("contrastive_mil_backward") + suffix +
         "(Tensor grad_prob, Tensor grad_u_mean, Tensor tokens, Tensor prob, Tensor k_star, "
-        "Tensor kth_value, Tensor kth_position, float tau) -> Tensor";
+        "Tensor codes, float tau) -> Tensor";
     m.def(forward.c_str());
     m.def(backward.c_str());
   }

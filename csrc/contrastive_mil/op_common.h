@@ -1,18 +1,21 @@
 // What every backend of the contrastive-MIL ops shares: the argument checks (so
 // that the CPU kernels, the ATen implementation and the CUDA kernels fail alike),
-// the product S = tokens @ tokens^T and its finiteness check.
+// the outputs, the product S = tokens @ tokens^T and its finiteness check.
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/isfinite.h>
+#include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
 #include <optional>
 #include <tuple>
 #include <utility>
+
+#include "pair_codes.h"
 
 namespace mlrank {
 
@@ -39,33 +42,40 @@ inline void check_forward_arguments(const at::Tensor& tokens, double tau,
                     "mlrank.contrastive_mil: num_k must be >= 1, got ", num_k.value_or(0));
 }
 
-// The backward's per-image inputs: one value per image, on the tokens' device.
+inline int64_t triangle_size(const at::Tensor& tokens) { return tokens.size(1) * (tokens.size(1) - 1) / 2; }
+
+// The backward's inputs: one value per image, and each image's pair codes, on the tokens' device.
 inline void check_backward_arguments(const at::Tensor& grad_prob, const at::Tensor& grad_u_mean,
                                      const at::Tensor& tokens, const at::Tensor& prob,
-                                     const at::Tensor& k_star, const at::Tensor& kth_value,
-                                     const at::Tensor& kth_position) {
+                                     const at::Tensor& k_star, const at::Tensor& codes) {
   check_tokens(tokens);
   const int64_t batch = tokens.size(0);
   const std::pair<const at::Tensor*, const char*> per_image[] = {
-      {&grad_prob, "grad_prob"}, {&grad_u_mean, "grad_u_mean"}, {&prob, "prob"},
-      {&k_star, "k_star"},       {&kth_value, "kth_value"},     {&kth_position, "kth_position"}};
+      {&grad_prob, "grad_prob"}, {&grad_u_mean, "grad_u_mean"}, {&prob, "prob"}, {&k_star, "k_star"}};
   for (const auto& [t, name] : per_image) {
     TORCH_CHECK_VALUE(t->device() == tokens.device(), "mlrank.contrastive_mil: ", name, " is on ",
                       t->device(), " but tokens are on ", tokens.device());
     TORCH_CHECK_VALUE(t->dim() == 1 && t->size(0) == batch, "mlrank.contrastive_mil: ", name,
                       " must have shape (", batch, "), got ", t->sizes());
   }
+  const int64_t words = code_words(triangle_size(tokens));
+  TORCH_CHECK_VALUE(codes.device() == tokens.device() && codes.scalar_type() == at::kInt && codes.dim() == 2 &&
+                        codes.size(0) == batch && codes.size(1) == words,
+                    "mlrank.contrastive_mil: codes must be int32 of shape (", batch, ", ", words, ") on ",
+                    tokens.device(), " (the forward's), got ", codes.scalar_type(), " ", codes.sizes(), " on ",
+                    codes.device());
 }
 
-// The forward's outputs: prob, k_star, u_mean, kth_value, kth_position, one value per image.
-using ForwardOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+// The forward's outputs: prob, k_star, u_mean (one value per image) and the pair codes
+// (int32, code_words(n) per image, zeroed: kernels may OR their codes in).
+using ForwardOutputs = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 
 inline ForwardOutputs empty_forward_outputs(const at::Tensor& tokens) {
   const int64_t batch = tokens.size(0);
   const auto long_options = tokens.options().dtype(at::kLong);
   return {at::empty({batch}, tokens.options()), at::empty({batch}, long_options),
-          at::empty({batch}, tokens.options()), at::empty({batch}, tokens.options()),
-          at::empty({batch}, long_options)};
+          at::empty({batch}, tokens.options()),
+          at::zeros({batch, code_words(triangle_size(tokens))}, tokens.options().dtype(at::kInt))};
 }
 
 // S = tokens @ tokens^T, the same batched product as the reference's, so every

@@ -20,7 +20,7 @@ import os
 import torch
 
 import mlrank._C  # noqa: F401  (loading the library registers torch.ops.mlrank.*)
-from mlrank.ops.validation import check_inputs, compute_dtype
+from mlrank.ops.validation import NON_FINITE_MESSAGE, check_inputs, compute_dtype
 
 IMPLEMENTATIONS = ("auto", "kernels", "aten")
 
@@ -33,32 +33,42 @@ _OPS = {
 }
 
 
+CODES_PER_WORD = 16  # two-bit pair codes in int32 words (csrc/contrastive_mil/pair_codes.h)
+CODE_LOW, CODE_HIGH = 1, 2
+
+
+def code_words(num_tokens: int) -> int:
+    """Words of one image's pair codes."""
+    return (num_tokens * (num_tokens - 1) // 2 + CODES_PER_WORD - 1) // CODES_PER_WORD
+
+
 def _forward_fake(tokens, tau, num_k):
     batch = tokens.shape[0]
     per_image = tokens.new_empty((batch,))
     index = tokens.new_empty((batch,), dtype=torch.long)
-    return per_image, index, per_image.clone(), per_image.clone(), index.clone()
+    codes = tokens.new_empty((batch, code_words(tokens.shape[1])), dtype=torch.int32)
+    return per_image, index, per_image.clone(), codes
 
 
-def _backward_fake(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, tau):
+def _backward_fake(grad_prob, grad_u_mean, tokens, prob, k_star, codes, tau):
     return torch.empty_like(tokens)
 
 
 def _setup_context(ctx, inputs, output):
     tokens, tau, _ = inputs
-    prob, k_star, _, kth_value, kth_position = output
-    ctx.mark_non_differentiable(k_star, kth_value, kth_position)
+    prob, k_star, _, codes = output
+    ctx.mark_non_differentiable(k_star, codes)
     ctx.tau = tau
-    # Tokens and four numbers per image: neither S nor the sort permutation.
-    ctx.save_for_backward(tokens, prob, k_star, kth_value, kth_position)
+    # Tokens, two numbers per image and two bits per pair: neither S nor the sort permutation.
+    ctx.save_for_backward(tokens, prob, k_star, codes)
 
 
 def _make_backward_formula(backward_op):
-    def backward_formula(ctx, grad_prob, grad_k_star, grad_u_mean, grad_kth_value, grad_kth_position):
+    def backward_formula(ctx, grad_prob, grad_k_star, grad_u_mean, grad_codes):
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        tokens, prob, k_star, kth_value, kth_position = ctx.saved_tensors
-        args = (grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, ctx.tau)
+        tokens, prob, k_star, codes = ctx.saved_tensors
+        args = (grad_prob, grad_u_mean, tokens, prob, k_star, codes, ctx.tau)
         # Grad mode is on here only under create_graph=True: then the gradient itself must be
         # differentiable (a gradient penalty), which the fused backward op is not.
         backward = differentiable_backward if torch.is_grad_enabled() else backward_op
@@ -75,30 +85,43 @@ for _forward, _backward in _OPS.values():
     )
 
 
-def differentiable_backward(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position, tau):
+def pair_code_matrices(codes: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, N, N) bool masks of the strict upper triangle's pairs in the low and in the high group,
+    from the forward's pair codes."""
+    n = num_tokens * (num_tokens - 1) // 2
+    shifts = torch.arange(0, 2 * CODES_PER_WORD, 2, device=codes.device)
+    per_pair = (((codes.long() & 0xFFFFFFFF).unsqueeze(-1) >> shifts) & 3).flatten(1)[:, :n]
+    rows, cols = torch.triu_indices(num_tokens, num_tokens, offset=1, device=codes.device)
+    matrices = []
+    for code in (CODE_LOW, CODE_HIGH):
+        mask = torch.zeros(codes.shape[0], num_tokens, num_tokens, dtype=torch.bool, device=codes.device)
+        mask[:, rows, cols] = per_pair == code
+        matrices.append(mask)
+    return matrices[0], matrices[1]
+
+
+def differentiable_backward(grad_prob, grad_u_mean, tokens, prob, k_star, codes, tau):
     """d(grad_prob . P + grad_u_mean . u_mean) / d tokens from differentiable torch operations.
 
     The same value as the backward ops, for second-order gradients. Given the forward's split of
-    the triangle into the k* smallest values and the rest (piecewise constant in the tokens), P is
-    recomputed from S as tanh(Delta / 2 tau) so that autograd sees how the weights (1 - P^2) / 2 tau
-    move with the tokens. Materialises S and the weights: meant for gradient penalties, not speed.
+    the triangle into the k* smallest values and the rest (its pair codes: piecewise constant in
+    the tokens), P is recomputed from S as tanh(Delta / 2 tau) so that autograd sees how the
+    weights (1 - P^2) / 2 tau move with the tokens. Materialises S and the weights: meant for
+    gradient penalties, not speed. Computed in the tokens' dtype whatever autocast is in force.
     """
     del prob  # recomputed below, differentiably
+    with torch.autocast(tokens.device.type, enabled=False):
+        return _differentiable_backward(grad_prob, grad_u_mean, tokens, k_star, codes, tau)
+
+
+def _differentiable_backward(grad_prob, grad_u_mean, tokens, k_star, codes, tau):
     num_tokens = tokens.shape[1]
     n = num_tokens * (num_tokens - 1) // 2
     similarity = tokens @ tokens.transpose(-1, -2)
-    with torch.no_grad():
-        row = torch.arange(num_tokens, device=tokens.device).unsqueeze(1)
-        col = torch.arange(num_tokens, device=tokens.device).unsqueeze(0)
-        position = row * num_tokens - row * (row + 1) // 2 + (col - row - 1)
-        kth = kth_value.to(similarity.dtype).view(-1, 1, 1)
-        in_low = (similarity < kth) | ((similarity == kth) & (position <= kth_position.view(-1, 1, 1)))
-        upper = (col > row).expand_as(similarity)
-        positive = upper & (similarity > 0)
-        low_mask = (positive & in_low).to(similarity.dtype)
-        high_mask = (positive & ~in_low).to(similarity.dtype)
+    low, high = pair_code_matrices(codes, num_tokens)
+    low_mask, high_mask = low.to(similarity.dtype), high.to(similarity.dtype)
     k = k_star.to(similarity.dtype).view(-1, 1, 1)
-    rectified = similarity * (upper & (similarity > 0))
+    rectified = similarity * (low | high)
     low_sum = (rectified * low_mask).sum((-1, -2), keepdim=True)
     high_sum = (rectified * high_mask).sum((-1, -2), keepdim=True)
     recomputed_prob = torch.tanh((high_sum / (n - k) - low_sum / k) / (2 * tau))
@@ -147,7 +170,8 @@ def select_implementation(device: torch.device, impl: str = "auto") -> str:
 
 
 def contrastive_mil(
-    tokens: torch.Tensor, tau: float = 0.2, num_k: int | None = None, impl: str = "auto"
+    tokens: torch.Tensor, tau: float = 0.2, num_k: int | None = None, impl: str = "auto", *,
+    check_finite: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Contrastive multiple-instance score of each image (docs/method.md section 3, eqs. 4-9).
 
@@ -162,6 +186,11 @@ def contrastive_mil(
         impl: ``"auto"`` (the best validated implementation for the tensors' device),
             ``"kernels"`` (the hand-written C++ or CUDA kernels) or ``"aten"`` (ATen
             operations only, any device).
+        check_finite: raise ValueError for tokens holding NaN or Inf (or whose products
+            overflow) on any device. On the CPU the op always does, at no cost; on a GPU that
+            needs a host sync, so by default such an image gets prob NaN instead (the loss
+            then is NaN, which training stops on), and the op stays sync-free (CUDA graphs,
+            torch.compile).
 
     Returns:
         prob: (B,) P(x) = max_k P(x;k), differentiable (twice, through a slower path).
@@ -174,12 +203,15 @@ def contrastive_mil(
 
     Raises:
         TypeError: tokens is not a floating-point tensor, or tau / num_k has the wrong type.
-        ValueError: tokens is not 3-D, N < 3, tokens hold NaN or Inf, tau <= 0 or requires
-            grad, num_k < 1, tensors on different devices, or an unknown ``impl``.
+        ValueError: tokens is not 3-D, N < 3, tokens hold NaN or Inf (on the CPU, or with
+            ``check_finite``), tau <= 0 or requires grad, num_k < 1, tensors on different
+            devices, or an unknown ``impl``.
         RuntimeError: ``impl="kernels"`` where this build has no kernels for the device.
     """
     tau, num_k = check_inputs(tokens, tau, num_k)
     forward = _OPS[select_implementation(tokens.device, impl)][0]
     out_dtype = tokens.dtype
-    prob, k_star, u_mean, _, _ = forward(tokens.to(compute_dtype(out_dtype)), tau, num_k)
+    prob, k_star, u_mean, _ = forward(tokens.to(compute_dtype(out_dtype)), tau, num_k)
+    if check_finite and not bool(torch.isfinite(prob).all()):
+        raise ValueError(NON_FINITE_MESSAGE)
     return prob.to(out_dtype), k_star, u_mean

@@ -37,6 +37,12 @@ def contrastive_mil(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reference ``(prob, k_star, u_mean)``; same contract as :func:`mlrank.ops.contrastive_mil`."""
     tau, num_k = check_inputs(tokens, tau, num_k)
+    # In float32 (float64) even inside torch.autocast, as the op computes.
+    with torch.autocast(tokens.device.type, enabled=False):
+        return _contrastive_mil(tokens, tau, num_k)
+
+
+def _contrastive_mil(tokens: torch.Tensor, tau: float, num_k: int | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     out_dtype = tokens.dtype
     x = tokens.to(compute_dtype(tokens.dtype))
     num_tokens = x.shape[1]

@@ -1,6 +1,6 @@
-// ATen glue of the CPU kernels: argument checks, the two matrix products,
-// threading over images, and dtype dispatch. The per-image work is in
-// mil_kernels.cpp.
+// ATen glue of the CPU kernels: argument checks, the two matrix products (S in
+// the forward, the weights times the tokens in the backward), threading over
+// images, and dtype dispatch. The per-image work is in mil_kernels.cpp.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -35,23 +35,22 @@ ForwardOutputs contrastive_mil_forward_cpu(
   ForwardOutputs outputs = empty_forward_outputs(tokens);
   // Named references, not a structured binding: lambdas may capture these in C++17 too.
   Tensor &prob = std::get<0>(outputs), &k_star = std::get<1>(outputs), &u_mean = std::get<2>(outputs);
-  Tensor &kth_value = std::get<3>(outputs), &kth_position = std::get<4>(outputs);
+  Tensor& codes = std::get<3>(outputs);
+  const int64_t words = code_words(n);
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cpu", [&] {
     const scalar_t* s = similarity.const_data_ptr<scalar_t>();
     scalar_t* prob_out = prob.mutable_data_ptr<scalar_t>();
     int64_t* k_out = k_star.mutable_data_ptr<int64_t>();
     scalar_t* mean_out = u_mean.mutable_data_ptr<scalar_t>();
-    scalar_t* value_out = kth_value.mutable_data_ptr<scalar_t>();
-    int64_t* position_out = kth_position.mutable_data_ptr<int64_t>();
+    int32_t* codes_out = codes.mutable_data_ptr<int32_t>();
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const auto r = cpu::mil_forward_image<scalar_t>(s + b * N * N, N, plan);
         prob_out[b] = scalar_t(std::tanh(r.delta / (2.0 * tau)));
         k_out[b] = r.k_star;
         mean_out[b] = scalar_t(r.u_sum / double(n));
-        value_out[b] = r.kth_value;
-        position_out[b] = r.kth_position;
+        cpu::mil_codes<scalar_t>(s + b * N * N, N, r.kth_value, r.kth_position, codes_out + b * words);
       }
     });
   });
@@ -60,40 +59,34 @@ ForwardOutputs contrastive_mil_forward_cpu(
 
 Tensor contrastive_mil_backward_cpu(const Tensor& grad_prob, const Tensor& grad_u_mean,
                                     const Tensor& tokens, const Tensor& prob,
-                                    const Tensor& k_star, const Tensor& kth_value,
-                                    const Tensor& kth_position, double tau) {
-  check_backward_arguments(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position);
+                                    const Tensor& k_star, const Tensor& codes, double tau) {
+  check_backward_arguments(grad_prob, grad_u_mean, tokens, prob, k_star, codes);
   const int64_t batch = tokens.size(0), N = tokens.size(1), n = N * (N - 1) / 2;
   const auto as_double = [](const Tensor& t) { return t.to(at::kDouble).contiguous(); };
   const Tensor g_prob = as_double(grad_prob), g_mean = as_double(grad_u_mean), p = as_double(prob);
-  const Tensor k = k_star.to(at::kLong).contiguous(), position = kth_position.to(at::kLong).contiguous();
-  const Tensor value = kth_value.to(tokens.scalar_type()).contiguous();
+  const Tensor k = k_star.to(at::kLong).contiguous(), pair_codes = codes.contiguous();
+  const int64_t words = code_words(n);
 
-  // Recompute S rather than store it, so the threshold comparisons see exactly
-  // the values the forward sorted. The weights overwrite S in place: each
-  // upper-triangle value is read just before its own slot is written, and the
-  // mirror writes land in the lower triangle and the diagonal, which are never read.
-  Tensor weights = similarity_of(tokens).contiguous();
+  // The weights from the forward's pair codes: no recomputation of S, so they follow the
+  // groups the forward chose whatever matmul precision is in force now.
+  Tensor weights = at::empty({batch, N, N}, tokens.options());
   const int64_t tiles = (N + kWeightTile - 1) / kWeightTile;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cpu", [&] {
     scalar_t* w = weights.mutable_data_ptr<scalar_t>();
-    const scalar_t* s = w;
     const double* gp = g_prob.const_data_ptr<double>();
     const double* gm = g_mean.const_data_ptr<double>();
     const double* pr = p.const_data_ptr<double>();
     const int64_t* ks = k.const_data_ptr<int64_t>();
-    const int64_t* pos = position.const_data_ptr<int64_t>();
-    const scalar_t* val = value.const_data_ptr<scalar_t>();
+    const int32_t* c = pair_codes.const_data_ptr<int32_t>();
     at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t b = item / tiles, tile = item % tiles;
         // dP/dDelta = (1 - P^2) / (2 tau); dDelta/du_i = -1/k* (low) or 1/(n-k*) (high)
         const double scale = gp[b] * (1.0 - pr[b] * pr[b]) / (2.0 * tau);
         const double kb = double(ks[b]);
-        cpu::mil_weight_matrix<scalar_t>(s + b * N * N, N, val[b], pos[b], -scale / kb,
-                                         scale / (double(n) - kb), gm[b] / double(n),
-                                         w + b * N * N, kWeightTile, tile, tile + 1);
+        cpu::mil_weights_from_codes<scalar_t>(c + b * words, N, -scale / kb, scale / (double(n) - kb),
+                                              gm[b] / double(n), w + b * N * N, kWeightTile, tile, tile + 1);
       }
     });
   });

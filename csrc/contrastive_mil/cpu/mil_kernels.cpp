@@ -478,38 +478,49 @@ MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N
 }
 
 template <typename scalar_t>
-void mil_weight_matrix(const scalar_t* similarity, int64_t N, scalar_t kth_value,
-                       int64_t kth_position, double low_weight, double high_weight,
-                       double mean_weight, scalar_t* weights, int64_t tile,
-                       int64_t tile_begin, int64_t tile_end) {
-  const scalar_t low = scalar_t(low_weight + mean_weight);
-  const scalar_t high = scalar_t(high_weight + mean_weight);
+void mil_codes(const scalar_t* similarity, int64_t N, scalar_t kth_value, int64_t kth_position,
+               int32_t* codes) {
   const scalar_t zero = scalar_t(0);
-  // One branch-free loop per tie rule, so the compiler can vectorise it.
-  auto fill = [&](const scalar_t* s, scalar_t* w, int64_t count, bool ties_low) {
-    for (int64_t c = 0; c < count; ++c) {
-      const scalar_t v = s[c];
-      const bool in_low = v < kth_value || (ties_low && v == kth_value);
-      w[c] = v > zero ? (in_low ? low : high) : zero;
+  uint32_t word = 0;
+  int shift = 0;
+  int64_t position = 0;
+  for (int64_t i = 0; i + 1 < N; ++i) {
+    const scalar_t* row = similarity + i * N;
+    for (int64_t j = i + 1; j < N; ++j, ++position) {
+      const scalar_t v = row[j];
+      const bool in_low = v < kth_value || (v == kth_value && position <= kth_position);
+      const uint32_t code = v > zero ? (in_low ? kCodeLow : kCodeHigh) : kCodeNone;
+      word |= code << shift;
+      shift += 2;
+      if (shift == 2 * kCodesPerWord) {
+        codes[position / kCodesPerWord] = int32_t(word);
+        word = 0;
+        shift = 0;
+      }
     }
-  };
+  }
+  if (shift != 0) codes[position / kCodesPerWord] = int32_t(word);
+}
+
+template <typename scalar_t>
+void mil_weights_from_codes(const int32_t* codes, int64_t N, double low_weight, double high_weight,
+                            double mean_weight, scalar_t* weights, int64_t tile, int64_t tile_begin,
+                            int64_t tile_end) {
+  // The weight of each code: none, low, high (code 3 does not occur).
+  const scalar_t value[4] = {scalar_t(0), scalar_t(low_weight + mean_weight),
+                             scalar_t(high_weight + mean_weight), scalar_t(0)};
   for (int64_t ti = tile_begin; ti < tile_end; ++ti) {
     const int64_t i0 = ti * tile, i1 = std::min(N, i0 + tile);
-    for (int64_t i = i0; i < i1; ++i) weights[i * N + i] = zero;
-    // Tiles on and right of the diagonal are filled row by row from the upper
-    // triangle of S, then mirrored while still in cache. The mirror stays in
-    // this tile row's columns, so tile rows never overlap.
+    for (int64_t i = i0; i < i1; ++i) weights[i * N + i] = scalar_t(0);
+    // Tiles on and right of the diagonal are filled row by row from the codes, then mirrored
+    // while still in cache. The mirror stays in this tile row's columns, so tile rows never overlap.
     for (int64_t j0 = i0; j0 < N; j0 += tile) {
       const int64_t j1 = std::min(N, j0 + tile);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t begin = std::max(j0, i + 1);
-        if (begin >= j1) continue;
-        // Values equal to the k*-th one are low up to column `split`
-        // (triangle position kth_position) and high after it.
-        const int64_t split =
-            std::clamp<int64_t>(kth_position - triangle_index(i, 0, N), begin - 1, j1 - 1);
-        fill(similarity + i * N + begin, weights + i * N + begin, split + 1 - begin, true);
-        fill(similarity + i * N + split + 1, weights + i * N + split + 1, j1 - split - 1, false);
+        int64_t position = triangle_index(i, begin, N);
+        scalar_t* w = weights + i * N;
+        for (int64_t j = begin; j < j1; ++j, ++position) w[j] = value[code_at(codes, position)];
       }
       for (int64_t j = j0; j < j1; ++j)
         for (int64_t i = i0; i < std::min(i1, j); ++i) weights[j * N + i] = weights[i * N + j];
@@ -520,10 +531,12 @@ void mil_weight_matrix(const scalar_t* similarity, int64_t N, scalar_t kth_value
 template MilImageResult<float> mil_forward_image<float>(const float*, int64_t, const MilPlan&);
 template MilImageResult<double> mil_forward_image<double>(const double*, int64_t,
                                                           const MilPlan&);
-template void mil_weight_matrix<float>(const float*, int64_t, float, int64_t, double, double,
-                                       double, float*, int64_t, int64_t, int64_t);
-template void mil_weight_matrix<double>(const double*, int64_t, double, int64_t, double, double,
-                                        double, double*, int64_t, int64_t, int64_t);
+template void mil_codes<float>(const float*, int64_t, float, int64_t, int32_t*);
+template void mil_codes<double>(const double*, int64_t, double, int64_t, int32_t*);
+template void mil_weights_from_codes<float>(const int32_t*, int64_t, double, double, double, float*,
+                                            int64_t, int64_t, int64_t);
+template void mil_weights_from_codes<double>(const int32_t*, int64_t, double, double, double, double*,
+                                             int64_t, int64_t, int64_t);
 
 }  // namespace cpu
 }  // namespace mlrank

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "../candidate_ks.h"
+#include "../pair_codes.h"
 
 namespace mlrank {
 namespace cpu {
@@ -53,22 +54,23 @@ template <typename scalar_t>
 MilImageResult<scalar_t> mil_forward_image(const scalar_t* similarity, int64_t N,
                                            const MilPlan& plan);
 
-// Weights of the backward for one image, written as the symmetric N x N matrix
-// M = G + G^T (zero diagonal) so that d loss / d tokens = M @ tokens.
-// For i < j with s = similarity[i][j] > 0:
-//   G[i][j] = (low ? low_weight : high_weight) + mean_weight
-// where "low" means s is among the k* smallest under the stable order:
-// s < kth_value, or s == kth_value at a triangle position <= kth_position.
-// Entries with s <= 0 get no gradient (the rectification's kink).
-// Only tile rows [tile_begin, tile_end) of `tile` x `tile` blocks are written,
-// so callers can split one image across threads without overlap. `weights` may
-// be `similarity` itself: only the strict upper triangle of S is read, each
-// value before its own slot is overwritten.
+// The image's pair codes (pair_codes.h) from its similarity matrix and the forward's k*-th value
+// and position: for i < j with s = similarity[i][j] > 0, low when s is among the k* smallest under
+// the stable order (s < kth_value, or s == kth_value at a triangle position <= kth_position), else
+// high; none where s <= 0. `codes` holds code_words(n) words, all written.
 template <typename scalar_t>
-void mil_weight_matrix(const scalar_t* similarity, int64_t N, scalar_t kth_value,
-                       int64_t kth_position, double low_weight, double high_weight,
-                       double mean_weight, scalar_t* weights, int64_t tile,
-                       int64_t tile_begin, int64_t tile_end);
+void mil_codes(const scalar_t* similarity, int64_t N, scalar_t kth_value, int64_t kth_position,
+               int32_t* codes);
+
+// Weights of the backward for one image from its codes, written as the symmetric N x N matrix
+// M = G + G^T (zero diagonal) so that d loss / d tokens = M @ tokens, with
+// G[i][j] = low_weight + mean_weight (code low), high_weight + mean_weight (code high), 0 (none).
+// Only tile rows [tile_begin, tile_end) of `tile` x `tile` blocks are written, so callers can
+// split one image across threads without overlap.
+template <typename scalar_t>
+void mil_weights_from_codes(const int32_t* codes, int64_t N, double low_weight, double high_weight,
+                            double mean_weight, scalar_t* weights, int64_t tile, int64_t tile_begin,
+                            int64_t tile_end);
 
 }  // namespace cpu
 }  // namespace mlrank

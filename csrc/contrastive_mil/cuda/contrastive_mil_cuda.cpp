@@ -8,6 +8,7 @@
 #include <ATen/ops/arange.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -42,8 +44,11 @@ int64_t max_sort_values() {
   return value;
 }
 
+// Images sorted together: as many as max_sort_values allows, at least one, and few enough that
+// CUB's int item count (images * n) and the grid's image dimension cannot overflow.
 int64_t images_per_group(int64_t batch, int64_t n) {
-  return std::clamp<int64_t>(max_sort_values() / n, 1, std::min(batch, cuda::kMaxGridImages));
+  const int64_t limit = std::min({batch, cuda::kMaxGridImages, int64_t(std::numeric_limits<int32_t>::max()) / n});
+  return std::clamp<int64_t>(max_sort_values() / n, 1, std::max<int64_t>(limit, 1));
 }
 
 cuda::SortKey* key_pointer(Tensor& keys) {
@@ -59,15 +64,20 @@ ForwardOutputs contrastive_mil_forward_cuda(
   const auto long_options = tokens.options().dtype(at::kLong);
 
   ForwardOutputs outputs = empty_forward_outputs(tokens);
+  if (batch == 0) return outputs;
   // Named references, not a structured binding: lambdas may capture these in C++17 too.
   Tensor &prob = std::get<0>(outputs), &k_star = std::get<1>(outputs), &u_mean = std::get<2>(outputs);
-  Tensor &kth_value = std::get<3>(outputs), &kth_position = std::get<4>(outputs);
+  Tensor& codes = std::get<3>(outputs);
+  const int64_t words = code_words(n);
 
   std::vector<int64_t> candidates = candidate_ks(n, num_k.value_or(0));
   const int64_t num_ks = int64_t(candidates.size());  // 0: every k
+  // Sampled k go to the device from pinned memory, without blocking the host (the caching host
+  // allocator keeps the buffer until the copy is done).
   const Tensor ks = num_ks == 0 ? Tensor()
                                 : at::from_blob(candidates.data(), {num_ks}, at::kLong)
-                                      .to(long_options, false, /*copy=*/true);
+                                      .pin_memory()
+                                      .to(long_options, /*non_blocking=*/true, /*copy=*/true);
 
   const int64_t group = images_per_group(batch, n);
   Tensor keys = at::empty({batch * n}, long_options);
@@ -75,12 +85,12 @@ ForwardOutputs contrastive_mil_forward_cuda(
   Tensor scratch = at::empty({int64_t(cuda::score_scratch_bytes(group, n))},
                              tokens.options().dtype(at::kByte));
   const Tensor segment_offsets = at::arange(0, (group + 1) * n, n, long_options);
-  Tensor all_finite;
+  Tensor image_finite;
 
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cuda", [&] {
     {
       const Tensor similarity = similarity_of(tokens).contiguous();
-      all_finite = diagonal_is_finite(similarity);
+      image_finite = similarity.diagonal(0, 1, 2).isfinite().all(1);
       C10_CUDA_CHECK(cuda::extract_triangle<scalar_t>(similarity.const_data_ptr<scalar_t>(),
                                                       batch, N, group, key_pointer(keys),
                                                       positions.mutable_data_ptr<int32_t>(),
@@ -107,36 +117,35 @@ ForwardOutputs contrastive_mil_forward_cuda(
           n, num_ks == 0 ? nullptr : ks.const_data_ptr<int64_t>(), num_ks, tau,
           scratch.mutable_data_ptr(), prob.mutable_data_ptr<scalar_t>() + first,
           k_star.mutable_data_ptr<int64_t>() + first, u_mean.mutable_data_ptr<scalar_t>() + first,
-          kth_value.mutable_data_ptr<scalar_t>() + first,
-          kth_position.mutable_data_ptr<int64_t>() + first, stream));
+          codes.mutable_data_ptr<int32_t>() + first * words, stream));
     }
   });
-  check_finite(all_finite);
+  // A non-finite image (NaN or Inf tokens, overflowing products) gets a NaN score, on the device:
+  // raising here would need a host sync (contrastive_mil(check_finite=True) raises, with one).
+  prob.masked_fill_(image_finite.logical_not(), std::numeric_limits<double>::quiet_NaN());
   return outputs;
 }
 
 Tensor contrastive_mil_backward_cuda(const Tensor& grad_prob, const Tensor& grad_u_mean,
                                      const Tensor& tokens, const Tensor& prob,
-                                     const Tensor& k_star, const Tensor& kth_value,
-                                     const Tensor& kth_position, double tau) {
-  check_backward_arguments(grad_prob, grad_u_mean, tokens, prob, k_star, kth_value, kth_position);
+                                     const Tensor& k_star, const Tensor& codes, double tau) {
+  check_backward_arguments(grad_prob, grad_u_mean, tokens, prob, k_star, codes);
+  if (tokens.size(0) == 0) return at::empty_like(tokens);
   const c10::cuda::CUDAGuard device_guard(tokens.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   const int64_t batch = tokens.size(0), N = tokens.size(1);
   const auto as_input = [&](const Tensor& t) { return t.to(tokens.scalar_type()).contiguous(); };
   const auto as_long = [](const Tensor& t) { return t.to(at::kLong).contiguous(); };
   const Tensor g_prob = as_input(grad_prob), g_mean = as_input(grad_u_mean), p = as_input(prob);
-  const Tensor value = as_input(kth_value);
-  const Tensor k = as_long(k_star), position = as_long(kth_position);
+  const Tensor k = as_long(k_star), pair_codes = codes.contiguous();
 
-  // S recomputed as in the forward, then overwritten by the weights G + G^T.
-  Tensor weights = similarity_of(tokens).contiguous();
+  // The weights G + G^T from the forward's pair codes: S is not recomputed.
+  Tensor weights = at::empty({batch, N, N}, tokens.options());
   AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_backward_cuda", [&] {
     C10_CUDA_CHECK(cuda::backward_weights<scalar_t>(
         weights.mutable_data_ptr<scalar_t>(), batch, N, g_prob.const_data_ptr<scalar_t>(),
         g_mean.const_data_ptr<scalar_t>(), p.const_data_ptr<scalar_t>(),
-        k.const_data_ptr<int64_t>(), value.const_data_ptr<scalar_t>(),
-        position.const_data_ptr<int64_t>(), tau, stream));
+        k.const_data_ptr<int64_t>(), pair_codes.const_data_ptr<int32_t>(), tau, stream));
   });
   return at::bmm(weights, tokens);
 }

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "../pair_codes.h"
 #include "mil_kernels_cuda.h"
 
 namespace mlrank {
@@ -227,11 +228,8 @@ __global__ void chunk_argmax_kernel(const SortKey* __restrict__ keys, int64_t n,
 // One block per image: the best over its chunks, and the outputs.
 template <typename scalar_t>
 __global__ void finish_kernel(const Best* __restrict__ chunk_best, int64_t chunks,
-                              const double* __restrict__ totals,
-                              const SortKey* __restrict__ sorted_keys,
-                              const int32_t* __restrict__ sorted_positions, int64_t n, double tau,
-                              scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
-                              scalar_t* kth_value, int64_t* kth_position) {
+                              const double* __restrict__ totals, int64_t n, double tau,
+                              scalar_t* prob, int64_t* k_star, scalar_t* u_mean) {
   using BlockReduce = cub::BlockReduce<Best, kScoreThreads>;
   __shared__ typename BlockReduce::TempStorage storage;
   const int64_t image = blockIdx.x;
@@ -240,13 +238,27 @@ __global__ void finish_kernel(const Best* __restrict__ chunk_best, int64_t chunk
     best = TakeBest()(best, chunk_best[image * chunks + chunk]);
   best = BlockReduce(storage).Reduce(best, TakeBest());
   if (threadIdx.x != 0) return;
-  // k = 1 (the first candidate) always has a finite Delta, so best.k is a real k.
-  const int64_t kth = image * n + best.k - 1;
-  prob[image] = scalar_t(tanh(best.delta / (2.0 * tau)));
-  k_star[image] = best.k;
+  // Every Delta NaN (products overflowed to inf): no k wins. Report NaN at k = 1, a real k.
+  const bool none = best.k == ::cuda::std::numeric_limits<int64_t>::max();
+  prob[image] = none ? scalar_t(nan("")) : scalar_t(tanh(best.delta / (2.0 * tau)));
+  k_star[image] = none ? 1 : best.k;
   u_mean[image] = scalar_t(totals[image] / double(n));
-  kth_value[image] = value_of<scalar_t>(sorted_keys[kth]);
-  kth_position[image] = sorted_positions[kth];
+}
+
+// One thread per sorted value: its pair's code from its rank (the low group is the first k* of
+// the stable order), OR-ed into the pair's word (sixteen pairs share a word).
+template <typename scalar_t>
+__global__ void codes_kernel(const SortKey* __restrict__ sorted_keys,
+                             const int32_t* __restrict__ sorted_positions, int64_t n,
+                             const int64_t* __restrict__ k_star, int32_t* __restrict__ codes) {
+  const int64_t image = blockIdx.y, rank = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (rank >= n) return;
+  const SortKey key = sorted_keys[image * n + rank];
+  if (!(value_of<scalar_t>(key) > scalar_t(0))) return;  // code none: nothing to set
+  const int64_t pair = sorted_positions[image * n + rank];
+  const uint32_t code = rank < k_star[image] ? kCodeLow : kCodeHigh;
+  unsigned int* word = reinterpret_cast<unsigned int*>(codes + image * code_words(n) + pair / kCodesPerWord);
+  atomicOr(word, code << (2 * (pair % kCodesPerWord)));
 }
 
 // --- backward ---------------------------------------------------------------------------------
@@ -254,56 +266,33 @@ __global__ void finish_kernel(const Best* __restrict__ chunk_best, int64_t chunk
 constexpr int kTile = 32;
 constexpr int kTileRows = 8;
 
-// Block (tile_col, tile_row, image) with tile_row <= tile_col weighs the strict
-// upper values of its tile and writes the tile and its mirror. Every S value it
-// reads lies in its own tile's upper part and is read before any thread writes
-// (the barrier); the mirror lands in the lower triangle, which no block reads.
+// Block (tile_col, tile_row, image) writes one kTile x kTile tile of the image's weights: each
+// entry (i, j) off the diagonal takes the weight of the code of pair (min, max). No S is read.
 template <typename scalar_t>
-__global__ void backward_weights_kernel(scalar_t* similarity, int64_t N,
+__global__ void backward_weights_kernel(scalar_t* __restrict__ weights, int64_t N,
                                         const scalar_t* __restrict__ grad_prob,
                                         const scalar_t* __restrict__ grad_u_mean,
                                         const scalar_t* __restrict__ prob,
                                         const int64_t* __restrict__ k_star,
-                                        const scalar_t* __restrict__ kth_value,
-                                        const int64_t* __restrict__ kth_position, double tau) {
+                                        const int32_t* __restrict__ codes, double tau) {
   const int64_t tile_row = blockIdx.y, tile_col = blockIdx.x, image = blockIdx.z;
-  if (tile_row > tile_col) return;
-  __shared__ scalar_t tile[kTile][kTile + 1];
-
   // The per-image weights in double, rounded once, as the CPU kernels do:
   // dP/dDelta = (1 - P^2) / (2 tau); dDelta/du_i = -1/k* (low group) or 1/(n - k*).
   const int64_t n = N * (N - 1) / 2;
   const double p = double(prob[image]), k = double(k_star[image]);
   const double scale = double(grad_prob[image]) * (1.0 - p * p) / (2.0 * tau);
   const double mean_weight = double(grad_u_mean[image]) / double(n);
-  const scalar_t low = scalar_t(-scale / k + mean_weight);
-  const scalar_t high = scalar_t(scale / (double(n) - k) + mean_weight);
-  const scalar_t kth = kth_value[image];
-  const int64_t kth_at = kth_position[image];
-
-  scalar_t* matrix = similarity + image * N * N;
+  const scalar_t value[4] = {scalar_t(0), scalar_t(-scale / k + mean_weight),
+                             scalar_t(scale / (double(n) - k) + mean_weight), scalar_t(0)};
+  const int32_t* image_codes = codes + image * code_words(n);
+  scalar_t* matrix = weights + image * N * N;
   const int64_t row0 = tile_row * kTile, col0 = tile_col * kTile;
   for (int r = threadIdx.y; r < kTile; r += kTileRows) {
     const int64_t i = row0 + r, j = col0 + threadIdx.x;
-    scalar_t weight = scalar_t(0);
-    if (i < j && j < N) {
-      const scalar_t value = matrix[i * N + j];
-      const bool in_low = value < kth || (value == kth && triangle_index(i, j, N) <= kth_at);
-      weight = value > scalar_t(0) ? (in_low ? low : high) : scalar_t(0);
-    }
-    tile[r][threadIdx.x] = weight;
-  }
-  __syncthreads();
-  for (int r = threadIdx.y; r < kTile; r += kTileRows) {
-    const int64_t i = row0 + r, j = col0 + threadIdx.x;
-    if (tile_row == tile_col) {
-      // The diagonal tile holds both halves: the lower one mirrors the upper one.
-      if (i < N && j < N) matrix[i * N + j] = i < j ? tile[r][threadIdx.x] : tile[threadIdx.x][r];
-    } else {
-      if (i < N && j < N) matrix[i * N + j] = tile[r][threadIdx.x];
-      const int64_t mirror_i = col0 + r, mirror_j = row0 + threadIdx.x;
-      if (mirror_i < N && mirror_j < N) matrix[mirror_i * N + mirror_j] = tile[threadIdx.x][r];
-    }
+    if (i >= N || j >= N) continue;
+    const int64_t a = i < j ? i : j, b = i < j ? j : i;
+    const uint32_t code = a == b ? kCodeNone : code_at(image_codes, triangle_index(a, b, N));
+    matrix[i * N + j] = value[code];
   }
 }
 
@@ -374,7 +363,7 @@ template <typename scalar_t>
 cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_positions,
                          int64_t images, int64_t n, const int64_t* ks, int64_t num_ks, double tau,
                          void* scratch, scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
-                         scalar_t* kth_value, int64_t* kth_position, cudaStream_t stream) {
+                         int32_t* codes, cudaStream_t stream) {
   const int64_t chunks = chunks_of(n);
   ScoreScratch s(scratch, images, chunks);
   const dim3 chunk_grid{unsigned(chunks), unsigned(images)};
@@ -385,25 +374,27 @@ cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_posit
   chunk_argmax_kernel<scalar_t><<<chunk_grid, kScoreThreads, 0, stream>>>(
       sorted_keys, n, chunks, s.chunk_offsets, s.totals, ks, num_ks, s.chunk_best);
   finish_kernel<scalar_t><<<unsigned(images), kScoreThreads, 0, stream>>>(
-      s.chunk_best, chunks, s.totals, sorted_keys, sorted_positions, n, tau, prob, k_star, u_mean,
-      kth_value, kth_position);
+      s.chunk_best, chunks, s.totals, n, tau, prob, k_star, u_mean);
+  const dim3 codes_grid{unsigned((n + kScoreThreads - 1) / kScoreThreads), unsigned(images)};
+  codes_kernel<scalar_t><<<codes_grid, kScoreThreads, 0, stream>>>(sorted_keys, sorted_positions, n,
+                                                                   k_star, codes);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
-cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
+cudaError_t backward_weights(scalar_t* weights, int64_t images, int64_t N,
                              const scalar_t* grad_prob, const scalar_t* grad_u_mean,
-                             const scalar_t* prob, const int64_t* k_star,
-                             const scalar_t* kth_value, const int64_t* kth_position, double tau,
-                             cudaStream_t stream) {
+                             const scalar_t* prob, const int64_t* k_star, const int32_t* codes,
+                             double tau, cudaStream_t stream) {
   const unsigned tiles = unsigned((N + kTile - 1) / kTile);
   const dim3 block(kTile, kTileRows);
+  const int64_t words = code_words(N * (N - 1) / 2);
   for (int64_t first = 0; first < images; first += kMaxGridImages) {
     const int64_t count = images - first < kMaxGridImages ? images - first : kMaxGridImages;
     const dim3 grid(tiles, tiles, unsigned(count));
     backward_weights_kernel<scalar_t><<<grid, block, 0, stream>>>(
-        similarity + first * N * N, N, grad_prob + first, grad_u_mean + first, prob + first,
-        k_star + first, kth_value + first, kth_position + first, tau);
+        weights + first * N * N, N, grad_prob + first, grad_u_mean + first, prob + first,
+        k_star + first, codes + first * words, tau);
   }
   return cudaGetLastError();
 }
@@ -417,12 +408,11 @@ cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
                                                 bool*, cudaStream_t);                             \
   template cudaError_t score_images<scalar_t>(const SortKey*, const int32_t*, int64_t, int64_t,   \
                                               const int64_t*, int64_t, double, void*, scalar_t*, \
-                                              int64_t*, scalar_t*, scalar_t*, int64_t*,          \
-                                              cudaStream_t);                                      \
+                                              int64_t*, scalar_t*, int32_t*, cudaStream_t);      \
   template cudaError_t backward_weights<scalar_t>(scalar_t*, int64_t, int64_t, const scalar_t*,   \
                                                   const scalar_t*, const scalar_t*,              \
-                                                  const int64_t*, const scalar_t*,               \
-                                                  const int64_t*, double, cudaStream_t);
+                                                  const int64_t*, const int32_t*, double,        \
+                                                  cudaStream_t);
 
 MLRANK_INSTANTIATE(float)
 MLRANK_INSTANTIATE(double)

@@ -13,8 +13,9 @@
 //     (a stable radix sort on the float bits; float32 sorts a whole group at once
 //     with the image's index above the value's bits);
 //   score_images: float64 prefix sums over chunks of the sorted values, Delta(k)
-//     at every candidate k, the first maximum, and the per-image outputs.
-// Backward: backward_weights turns the recomputed S into G + G^T in place.
+//     at every candidate k, the first maximum, the per-image outputs, and each
+//     pair's code (pair_codes.h) from its rank in the sorted order.
+// Backward: backward_weights writes G + G^T from the codes (S is not recomputed).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -59,23 +60,24 @@ size_t score_scratch_bytes(int64_t images, int64_t n);
 
 // From sorted keys and positions: prob = tanh(Delta(k*) / 2 tau), k* (the first
 // maximum over the candidate ks: every k in 1..n-1 when num_ks == 0, else the
-// ascending device array ks), u_mean, the k*-th value and its triangle position.
+// ascending device array ks), u_mean, and the pair codes (code_words(n) int32 per
+// image, zeroed by the caller): none for a value <= 0, low for the first k* in the
+// sorted (stable) order, high for the rest. An image whose Deltas are all NaN
+// (overflowing products) gets k* = 1 and prob NaN, never an index past its values.
 template <typename scalar_t>
 cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_positions,
                          int64_t images, int64_t n, const int64_t* ks, int64_t num_ks, double tau,
                          void* scratch, scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
-                         scalar_t* kth_value, int64_t* kth_position, cudaStream_t stream);
+                         int32_t* codes, cudaStream_t stream);
 
-// Overwrites each image's S (row-major N x N, recomputed as in the forward) with the
-// symmetric weights M = G + G^T of the backward, so that d loss / d tokens = M @ tokens:
-// for i < j with s = S[i][j] > 0, G[i][j] = low or high weight by the tie rule
-// (s < kth_value, or s == kth_value at a triangle position <= kth_position, is low).
+// Writes each image's symmetric weights M = G + G^T of the backward (row-major N x N)
+// from its pair codes, so that d loss / d tokens = M @ tokens: G[i][j] = low or high
+// weight (plus the mean's) by the code of pair (i, j), 0 for code none and on the diagonal.
 template <typename scalar_t>
-cudaError_t backward_weights(scalar_t* similarity, int64_t images, int64_t N,
+cudaError_t backward_weights(scalar_t* weights, int64_t images, int64_t N,
                              const scalar_t* grad_prob, const scalar_t* grad_u_mean,
-                             const scalar_t* prob, const int64_t* k_star,
-                             const scalar_t* kth_value, const int64_t* kth_position, double tau,
-                             cudaStream_t stream);
+                             const scalar_t* prob, const int64_t* k_star, const int32_t* codes,
+                             double tau, cudaStream_t stream);
 
 }  // namespace cuda
 }  // namespace mlrank
