@@ -1,4 +1,4 @@
-"""The contrastive-MIL op (docs/method.md section 3): kernels behind the dispatcher, autograd here.
+"""The contrastive-MIL op (docs/method.md section 3): kernels and autograd behind the dispatcher.
 
 One contract, two registered implementations:
 
@@ -11,6 +11,10 @@ One contract, two registered implementations:
 ``impl="auto"`` takes the kernels on the CPU and on CUDA (in builds that compiled them; they passed
 the CUDA tests on an H200, README "GPU"), and the ATen implementation elsewhere.
 ``MLRANK_CUDA_KERNELS=0`` in the environment makes ``"auto"`` take ATen on CUDA too.
+
+Both pairs have their autograd (tokens, P(x), k* and two-bit pair codes saved; the fused backward
+op, or under create_graph a differentiable recomputation) and their autocast behaviour (float32
+inside torch.autocast) registered in C++; only the fake kernels, for torch.compile, are here.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ _OPS = {
 
 
 CODES_PER_WORD = 16  # two-bit pair codes in int32 words (csrc/contrastive_mil/pair_codes.h)
-CODE_LOW, CODE_HIGH = 1, 2
 
 
 def code_words(num_tokens: int) -> int:
@@ -54,81 +57,11 @@ def _backward_fake(grad_prob, grad_u_mean, tokens, prob, k_star, codes, tau):
     return torch.empty_like(tokens)
 
 
-def _setup_context(ctx, inputs, output):
-    tokens, tau, _ = inputs
-    prob, k_star, _, codes = output
-    ctx.mark_non_differentiable(k_star, codes)
-    ctx.tau = tau
-    # Tokens, two numbers per image and two bits per pair: neither S nor the sort permutation.
-    ctx.save_for_backward(tokens, prob, k_star, codes)
-
-
-def _make_backward_formula(backward_op):
-    def backward_formula(ctx, grad_prob, grad_k_star, grad_u_mean, grad_codes):
-        if not ctx.needs_input_grad[0]:
-            return None, None, None
-        tokens, prob, k_star, codes = ctx.saved_tensors
-        args = (grad_prob, grad_u_mean, tokens, prob, k_star, codes, ctx.tau)
-        # Grad mode is on here only under create_graph=True: then the gradient itself must be
-        # differentiable (a gradient penalty), which the fused backward op is not.
-        backward = differentiable_backward if torch.is_grad_enabled() else backward_op
-        return backward(*args), None, None
-
-    return backward_formula
-
-
 for _forward, _backward in _OPS.values():
+    # Autograd is registered in C++ (csrc/contrastive_mil/autograd/); the fake kernels here let
+    # torch.compile trace the ops.
     torch.library.register_fake(_forward.default)(_forward_fake)
     torch.library.register_fake(_backward.default)(_backward_fake)
-    torch.library.register_autograd(
-        _forward.default, _make_backward_formula(_backward), setup_context=_setup_context
-    )
-
-
-def pair_code_matrices(codes: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, N, N) bool masks of the strict upper triangle's pairs in the low and in the high group,
-    from the forward's pair codes."""
-    n = num_tokens * (num_tokens - 1) // 2
-    shifts = torch.arange(0, 2 * CODES_PER_WORD, 2, device=codes.device)
-    per_pair = (((codes.long() & 0xFFFFFFFF).unsqueeze(-1) >> shifts) & 3).flatten(1)[:, :n]
-    rows, cols = torch.triu_indices(num_tokens, num_tokens, offset=1, device=codes.device)
-    matrices = []
-    for code in (CODE_LOW, CODE_HIGH):
-        mask = torch.zeros(codes.shape[0], num_tokens, num_tokens, dtype=torch.bool, device=codes.device)
-        mask[:, rows, cols] = per_pair == code
-        matrices.append(mask)
-    return matrices[0], matrices[1]
-
-
-def differentiable_backward(grad_prob, grad_u_mean, tokens, prob, k_star, codes, tau):
-    """d(grad_prob . P + grad_u_mean . u_mean) / d tokens from differentiable torch operations.
-
-    The same value as the backward ops, for second-order gradients. Given the forward's split of
-    the triangle into the k* smallest values and the rest (its pair codes: piecewise constant in
-    the tokens), P is recomputed from S as tanh(Delta / 2 tau) so that autograd sees how the
-    weights (1 - P^2) / 2 tau move with the tokens. Materialises S and the weights: meant for
-    gradient penalties, not speed. Computed in the tokens' dtype whatever autocast is in force.
-    """
-    del prob  # recomputed below, differentiably
-    with torch.autocast(tokens.device.type, enabled=False):
-        return _differentiable_backward(grad_prob, grad_u_mean, tokens, k_star, codes, tau)
-
-
-def _differentiable_backward(grad_prob, grad_u_mean, tokens, k_star, codes, tau):
-    num_tokens = tokens.shape[1]
-    n = num_tokens * (num_tokens - 1) // 2
-    similarity = tokens @ tokens.transpose(-1, -2)
-    low, high = pair_code_matrices(codes, num_tokens)
-    low_mask, high_mask = low.to(similarity.dtype), high.to(similarity.dtype)
-    k = k_star.to(similarity.dtype).view(-1, 1, 1)
-    rectified = similarity * (low | high)
-    low_sum = (rectified * low_mask).sum((-1, -2), keepdim=True)
-    high_sum = (rectified * high_mask).sum((-1, -2), keepdim=True)
-    recomputed_prob = torch.tanh((high_sum / (n - k) - low_sum / k) / (2 * tau))
-    scale = grad_prob.view(-1, 1, 1) * (1 - recomputed_prob**2) / (2 * tau)
-    mean_weight = grad_u_mean.view(-1, 1, 1) / n
-    weights = low_mask * (mean_weight - scale / k) + high_mask * (mean_weight + scale / (n - k))
-    return (weights + weights.transpose(-1, -2)) @ tokens
 
 
 _COMPILED_WITH_CUDA = bool(torch.ops.mlrank.compiled_with_cuda())
