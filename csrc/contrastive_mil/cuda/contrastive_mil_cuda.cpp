@@ -9,7 +9,6 @@
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/from_blob.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -19,10 +18,9 @@
 #include <cstdlib>
 #include <limits>
 #include <optional>
+#include <string>
 #include <tuple>
-#include <vector>
 
-#include "../candidate_ks.h"
 #include "../op_common.h"
 #include "mil_kernels_cuda.h"
 
@@ -42,6 +40,20 @@ int64_t max_sort_values() {
     return parsed > 0 ? int64_t(parsed) : int64_t(1) << 20;
   }();
   return value;
+}
+
+// One thread block per image for small N, opt-in until it has passed the CUDA tests on a GPU:
+// MLRANK_CUDA_BLOCK_PER_IMAGE=1, read at every call so that one process can time both paths.
+bool block_per_image_enabled() {
+  const char* text = std::getenv("MLRANK_CUDA_BLOCK_PER_IMAGE");
+  return text != nullptr && std::string(text) == "1";
+}
+
+// The dynamic shared memory a block may opt into on this device, less room for the kernel's own.
+size_t shared_bytes_per_block(int device) {
+  int bytes = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  return bytes > 8192 ? size_t(bytes - 8192) : 0;
 }
 
 // Images sorted together: as many as max_sort_values allows, at least one, and few enough that
@@ -70,14 +82,31 @@ ForwardOutputs contrastive_mil_forward_cuda(
   Tensor& codes = std::get<3>(outputs);
   const int64_t words = code_words(n);
 
-  std::vector<int64_t> candidates = candidate_ks(n, num_k.value_or(0));
-  const int64_t num_ks = int64_t(candidates.size());  // 0: every k
-  // Sampled k go to the device from pinned memory, without blocking the host (the caching host
-  // allocator keeps the buffer until the copy is done).
-  const Tensor ks = num_ks == 0 ? Tensor()
-                                : at::from_blob(candidates.data(), {num_ks}, at::kLong)
-                                      .pin_memory()
-                                      .to(long_options, /*non_blocking=*/true, /*copy=*/true);
+  // The paper's sampled k are computed on the device: no host copy, so nothing to sync on and no
+  // host buffer for a CUDA graph to capture. 0: every k.
+  const int64_t requested = num_k.value_or(0);
+  const int64_t num_ks = requested <= 0 || requested >= n - 1 ? 0 : requested;
+  Tensor ks;
+  if (num_ks > 0) {
+    ks = at::empty({num_ks}, long_options);
+    C10_CUDA_CHECK(cuda::fill_candidate_ks(ks.mutable_data_ptr<int64_t>(), n, num_ks, stream));
+  }
+  if (block_per_image_enabled()) {
+    bool scored = false;
+    AT_DISPATCH_FLOATING_TYPES(tokens.scalar_type(), "contrastive_mil_forward_cuda_block", [&] {
+      const size_t shared = shared_bytes_per_block(tokens.device().index());
+      if (!cuda::block_per_image_fits<scalar_t>(N, shared)) return;
+      const Tensor similarity = similarity_of(tokens).contiguous();
+      const Tensor image_finite = similarity.diagonal(0, 1, 2).isfinite().all(1);
+      C10_CUDA_CHECK(cuda::score_images_block_per_image<scalar_t>(
+          similarity.const_data_ptr<scalar_t>(), batch, N, num_ks == 0 ? nullptr : ks.const_data_ptr<int64_t>(),
+          num_ks, tau, prob.mutable_data_ptr<scalar_t>(), k_star.mutable_data_ptr<int64_t>(),
+          u_mean.mutable_data_ptr<scalar_t>(), codes.mutable_data_ptr<int32_t>(), shared, stream));
+      prob.masked_fill_(image_finite.logical_not(), std::numeric_limits<double>::quiet_NaN());
+      scored = true;
+    });
+    if (scored) return outputs;
+  }
 
   const int64_t group = images_per_group(batch, n);
   Tensor keys = at::empty({batch * n}, long_options);

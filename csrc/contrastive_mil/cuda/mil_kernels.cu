@@ -296,6 +296,134 @@ __global__ void backward_weights_kernel(scalar_t* __restrict__ weights, int64_t 
   }
 }
 
+// --- the paper's sampled k ----------------------------------------------------------------------
+
+__global__ void candidate_ks_kernel(int64_t* ks, int64_t n, int64_t num_k) {
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (j >= num_k) return;
+  if (num_k == 1) {
+    ks[0] = 1;
+    return;
+  }
+  const int64_t span = n - 2, steps = num_k - 1;
+  const int64_t q = j * span / steps, r = j * span % steps;
+  const bool up = 2 * r > steps || (2 * r == steps && (q % 2 == 1));  // half to even
+  ks[j] = 1 + q + (up ? 1 : 0);
+}
+
+// --- one thread block per image ----------------------------------------------------------------
+
+constexpr int kBlockThreads = 1024;
+
+__host__ __device__ inline int64_t next_power_of_two(int64_t value) {
+  int64_t power = 1;
+  while (power < value) power *= 2;
+  return power;
+}
+
+template <typename scalar_t>
+__device__ __forceinline__ bool pair_less(scalar_t a, uint16_t pa, scalar_t b, uint16_t pb) {
+  return a < b || (a == b && pa < pb);
+}
+
+// Shared memory: the padded triangle's values (scalar_t) and their positions (uint16_t).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kBlockThreads)
+    block_per_image_kernel(const scalar_t* __restrict__ similarity, int64_t N, int64_t n, int64_t padded,
+                           const int64_t* __restrict__ ks, int64_t num_ks, double tau, scalar_t* prob,
+                           int64_t* k_star, scalar_t* u_mean, int32_t* __restrict__ codes) {
+  using BlockScan = cub::BlockScan<double, kBlockThreads>;
+  using BlockSum = cub::BlockReduce<double, kBlockThreads>;
+  using BlockBest = cub::BlockReduce<Best, kBlockThreads>;
+  __shared__ union {
+    typename BlockScan::TempStorage scan;
+    typename BlockSum::TempStorage sum;
+    typename BlockBest::TempStorage best;
+  } storage;
+  __shared__ int64_t shared_k;
+  extern __shared__ unsigned char shared_bytes[];
+  scalar_t* values = reinterpret_cast<scalar_t*>(shared_bytes);
+  uint16_t* positions = reinterpret_cast<uint16_t*>(values + padded);
+  const int64_t image = blockIdx.x;
+  const scalar_t* matrix = similarity + image * N * N;
+
+  // The rectified strict upper triangle (max(s, 0), -0 and NaN to +0, as the other paths), padded
+  // with +inf at the largest positions, which sort last.
+  for (int64_t index = threadIdx.x; index < N * N; index += kBlockThreads) {
+    const int64_t i = index / N, j = index % N;
+    if (j <= i) continue;
+    const scalar_t s = matrix[index];
+    const int64_t t = triangle_index(i, j, N);
+    values[t] = s > scalar_t(0) ? s : scalar_t(0);
+    positions[t] = uint16_t(t);
+  }
+  for (int64_t t = n + threadIdx.x; t < padded; t += kBlockThreads) {
+    values[t] = ::cuda::std::numeric_limits<scalar_t>::infinity();
+    positions[t] = uint16_t(0xFFFF);
+  }
+  __syncthreads();
+
+  // Bitonic sort, ascending by (value, position): equal values keep their triangle order.
+  for (int64_t size = 2; size <= padded; size *= 2) {
+    for (int64_t stride = size / 2; stride > 0; stride /= 2) {
+      for (int64_t t = threadIdx.x; t < padded; t += kBlockThreads) {
+        const int64_t partner = t ^ stride;
+        if (partner <= t) continue;
+        const bool ascending = (t & size) == 0;
+        const bool swap = ascending ? pair_less(values[partner], positions[partner], values[t], positions[t])
+                                    : pair_less(values[t], positions[t], values[partner], positions[partner]);
+        if (swap) {
+          const scalar_t value = values[t];
+          values[t] = values[partner];
+          values[partner] = value;
+          const uint16_t position = positions[t];
+          positions[t] = positions[partner];
+          positions[partner] = position;
+        }
+      }
+      __syncthreads();
+    }
+  }
+
+  // Each thread owns a contiguous run of ranks: its sum in ascending order, then a block scan.
+  const int64_t run = (n + kBlockThreads - 1) / kBlockThreads;
+  const int64_t first = int64_t(threadIdx.x) * run, last = first + run < n ? first + run : n;
+  double run_sum = 0.0;
+  for (int64_t r = first; r < last; ++r) run_sum += double(values[r]);
+  double before, total;
+  BlockScan(storage.scan).ExclusiveSum(run_sum, before, total);
+  __syncthreads();
+
+  Best best = no_best();
+  double low_sum = before;
+  for (int64_t r = first; r < last; ++r) {
+    low_sum += double(values[r]);
+    const int64_t k = r + 1;  // the low group holds ranks 0..r
+    if (k < n && is_candidate(k, ks, num_ks)) {
+      const double delta = (total - low_sum) / double(n - k) - low_sum / double(k);
+      if (delta > best.delta) best = {delta, k};
+    }
+  }
+  best = BlockBest(storage.best).Reduce(best, TakeBest());
+  if (threadIdx.x == 0) {
+    const bool none = best.k == ::cuda::std::numeric_limits<int64_t>::max();  // every Delta NaN
+    shared_k = none ? 1 : best.k;
+    prob[image] = none ? scalar_t(nan("")) : scalar_t(tanh(best.delta / (2.0 * tau)));
+    k_star[image] = shared_k;
+    u_mean[image] = scalar_t(total / double(n));
+  }
+  __syncthreads();
+
+  const int64_t k = shared_k;
+  int32_t* image_codes = codes + image * code_words(n);
+  for (int64_t r = threadIdx.x; r < n; r += kBlockThreads) {
+    if (!(values[r] > scalar_t(0))) continue;  // code none
+    const int64_t pair = positions[r];
+    const uint32_t code = r < k ? kCodeLow : kCodeHigh;
+    atomicOr(reinterpret_cast<unsigned int*>(image_codes + pair / kCodesPerWord), code << (2 * (pair % kCodesPerWord)));
+  }
+}
+
 }  // namespace
 
 // --- launchers ---------------------------------------------------------------------------------
@@ -399,6 +527,40 @@ cudaError_t backward_weights(scalar_t* weights, int64_t images, int64_t N,
   return cudaGetLastError();
 }
 
+cudaError_t fill_candidate_ks(int64_t* ks, int64_t n, int64_t num_k, cudaStream_t stream) {
+  if (num_k <= 0) return cudaSuccess;
+  candidate_ks_kernel<<<unsigned((num_k + 255) / 256), 256, 0, stream>>>(ks, n, num_k);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+bool block_per_image_fits(int64_t N, size_t shared_bytes_per_block) {
+  const int64_t n = N * (N - 1) / 2;
+  // positions are 16-bit: the padded triangle must hold fewer than 2^16 values
+  const int64_t padded = next_power_of_two(n);
+  return padded <= 65536 && size_t(padded) * (sizeof(scalar_t) + sizeof(uint16_t)) <= shared_bytes_per_block;
+}
+
+template <typename scalar_t>
+cudaError_t score_images_block_per_image(const scalar_t* similarity, int64_t images, int64_t N,
+                                         const int64_t* ks, int64_t num_ks, double tau, scalar_t* prob,
+                                         int64_t* k_star, scalar_t* u_mean, int32_t* codes,
+                                         size_t shared_bytes_per_block, cudaStream_t stream) {
+  if (!block_per_image_fits<scalar_t>(N, shared_bytes_per_block)) return cudaErrorInvalidValue;
+  const int64_t n = N * (N - 1) / 2, padded = next_power_of_two(n);
+  const size_t bytes = size_t(padded) * (sizeof(scalar_t) + sizeof(uint16_t));
+  cudaError_t status = cudaFuncSetAttribute(block_per_image_kernel<scalar_t>,
+                                            cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  if (status != cudaSuccess) return status;
+  for (int64_t first = 0; first < images; first += kMaxGridImages) {
+    const int64_t count = images - first < kMaxGridImages ? images - first : kMaxGridImages;
+    block_per_image_kernel<scalar_t><<<unsigned(count), kBlockThreads, bytes, stream>>>(
+        similarity + first * N * N, N, n, padded, ks, num_ks, tau, prob + first, k_star + first, u_mean + first,
+        codes + first * code_words(n));
+  }
+  return cudaGetLastError();
+}
+
 #define MLRANK_INSTANTIATE(scalar_t)                                                              \
   template cudaError_t extract_triangle<scalar_t>(const scalar_t*, int64_t, int64_t, int64_t,     \
                                                   SortKey*, int32_t*, cudaStream_t);              \
@@ -416,6 +578,15 @@ cudaError_t backward_weights(scalar_t* weights, int64_t images, int64_t N,
 
 MLRANK_INSTANTIATE(float)
 MLRANK_INSTANTIATE(double)
+
+template bool block_per_image_fits<float>(int64_t, size_t);
+template bool block_per_image_fits<double>(int64_t, size_t);
+template cudaError_t score_images_block_per_image<float>(const float*, int64_t, int64_t, const int64_t*, int64_t,
+                                                        double, float*, int64_t*, float*, int32_t*, size_t,
+                                                        cudaStream_t);
+template cudaError_t score_images_block_per_image<double>(const double*, int64_t, int64_t, const int64_t*, int64_t,
+                                                         double, double*, int64_t*, double*, int32_t*, size_t,
+                                                         cudaStream_t);
 #undef MLRANK_INSTANTIATE
 
 }  // namespace cuda

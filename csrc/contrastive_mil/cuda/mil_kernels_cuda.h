@@ -70,6 +70,26 @@ cudaError_t score_images(const SortKey* sorted_keys, const int32_t* sorted_posit
                          void* scratch, scalar_t* prob, int64_t* k_star, scalar_t* u_mean,
                          int32_t* codes, cudaStream_t stream);
 
+// The num_k candidate k of the paper's sampling (candidate_ks.h, round half to even), written on
+// the device so that no host copy (a sync, and a host pointer a CUDA graph would capture) is
+// needed. Repeated k (when num_k approaches n) are left in: score_images reads the array by
+// binary search, which a repeat does not disturb.
+cudaError_t fill_candidate_ks(int64_t* ks, int64_t n, int64_t num_k, cudaStream_t stream);
+
+// One thread block per image for small triangles (opt-in: MLRANK_CUDA_BLOCK_PER_IMAGE=1): the
+// rectified triangle read from S into shared memory with its positions, a bitonic sort of the
+// (value, position) pairs (a total order: the stable order), the float64 prefix sums, the first
+// maximum over the candidate k and every output, codes included, in one kernel. Returns
+// cudaErrorInvalidValue (launching nothing) when the triangle does not fit in shared memory:
+// block_per_image_fits says beforehand.
+template <typename scalar_t>
+bool block_per_image_fits(int64_t N, size_t shared_bytes_per_block);
+template <typename scalar_t>
+cudaError_t score_images_block_per_image(const scalar_t* similarity, int64_t images, int64_t N,
+                                         const int64_t* ks, int64_t num_ks, double tau, scalar_t* prob,
+                                         int64_t* k_star, scalar_t* u_mean, int32_t* codes,
+                                         size_t shared_bytes_per_block, cudaStream_t stream);
+
 // Writes each image's symmetric weights M = G + G^T of the backward (row-major N x N)
 // from its pair codes, so that d loss / d tokens = M @ tokens: G[i][j] = low or high
 // weight (plus the mean's) by the code of pair (i, j), 0 for code none and on the diagonal.
