@@ -4,26 +4,31 @@
 #   bash benchmarks/gpu_check.sh OUTDIR
 #
 # It needs the machine's own Python with torch (2.11 or newer, CUDA build), timm and pytest, a
-# CUDA toolkit (nvcc) and no network. Steps, each under a time limit, all writing to OUTDIR:
-#   1. build mlrank with its CUDA kernels                          -> build.txt
-#   2. the CUDA tests (kernels and ATen against the reference, and
-#      against each other) and the CPU op tests                    -> tests.txt
-#   3. compute-sanitizer memcheck and racecheck on a small case    -> sanitizer.txt
-#   4. forward + backward timings and peak memory of the reference,
-#      the ATen path and the kernels (default sort groups, and one
-#      group of up to 16M values)                                  -> gpu_op.json, gpu_op.md, gpu_op_sort16M.md
-#   5. the synthetic default trained for one epoch on the GPU with bf16
-#      autocast and the kernels, then evaluate and predict on the GPU,
-#      and a one-process torchrun (DDP over NCCL) with the ATen path  -> train.txt
-# summary.txt lists each step's status and duration (and the benchmark's tables). Meant to end
-# within 8 minutes on an H100-class GPU with 16 CPU cores; every step has a time limit, so a hang
-# costs that step only. The exit status is the number of steps that failed.
+# CUDA toolkit (nvcc, compute-sanitizer) and no network. Steps, each under a time limit, logs in OUTDIR:
+#   1. build mlrank with its CUDA kernels                               -> build.txt
+#   2. compute-sanitizer memcheck, racecheck and initcheck on a small
+#      case (both kernel paths, several images per sort group); any
+#      error stops the check here                                       -> sanitizer.txt
+#   3. the CUDA tests (kernels and ATen against the reference and each
+#      other, overflow, autocast, matmul precision, CUDA graphs), then
+#      again with the block-per-image kernel, and the CPU op tests      -> tests.txt
+#   4. op forward + backward (100 rounds, profiler kernel time, num_k =
+#      100, bf16 autocast, both kernel paths) and the real config's
+#      training step against the backbone's classifier step            -> RESULTS/gpu_op_<gpu>.*,
+#                                                                          RESULTS/gpu_training_step_<gpu>.*
+#   5. the synthetic default trained for one epoch on the GPU (bf16,
+#      kernels), evaluate and predict, a one-process torchrun (NCCL)     -> train.txt
+# RESULTS is benchmarks/results (override with RESULTS=...); its files are copied to OUTDIR too.
+# summary.txt lists each step's status and duration. Meant to end within 8 minutes on an H100-class
+# GPU with 16 CPU cores; every step has a time limit, so a hang costs that step only. The exit
+# status is the number of steps that failed.
 set -uo pipefail
 OUT=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+RESULTS=${RESULTS:-benchmarks/results}
 WORK=$(mktemp -d)
 failures=0
 export PYTHONUNBUFFERED=1
@@ -54,30 +59,37 @@ step "build (sm_${ARCH/./})" 240 "$OUT/build.txt" env FORCE_CUDA=1 TORCH_CUDA_AR
 step "has CUDA kernels" 60 "$OUT/build.txt" "$PYTHON" -c \
   "import sys, mlrank.ops as o; print('compiled_with_cuda', o.compiled_with_cuda()); sys.exit(0 if o.compiled_with_cuda() else 1)"
 
-# 2. Tests; MLRANK_CUDA_KERNELS=1 so that impl='auto' takes the kernels too.
-step "CUDA and op tests" 180 "$OUT/tests.txt" env MLRANK_CUDA_KERNELS=1 "$PYTHON" -m pytest -q -rs -x \
-  -p no:cacheprovider tests/test_contrastive_mil_cuda.py tests/test_contrastive_mil.py
-
-# 3. compute-sanitizer, where it exists.
+# 2. compute-sanitizer first: a kernel that writes out of bounds must not reach the tests.
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck initcheck; do
     step "compute-sanitizer $tool" 120 "$OUT/sanitizer.txt" compute-sanitizer --tool "$tool" \
       --error-exitcode 1 "$PYTHON" benchmarks/sanitizer_case.py
   done
+  if [ "$failures" -gt 0 ]; then
+    echo "stopped: build or sanitizer errors (see build.txt, sanitizer.txt)" | tee -a "$OUT/summary.txt"
+    rm -rf "$WORK"
+    exit "$failures"
+  fi
 else
   echo "compute-sanitizer not found: skipped" | tee -a "$OUT/summary.txt" >"$OUT/sanitizer.txt"
 fi
 
+# 3. Tests; MLRANK_CUDA_KERNELS=1 so that impl='auto' takes the kernels too.
+step "CUDA and op tests" 180 "$OUT/tests.txt" env MLRANK_CUDA_KERNELS=1 "$PYTHON" -m pytest -q -rs -x \
+  -p no:cacheprovider tests/test_contrastive_mil_cuda.py tests/test_contrastive_mil.py
+step "CUDA tests, block per image" 120 "$OUT/tests.txt" env MLRANK_CUDA_KERNELS=1 MLRANK_CUDA_BLOCK_PER_IMAGE=1 \
+  "$PYTHON" -m pytest -q -rs -x -p no:cacheprovider tests/test_contrastive_mil_cuda.py
+
 # 4. Timings and peak memory.
-step "benchmark (default sort groups)" 150 "$WORK/benchmark.log" "$PYTHON" -m benchmarks.gpu_op --output-dir "$OUT"
-step "benchmark (sort groups of 16M)" 150 "$WORK/benchmark.log" env MLRANK_CUDA_SORT_VALUES=16777216 \
-  "$PYTHON" -m benchmarks.gpu_op --output-dir "$WORK" --tag sort16M
-cp "$WORK/gpu_op_sort16M.md" "$OUT/" 2>/dev/null
+step "benchmark: op" 150 "$WORK/benchmark.log" "$PYTHON" -m benchmarks.gpu_op --output-dir "$RESULTS"
+step "benchmark: training step" 120 "$WORK/benchmark.log" env MLRANK_CUDA_KERNELS=1 \
+  "$PYTHON" -m benchmarks.gpu_training_step --output-dir "$RESULTS"
+cp "$RESULTS"/gpu_op_* "$RESULTS"/gpu_training_step_* "$OUT/" 2>/dev/null
 cat "$WORK/benchmark.log" >>"$OUT/summary.txt"
 
 # 5. Train, evaluate and predict on the GPU.
 RUN="$WORK/run"
-step "train 1 epoch (bf16, kernels)" 240 "$OUT/train.txt" env MLRANK_CUDA_KERNELS=1 "$PYTHON" -m mlrank.train \
+step "train 1 epoch (bf16, kernels)" 180 "$OUT/train.txt" env MLRANK_CUDA_KERNELS=1 "$PYTHON" -m mlrank.train \
   optim.epochs=1 train.amp=bf16 data.num_workers=4 output_dir="$RUN"
 step "evaluate on the GPU" 60 "$OUT/train.txt" "$PYTHON" -m mlrank.evaluate "$RUN/best.pt" --split test
 step "faces to predict on" 60 "$OUT/train.txt" "$PYTHON" -c "

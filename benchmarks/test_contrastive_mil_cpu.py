@@ -4,11 +4,17 @@ Run with ``python -m pytest benchmarks`` (see README); the summary at the end is
 table of ratios measured in this one run. Nothing here asserts a time.
 
 * ``reference`` / ``op``: exact max over every k; ``*_k100``: the paper's num_k = 100;
-  ``aten``: the device-generic implementation (``impl="aten"``) on the CPU.
+  ``*_bf16``: bfloat16 tokens inside ``torch.autocast("cpu", torch.bfloat16)`` (both compute in
+  float32 there); ``aten``: the device-generic implementation (``impl="aten"``) on the CPU.
 * ``floor``: what any implementation of the contract must do at least: the two
   matrix products (S = T T^T forward, (G + G^T) T backward) plus one keys-only sort
   of the n triangle values per image (numpy's sort, images shared over the same
-  number of threads as torch uses).
+  number of threads as torch uses). ``halved floor``: the same with S's product at half its
+  time, what a symmetric rank-k product (the upper triangle only) would take at best; the
+  backward's (G + G^T) T is a symmetric matrix times a dense one and cannot be halved.
+* Every implementation runs 100 rounds (``ROUNDS``); the table gives the median and, in
+  brackets, the quartiles. ``--results-file PATH`` also writes the table and the raw numbers
+  (PATH.md, PATH.json).
 * Saved bytes: tensors kept for backward, counted with saved_tensors_hooks, once
   per storage; "beyond input" leaves out the tokens themselves, which the caller
   holds anyway.
@@ -35,7 +41,17 @@ IMPLEMENTATIONS = {
     "op": lambda x: contrastive_mil(x),
     "op_k100": lambda x: contrastive_mil(x, num_k=100),
     "aten": lambda x: contrastive_mil(x, impl="aten"),
+    "reference_bf16": lambda x: in_bfloat16_autocast(reference.contrastive_mil, x),
+    "op_bf16": lambda x: in_bfloat16_autocast(contrastive_mil, x),
 }
+ROUNDS = 100
+
+
+def in_bfloat16_autocast(fn, leaf):
+    """``fn`` on bfloat16 tokens inside CPU autocast; the cast is part of the graph, so the
+    gradient reaches the float32 leaf as a training step's would."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return fn(leaf.bfloat16())
 
 
 def unit_tokens(shape):
@@ -57,10 +73,11 @@ def saved_bytes(fn, leaf) -> tuple[int, int]:
     return total, total - storages.get(input_ptr, 0)
 
 
-def run(benchmark, fn, rounds):
-    """(median, min) seconds; shared machines steal time, so both are reported."""
-    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=2, iterations=1)
-    return benchmark.stats.stats.median, benchmark.stats.stats.min
+def run(benchmark, fn, rounds=ROUNDS):
+    """(median, first quartile, third quartile) seconds over ``rounds`` calls."""
+    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=3, iterations=1)
+    stats = benchmark.stats.stats
+    return stats.median, stats.q1, stats.q3
 
 
 def shape_id(shape):
@@ -73,22 +90,24 @@ def test_forward_backward(benchmark, shape, name):
     benchmark.group = shape_id(shape)
     leaf = unit_tokens(shape).requires_grad_()
     fn = IMPLEMENTATIONS[name]
-    rounds = 15 if name.startswith("reference") else 40
-    RESULTS.setdefault(shape, {})[name] = run(benchmark, lambda: forward_backward(fn, leaf), rounds)
+    RESULTS.setdefault(shape, {})[name] = run(benchmark, lambda: forward_backward(fn, leaf))
     RESULTS[shape][name + "_saved"] = saved_bytes(fn, leaf.detach().clone().requires_grad_())
 
 
+@pytest.mark.parametrize("which", ["floor_products", "floor_product_s"])
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_floor_matrix_products(benchmark, shape):
+def test_floor_matrix_products(benchmark, shape, which):
+    """Both products of the floor, or S's alone (for the halved floor)."""
     benchmark.group = shape_id(shape)
     tokens = unit_tokens(shape)
     weights = torch.rand(shape[0], shape[1], shape[1])
 
     def products():
         torch.bmm(tokens, tokens.transpose(1, 2))
-        torch.bmm(weights, tokens)
+        if which == "floor_products":
+            torch.bmm(weights, tokens)
 
-    RESULTS.setdefault(shape, {})["floor_products"] = run(benchmark, products, 30)
+    RESULTS.setdefault(shape, {})[which] = run(benchmark, products)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
@@ -105,4 +124,4 @@ def test_floor_key_sort(benchmark, shape):
         def sort_keys():
             list(pool.map(lambda chunk: np.sort(chunk, axis=-1), chunks))
 
-        RESULTS.setdefault(shape, {})["floor_sort"] = run(benchmark, sort_keys, 30)
+        RESULTS.setdefault(shape, {})["floor_sort"] = run(benchmark, sort_keys)

@@ -42,3 +42,24 @@ def test_sequence_errors_counts_add_up(tmp_path, capsys):
     assert images == {n: lengths.count(n) for n in set(lengths)}
     pairs = int(re.search(r"ordered pairs right: \d+/(\d+)", out).group(1))
     assert pairs == sum(comb(n, 2) for n in lengths)
+
+
+def test_training_step_benchmark_labels_and_steps(tmp_path):
+    """benchmarks/gpu_training_step.py (run on the GPU by gpu_check.sh): its labels are Seq-DeepFake
+    sequences, and it times both steps and writes its table."""
+    import torch
+
+    from benchmarks import gpu_training_step
+
+    sequences = gpu_training_step.random_sequences(30, 5, torch.Generator().manual_seed(0))
+    for row in sequences.tolist():
+        edits = [c for c in row if c > 0]
+        assert row[: len(edits)] == edits and len(set(edits)) == len(edits) and all(1 <= c <= 5 for c in edits)
+    assert (sequences[:, 0] == 0).sum() == 10  # every third image real
+
+    result = gpu_training_step.main(["--batch", "2", "--image-size", "32", "--rounds", "2", "--warmup", "0",
+                                     "--output-dir", str(tmp_path)])
+    assert result["tokens"] == 4 and set(result["step_ms"]) == {"model", "classifier"}
+    assert all(ms > 0 for ms in result["step_ms"].values())
+    saved = (tmp_path / "gpu_training_step_cpu.json").read_text()
+    assert '"ratio_median"' in saved and "--image-size 32" in (tmp_path / "gpu_training_step_cpu.md").read_text()
