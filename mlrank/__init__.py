@@ -5,6 +5,5 @@ import torch  # noqa: F401  (libtorch must be loaded before the extension)
 __version__ = "0.1.0"  # before the imports below: mlrank.engine.runs records it
 
 from . import ops  # noqa: E402  (mlrank.ops.contrastive_mil after a plain `import mlrank`)
-from .ranking.decoding import decode  # noqa: E402  (mlrank.decode, as before the method moved)
 
-__all__ = ["decode", "ops"]
+__all__ = ["ops"]

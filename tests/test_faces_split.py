@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mlrank.data import faces
+from mlrank.data.face_geometry import landmarks
+from mlrank.data.face_model import sample_face
+from mlrank.data.face_rendering import render
 from mlrank.data.synthetic import SyntheticSeqDeepFake
 from mlrank.data.vocab import SUBSETS
 
@@ -43,10 +45,10 @@ def same_fingerprints(got: dict[str, object], expected: dict[str, object]) -> bo
 
 def rendered_faces(seed: int, size: int) -> dict[str, str]:
     """The renderer on its own: both passes, the base's masks and the landmarks (fingerprints)."""
-    face = faces.sample_face(np.random.default_rng(seed), min_age=0.3)
-    image, base = faces.render(face, size)
+    face = sample_face(np.random.default_rng(seed), min_age=0.3)
+    image, base = render(face, size)
     return {"image": digest(image), "base": digest(base.image), "face_alpha": digest(base.face_alpha),
-            "hair_alpha": digest(base.hair_alpha), "landmarks": digest(faces.landmarks(face, size))}
+            "hair_alpha": digest(base.hair_alpha), "landmarks": digest(landmarks(face, size))}
 
 
 def synthetic_items(subset: str, size: int) -> dict[str, object]:
@@ -284,26 +286,8 @@ EXPECTED: dict[str, dict[str, object]] = {
 }
 
 
-# The public names of `mlrank.data.faces` at 7e9a311: the module keeps them for code that imports it.
-PUBLIC_NAMES = {
-    "Colour", "SKIN_TONES", "HAIR_COLOURS", "IRIS_COLOURS", "LIP_COLOURS", "FRAME_COLOURS", "SUBPIXEL_BITS",
-    "Pose", "Head", "Skin", "Hair", "Brows", "Eyes", "Nose", "Lips", "Bangs", "Glasses", "Beard", "Face",
-    "palette", "sample_skin", "sample_hair", "sample_brows", "sample_eyes", "sample_nose", "sample_lips",
-    "sample_face", "pose_matrix", "to_pixels", "ellipse", "face_outline", "jaw_points", "eye_centres",
-    "eye_arcs", "eye_points", "brow_centreline", "brow_polygon", "nose_points", "lip_points", "cheek_centres",
-    "glasses_rims", "glasses_arms", "bangs_polygon", "landmarks", "fixed_point", "polygon_mask", "Stroke",
-    "stroke", "draw", "paint_texture", "grain_tile", "grain", "canonical_grid", "upsampled", "tinted", "over",
-    "Base", "render_base", "hair_texture", "beard_zone", "lips_extent", "render_features", "render",
-}
-
-
-def test_faces_keeps_its_public_names():
-    missing = sorted(name for name in PUBLIC_NAMES if not hasattr(faces, name))
-    assert not missing
-
-
 def test_the_fingerprint_tells_a_small_stroke_from_rounding():
-    image = faces.render(faces.sample_face(np.random.default_rng(0), min_age=0.3), 64)[0]
+    image = render(sample_face(np.random.default_rng(0), min_age=0.3), 64)[0]
     stroke = image.copy()
     stroke[30:33, 20:24] = 255 - stroke[30:33, 20:24]  # a 3 x 4 pixel mark
     rounding = image.copy()

@@ -1,6 +1,6 @@
 """The package's layout (README, Architecture): imports run from the methods to the shared code, never
 back; the registry holds the methods, and a third one needs a module and an entry, nothing else; the
-old import paths still give the same objects."""
+old import paths of the unreleased 0.1.0 are gone, and CHANGELOG.md says where each name went."""
 
 import ast
 import importlib
@@ -19,13 +19,12 @@ PACKAGE = Path(mlrank.__file__).parent
 METHOD_PACKAGES = ("mlrank.ranking", "mlrank.seeable")
 SHARED_PACKAGES = ("mlrank.engine", "mlrank.task", "mlrank.models", "mlrank.data", "mlrank.ops")
 # The entry points that serve every method, through the registry only. (explain and ablate are the
-# ranking method's own tools and import it; the package root mlrank/__init__.py imports its decode,
-# for the old path mlrank.decode.)
+# ranking method's own tools and import it.)
 GENERIC_ENTRY_POINTS = ("mlrank.train", "mlrank.evaluate", "mlrank.predict", "mlrank.crosseval", "mlrank.plot",
                         "mlrank.preprocess", "mlrank.demo", "mlrank.cli", "mlrank.optional")
 ENTRY_POINTS = (*GENERIC_ENTRY_POINTS, "mlrank.explain", "mlrank.ablate")
 
-# Each old path and, per new home, the public names it had at 7e9a311 (before the move).
+# Each removed path and, per new home, the public names it had at 7e9a311 (before the move).
 OLD_PATHS = {
     "mlrank.config": {"mlrank.engine.config": [
         "SHIPPED_CONFIG_DIR", "SEED_LIMIT", "CrossTestSet", "DataConfig", "ModelConfig", "LossConfig", "OptimConfig",
@@ -56,11 +55,20 @@ OLD_PATHS = {
                                   "evaluation_loader", "predict_split", "selection_metric"],
         "mlrank.ranking.metrics": ["split_metrics"]},
     "mlrank.models.ranking_model": {"mlrank.ranking.model": ["DEFAULT_IMG_SIZE", "MultiLabelRankingModel"]},
+    "mlrank.data.faces": {
+        "mlrank.data.face_model": ["Colour", "SKIN_TONES", "HAIR_COLOURS", "IRIS_COLOURS", "LIP_COLOURS",
+                                   "FRAME_COLOURS", "Pose", "Head", "Skin", "Hair", "Brows", "Eyes", "Nose", "Lips",
+                                   "Bangs", "Glasses", "Beard", "Face", "palette", "sample_skin", "sample_hair",
+                                   "sample_brows", "sample_eyes", "sample_nose", "sample_lips", "sample_face"],
+        "mlrank.data.face_geometry": ["pose_matrix", "to_pixels", "ellipse", "face_outline", "jaw_points",
+                                      "eye_centres", "eye_arcs", "eye_points", "brow_centreline", "brow_polygon",
+                                      "nose_points", "lip_points", "cheek_centres", "glasses_rims", "glasses_arms",
+                                      "bangs_polygon", "landmarks", "canonical_grid", "beard_zone", "lips_extent"],
+        "mlrank.data.painting": ["SUBPIXEL_BITS", "fixed_point", "polygon_mask", "Stroke", "stroke", "draw",
+                                 "paint_texture", "grain_tile", "grain", "upsampled", "tinted", "over"],
+        "mlrank.data.face_rendering": ["Base", "render_base", "hair_texture", "render_features", "render"]},
 }
-# Modules that only re-export for old imports: they may import anything, and nothing else imports them.
-COMPAT_MODULES = tuple(OLD_PATHS)
-# Imports of an old path that remain inside the package, with why: none.
-STILL_ON_OLD_PATHS: set[tuple[str, str]] = set()
+CHANGELOG = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
 
 
 def module_name(path: Path) -> str:
@@ -95,9 +103,8 @@ def within(module: str, packages) -> bool:
 
 
 def imports_of(packages) -> dict[str, set[str]]:
-    """What the modules in ``packages`` import, compat modules left out."""
-    return {name: imports for name, imports in MODULES.items()
-            if within(name, packages) and name not in COMPAT_MODULES}
+    """What the modules in ``packages`` import."""
+    return {name: imports for name, imports in MODULES.items() if within(name, packages)}
 
 
 def test_the_modules_were_found():
@@ -111,6 +118,39 @@ def test_shared_code_never_imports_a_method(packages):
     assert {name: imports for name, imports in offending.items() if imports} == {}
 
 
+def import_cycles(packages) -> list[list[str]]:
+    """Cycles among the modules of ``packages`` (imports under TYPE_CHECKING count too). A module's
+    own parent packages are left out: Python runs them before the module whatever it imports."""
+    graph = {name: sorted(imp for imp in imports
+                          if imp in MODULES and within(imp, packages) and not within(name, [imp]))
+             for name, imports in imports_of(packages).items()}
+    cycles, state = [], {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for other in graph.get(name, []):
+            if state.get(other) == "open":
+                cycles.append(path[path.index(other):] + [other])
+            elif other not in state:
+                visit(other, path + [other])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle(monkeypatch):
+    monkeypatch.setitem(MODULES, "mlrank.engine.runs", MODULES["mlrank.engine.runs"] | {"mlrank.engine.config"})
+    assert ["mlrank.engine.config", "mlrank.engine.runs", "mlrank.engine.config"] in import_cycles(["mlrank.engine"])
+
+
+@pytest.mark.parametrize("packages", [("mlrank.engine",), SHARED_PACKAGES, ("mlrank",)], ids=["engine", "shared", "all"])
+def test_no_import_cycle(packages):
+    assert import_cycles(packages) == []
+
+
 def test_a_method_imports_neither_the_other_method_nor_an_entry_point():
     for method in METHOD_PACKAGES:
         others = [*(package for package in METHOD_PACKAGES if package != method), *ENTRY_POINTS]
@@ -120,24 +160,25 @@ def test_a_method_imports_neither_the_other_method_nor_an_entry_point():
 
 
 def test_the_package_itself_uses_no_old_path():
-    users = {(name, imp) for name, imports in MODULES.items() if name not in COMPAT_MODULES
-             for imp in imports if imp in COMPAT_MODULES}
-    assert users == STILL_ON_OLD_PATHS
+    users = {(name, imp) for name, imports in MODULES.items() for imp in imports if imp in OLD_PATHS}
+    assert users == set()
 
 
 @pytest.mark.parametrize("old", OLD_PATHS)
-def test_an_old_import_path_gives_the_same_objects(old):
-    module = importlib.import_module(old)
+def test_an_old_import_path_is_gone_and_the_changelog_says_where_its_names_went(old):
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
+    changelog = CHANGELOG.read_text()
+    entry = next((line for line in changelog.splitlines() if f"`{old}`" in line), None)
+    assert entry is not None, f"CHANGELOG.md does not mention {old}"
     for home, names in OLD_PATHS[old].items():
-        assert f":mod:`{home}`" in module.__doc__  # the docstring names the new home
+        assert f"`{home}`" in entry
         new = importlib.import_module(home)
-        for name in names:
-            assert getattr(module, name) is getattr(new, name), f"{old}.{name}"
-    assert sorted(module.__all__) == sorted(name for names in OLD_PATHS[old].values() for name in names)
+        assert [name for name in names if not hasattr(new, name)] == []
 
 
-def test_the_paths_that_did_not_move_still_import():
-    assert mlrank.decode is importlib.import_module("mlrank.ranking.decoding").decode  # `from mlrank import decode`
+def test_the_package_root_exports_the_op_only():
+    assert mlrank.__all__ == ["ops"] and not hasattr(mlrank, "decode")
     for name in ("mlrank.ops", "mlrank.data"):
         module = importlib.import_module(name)
         assert all(hasattr(module, exported) for exported in module.__all__)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
-    from mlrank.engine.config import Config
+    from mlrank.engine.schema import Config
     from mlrank.engine.distributed import DistContext
 
 # A config's `method` -> the module whose METHOD implements it.
