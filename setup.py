@@ -70,6 +70,21 @@ def _want_cuda(cuda_sources: list[str]) -> bool:
     return torch.cuda.is_available() and CUDA_HOME is not None
 
 
+def _arch_token(arch_list: str) -> str:
+    """TORCH_CUDA_ARCH_LIST as one preprocessor token for build_info(): "8.0;9.0+PTX" -> 80_90PTX
+    (quotes and semicolons would not survive the compiler's command line)."""
+    archs = [arch.strip() for arch in arch_list.replace(",", ";").replace(" ", ";").split(";") if arch.strip()]
+    return "_".join(arch.replace(".", "").replace("+", "") for arch in archs)
+
+
+def _visible_arch_list() -> str:
+    """The visible GPUs' architectures, as cpp_extension compiles for when TORCH_CUDA_ARCH_LIST is unset."""
+    import torch
+
+    capabilities = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+    return ";".join(f"{major}.{minor}" for major, minor in capabilities)
+
+
 def _extension():
     sources = _sources("*.cpp") + _sources("*.cu")
     cpp_sources = [path for path in sources if not _is_cuda_source(path)]
@@ -83,11 +98,15 @@ def _extension():
         link_flags.append("-fopenmp")
     if _want_cuda(cuda_sources):
         # cpp_extension crashes looking for a GPU's architecture when none is visible.
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        import torch
+
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", _visible_arch_list() if torch.cuda.is_available()
+                              else DEFAULT_CUDA_ARCHS)
         return CUDAExtension(
             "mlrank._C",
             cpp_sources + cuda_sources,
-            define_macros=[("WITH_CUDA", None)],
+            define_macros=[("WITH_CUDA", None),
+                           ("MLRANK_CUDA_ARCHS", _arch_token(os.environ["TORCH_CUDA_ARCH_LIST"]))],
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3"]},
             extra_link_args=link_flags,
         )
