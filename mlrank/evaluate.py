@@ -20,16 +20,15 @@ error naming the problem.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from mlrank.cli import run_cli
-from mlrank.data.vocab import names_of
 from mlrank.engine.config import Config, config_to_dict, saved_config
 from mlrank.engine.distributed import cleanup, init_distributed
 from mlrank.engine.methods import Method, get_method
+from mlrank.engine.report import format_table
 from mlrank.engine.runs import (RunFolder, atomic_write_json, check_checkpoint_exists, checkpoint_epoch, load_checkpoint,
                                 load_model_state)
 from mlrank.train import check_paths, evaluate_run, metric_sources, protocol_note
@@ -46,26 +45,6 @@ def load_model(
     load_model_state(model, state["model"],
                      f"checkpoint {checkpoint_path} (method {cfg.method}, backbone {cfg.model.backbone})")
     return cfg, method, model.to(device).eval()
-
-
-def format_table(metrics: dict[str, Any], cfg: Config) -> str:
-    """Metric names and values, one per line; the order R^2 per component name."""
-    lines = []
-    for key, value in metrics.items():
-        if key == "order_r2":
-            names = names_of(cfg.data.subset) if cfg.data.kind in ("synthetic", "seqdeepfake") else None
-            for index, r2 in enumerate(value):
-                name = names[index] if names and index < len(names) else str(index + 1)
-                lines.append(f"  order R^2 {name:<12} {_number(r2)}")
-        else:
-            lines.append(f"  {key:<22} {_number(value)}")
-    return "\n".join(lines)
-
-
-def _number(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 PROTOCOLS = ("checkpoint", "seqdeepfake")

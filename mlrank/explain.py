@@ -82,6 +82,7 @@ from mlrank.predict import (
     overlay_png,
     png_of,
     resolve_device,
+    training_data_warning,
 )
 from mlrank.data.squares import crop_square
 from mlrank.ranking.decoding import branch_logits
@@ -333,7 +334,8 @@ def decision_text(threshold: float | None) -> str:
     return f"components decided by P_i &gt; {threshold:g}"
 
 
-def index_html(records: Sequence[dict[str, Any]], checkpoint: str, threshold: float | None) -> str:
+def index_html(records: Sequence[dict[str, Any]], checkpoint: str, threshold: float | None,
+               checkpoint_warning: str | None = None) -> str:
     """The page: one column per image, one row per kind of figure; names escaped, links relative."""
     head = "".join(f"<th>{html.escape(Path(r['image']).name)}</th>" for r in records)
     body = "".join(
@@ -363,6 +365,7 @@ figcaption {{ font-size: small; }}
 <h1>mlrank explain</h1>
 <p>checkpoint {html.escape(checkpoint)}; {decision_text(threshold)}; Grad-CAM of the fused logit at the
 output of <code>model.{GRAD_CAM_LAYER}</code>. Per-image numbers: {RECORDS_NAME}.</p>
+{f'<p class="warning"><strong>Warning:</strong> {html.escape(checkpoint_warning)}.</p>' if checkpoint_warning else ""}
 <table>
 <thead><tr><th></th>{head}</tr></thead>
 <tbody>
@@ -413,14 +416,20 @@ def explain_images(args: argparse.Namespace, paths: list[Path], output_dir: Path
             f"model's figures (method {RANKING.name}), which it has not"
         )
 
+    checkpoint_warning = training_data_warning(cfg)
+    if checkpoint_warning:
+        print(f"warning: {checkpoint_warning}", file=sys.stderr, flush=True)
     run = ImageRun()
     for index, path, image, square, record in run.views(paths, detect, args, cfg.data.image_size):
         record.update(explain_image(cfg, model, image, square, args.threshold, folders[index]))
+        if checkpoint_warning:
+            record["checkpoint_warning"] = checkpoint_warning
         order = " -> ".join(m["name"] for m in record.get("manipulations", [])) or "none"
         found = f"; manipulated: {order}" if "manipulations" in record else ""
         print(printable(f"{path.name}: fake {record['fake_probability']:.3f}, k* = {record['k_star']}{found}"), flush=True)
     atomic_write_json(output_dir / RECORDS_NAME, run.records)
-    atomic_write_text(output_dir / INDEX_NAME, printable(index_html(run.records, args.checkpoint, args.threshold)))
+    atomic_write_text(output_dir / INDEX_NAME, printable(index_html(run.records, args.checkpoint, args.threshold,
+                                                                              checkpoint_warning)))
     return run.finish(f"explained: open {output_dir / INDEX_NAME}", "not explained", output_dir / RECORDS_NAME)
 
 if __name__ == "__main__":

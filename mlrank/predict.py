@@ -173,6 +173,17 @@ class ImageRun:
         return 1
 
 
+SYNTHETIC_CHECKPOINT_WARNING = (
+    "this checkpoint was trained on mlrank's built-in synthetic faces: its scores mean nothing on real "
+    "photographs; train on real data first (README, 'Your own data')"
+)
+
+
+def training_data_warning(cfg: Config) -> str | None:
+    """The warning every output of a checkpoint trained on the built-in synthetic faces carries."""
+    return SYNTHETIC_CHECKPOINT_WARNING if cfg.data.kind == "synthetic" else None
+
+
 def upscale_warning(square: Square, size: int, detected: bool) -> str | None:
     """The warning for a square upscaled more than UPSCALE_WARNING times to the model's input, else None."""
     if square[2] * UPSCALE_WARNING >= size:
@@ -280,16 +291,23 @@ def predict_images(args: argparse.Namespace, paths: list[Path], output_dir: Path
     check_outputs(output_dir, args.images, [output_dir / PREDICTIONS_NAME, *(heat_maps or [])], args.overwrite)
     cfg, _, model = load_model(args.checkpoint, device=device)
     size = cfg.data.image_size
+    checkpoint_warning = training_data_warning(cfg)
+    if checkpoint_warning:
+        print(f"warning: {checkpoint_warning}", file=sys.stderr, flush=True)
 
     run = ImageRun()
     for index, _, image, square, record in run.views(paths, detect, args, size):
         prediction, similarity = predict_image(cfg, model, model_input(image, square, size), args.threshold)
         record.update(prediction)
+        if checkpoint_warning:
+            record["checkpoint_warning"] = checkpoint_warning
         if similarity is not None and heat_maps is not None:
             atomic_write_bytes(heat_maps[index], heat_map_png(image, similarity, square))
             record["heatmap"] = str(heat_maps[index])
         print(printable(_summary(record)), flush=True)
     atomic_write_json(output_dir / PREDICTIONS_NAME, run.records)
+    if checkpoint_warning:
+        print(f"warning: {checkpoint_warning}", file=sys.stderr, flush=True)  # again, under the scores
     return run.finish(f"scored; predictions written to {output_dir / PREDICTIONS_NAME}", "not scored",
                       output_dir / PREDICTIONS_NAME)
 

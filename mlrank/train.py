@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import shlex
 import sys
@@ -53,6 +52,7 @@ from mlrank.engine.distributed import (
 )
 from mlrank.engine.locks import command_line, output_lock
 from mlrank.engine.methods import Method, get_method
+from mlrank.engine.report import format_table
 from mlrank.engine.runs import (
     RunFolder,
     atomic_write_json,
@@ -328,7 +328,10 @@ def test_best(cfg: Config, method: Method, run_folder: RunFolder, test_set: Any,
     metrics, sources = evaluate_run(cfg, method, run_folder, name, load, test_set, ctx, "test")
     if ctx.is_main:
         atomic_write_json(run_folder.test_metrics_path, {"checkpoint": name, **metrics, **metric_sources(sources)})
-        print(f"test ({name} checkpoint{protocol_note(sources)}): {json.dumps(metrics)}", flush=True)
+        print(f"{cfg.method} on the test split ({name}.pt{protocol_note(sources)}):", flush=True)
+        print(format_table(metrics, cfg), flush=True)
+        print(f"run folder: {run_folder.path} (checkpoints, config.yaml, metrics.jsonl, "
+              f"{run_folder.test_metrics_path.name})", flush=True)
     return metrics
 
 

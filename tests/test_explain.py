@@ -219,6 +219,8 @@ def test_page_links_every_figure_relatively_with_escaped_names(explained):
     assert all(not source.startswith(("/", "file:")) for source in parser.sources)
     assert html.escape(ODD_NAME) in page and ODD_NAME not in page
     assert "not explained: cannot decode image" in page
+    # the checkpoint was trained on the built-in synthetic faces: the page says what that means
+    assert html.escape("built-in synthetic faces: its scores mean nothing on real photographs") in page
 
 
 @needs_matplotlib

@@ -28,9 +28,12 @@ SIZE = 32  # the model's input side
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("run")
+    return untrained_checkpoint(tmp_path_factory.mktemp("run"))
+
+
+def untrained_checkpoint(folder, *overrides):
     overrides = [f"data.image_size={SIZE}", "model.token_dim=16", "model.num_heads=2", "model.out_stride=8",
-                 f"output_dir={folder}"]
+                 f"output_dir={folder}", *overrides]
     cfg = load_config(overrides=overrides)
     torch.manual_seed(0)
     model = build_model(cfg)
@@ -67,6 +70,21 @@ def run(checkpoint, inputs, output, *options):
 
 def scores(record):
     return {key: record[key] for key in ("fake_probability", "probabilities", "manipulations")}
+
+
+# ---------------------------------------------------------------- what the scores mean
+
+
+def test_a_synthetic_checkpoint_says_its_scores_mean_nothing_on_real_photographs(tmp_path, checkpoint, capsys):
+    face = write_rgb(tmp_path / "in" / "face.png", texture(40, 40))
+    status, records = run(checkpoint, [face], tmp_path / "out")
+    assert status == 0 and records["face.png"]["checkpoint_warning"] == predict.SYNTHETIC_CHECKPOINT_WARNING
+    assert capsys.readouterr().err.count("built-in synthetic faces") == 2  # before and under the scores
+
+    real = untrained_checkpoint(tmp_path / "real", "data.kind=seqdeepfake", f"data.root={tmp_path}")
+    status, records = run(real, [face], tmp_path / "out_real")
+    assert status == 0 and "checkpoint_warning" not in records["face.png"]
+    assert "synthetic" not in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- bad files

@@ -2,6 +2,7 @@
 crash in the first epoch); checks before the run folder exists; DDP on gloo."""
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -45,6 +46,9 @@ def tiny_overrides(folder, *extra):
 def test_train_evaluate_predict_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     assert train.main(tiny_overrides(run)) == 0
+    printed = capsys.readouterr().out  # ends with the test table, as evaluate prints it, and the run folder
+    assert "mlrank on the test split (best.pt" in printed and f"run folder: {run} (" in printed
+    assert re.search(r"^  fixed_acc +\d\.\d{4}$", printed, re.M) and "order R^2 nose" in printed
     for name in ("config.yaml", "run.json", "metrics.jsonl", "last.pt", "best.pt", "test_metrics.json"):
         assert (run / name).is_file(), name
     records = RunFolder(run).read_metrics()
