@@ -46,7 +46,15 @@ if not (os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")):
         os.environ["CUDA_HOME"] = toolkit
 
 # Imported after CUDA_HOME is settled: cpp_extension reads it once, at import.
-from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+try:
+    from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+except ImportError:
+    sys.exit(
+        "mlrank's extension compiles against the torch you run, which this Python cannot import.\n"
+        "Install torch first (https://pytorch.org), then build without isolation:\n"
+        "    pip install --no-build-isolation .\n"
+        "(pip's default isolated build would see no torch of yours.)"
+    )
 
 DEFAULT_CUDA_ARCHS = "8.0;9.0"
 

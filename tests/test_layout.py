@@ -210,3 +210,14 @@ def test_a_third_method_needs_a_module_and_a_registry_entry(tmp_path, monkeypatc
     record = json.loads((tmp_path / "out" / "predictions.json").read_text())[0]
     assert 0.0 <= record["fake_probability"] <= 1.0 and "heatmap" not in record
 
+
+
+def test_the_smoke_subset_names_tests_that_exist():
+    from conftest import SMOKE_FILES, SMOKE_TESTS
+
+    tests = Path(__file__).parent
+    assert all((tests / name).is_file() for name in SMOKE_FILES)
+    for node in SMOKE_TESTS:
+        file_name, function = node.split("::")
+        functions = {n.name for n in ast.parse((tests / file_name).read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert function in functions, node

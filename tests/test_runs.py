@@ -191,7 +191,7 @@ def test_save_checkpoint_refuses_state_that_would_not_load(tmp_path):
     state = checkpoint_of(*make_training(), epoch=0)
     with pytest.raises(TypeError, match=r"state\['best_metric'\] is a numpy.float64"):
         run.save_checkpoint({**state, "best_metric": np.float64(0.5)})
-    with pytest.raises(TypeError, match=r"state\['config'\] is a mlrank.engine.config.Config"):
+    with pytest.raises(TypeError, match=r"state\['config'\] is a mlrank.engine.schema.Config"):
         run.save_checkpoint({**state, "config": Config()})
     without_rng = {key: value for key, value in state.items() if key != "rng"}
     with pytest.raises(ValueError, match=r"lacks the checkpoint keys \['rng'\]"):
