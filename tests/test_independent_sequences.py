@@ -1,10 +1,10 @@
-"""The second sequential set (benchmarks/independent_sequences.py): its layout loads as Seq-DeepFake,
+"""The second sequential set (studies/independent_sequences.py): its layout loads as Seq-DeepFake,
 it is deterministic, and the order of its edits can be read from the pixels by a fixed rule."""
 
 import numpy as np
 import torch
 
-from benchmarks import independent_sequences as second_set
+from studies import independent_sequences as second_set
 from mlrank.data import SeqDeepFakeDataset
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # One call on a lent GPU machine (the tool library's device run, $OUT set): build with the CUDA
-# kernels, train the loss ablation and a plan of runs side by side (benchmarks/parallel_runs.py),
+# kernels, train the loss ablation and a plan of runs side by side (studies/parallel_runs.py),
 # run checks on the GPU meanwhile, then the op benchmark if time is left.
 #   LIMIT      seconds the whole script may take (default 540)
-#   PLAN       the plan of runs (default benchmarks/plans/order_study.txt); ABLATION=0 leaves the
+#   PLAN       the plan of runs (default studies/plans/order_study.txt); ABLATION=0 leaves the
 #              ablation's rows out
 #   OVERRIDES  key=value for every run (default: train.amp=fp32 data.num_workers=1); where it sets
 #              data.synthetic_cache_dir, the splits are rendered there once first, with every core
@@ -17,7 +17,7 @@
 set -uo pipefail
 OUT=${OUT:?set OUT to the results folder}
 LIMIT=${LIMIT:-540}
-PLAN=${PLAN:-benchmarks/plans/order_study.txt}
+PLAN=${PLAN:-studies/plans/order_study.txt}
 OVERRIDES=${OVERRIDES:-train.amp=fp32 data.num_workers=1}
 CHECKS=${CHECKS:-tests bench}
 ABLATION=${ABLATION:-1}
@@ -34,13 +34,13 @@ fi
 echo "built in $((SECONDS - T0)) s" | tee -a "$OUT/build.txt"
 # shellcheck disable=SC2086  # OVERRIDES is a list of words
 if [[ " $OVERRIDES " == *" data.synthetic_cache_dir="* ]]; then
-  "$PYTHON" -m benchmarks.render_cache $OVERRIDES >>"$OUT/build.txt" 2>&1
+  "$PYTHON" -m studies.render_cache $OVERRIDES >>"$OUT/build.txt" 2>&1
   echo "rendered at $((SECONDS - T0)) s" | tee -a "$OUT/build.txt"
 fi
 STUDY=/tmp/study
 ablation=$([ "$ABLATION" = 1 ] && echo --ablation)
 # shellcheck disable=SC2086
-nice -n 5 "$PYTHON" -m benchmarks.parallel_runs "$STUDY" $ablation --plan "$PLAN" \
+nice -n 5 "$PYTHON" -m studies.parallel_runs "$STUDY" $ablation --plan "$PLAN" \
   --jobs 32 --deadline $(($(left) - 50)) -- $OVERRIDES >"$OUT/runs.txt" 2>&1 &
 study=$!
 if wants sanitizer; then

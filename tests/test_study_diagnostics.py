@@ -1,14 +1,14 @@
-"""The diagnostics of issue 16 (benchmarks/order_legibility.py, benchmarks/sequence_errors.py): their
-bookkeeping against counts made by hand from the split's sequences."""
+"""Two study diagnostics (studies/order_legibility.py, studies/sequence_errors.py): their bookkeeping
+against counts made by hand from the split's sequences."""
 
 import re
 from math import comb
 
 import numpy as np
 
-from benchmarks import order_legibility, sequence_errors
 from mlrank import train
 from mlrank.data.synthetic import SyntheticSeqDeepFake
+from studies import order_legibility, sequence_errors
 
 
 def test_order_legibility_counts_every_ordered_pair_once():
@@ -43,23 +43,3 @@ def test_sequence_errors_counts_add_up(tmp_path, capsys):
     pairs = int(re.search(r"ordered pairs right: \d+/(\d+)", out).group(1))
     assert pairs == sum(comb(n, 2) for n in lengths)
 
-
-def test_training_step_benchmark_labels_and_steps(tmp_path):
-    """benchmarks/gpu_training_step.py (run on the GPU by gpu_check.sh): its labels are Seq-DeepFake
-    sequences, and it times both steps and writes its table."""
-    import torch
-
-    from benchmarks import gpu_training_step
-
-    sequences = gpu_training_step.random_sequences(30, 5, torch.Generator().manual_seed(0))
-    for row in sequences.tolist():
-        edits = [c for c in row if c > 0]
-        assert row[: len(edits)] == edits and len(set(edits)) == len(edits) and all(1 <= c <= 5 for c in edits)
-    assert (sequences[:, 0] == 0).sum() == 10  # every third image real
-
-    result = gpu_training_step.main(["--batch", "2", "--image-size", "32", "--rounds", "2", "--warmup", "0",
-                                     "--output-dir", str(tmp_path)])
-    assert result["tokens"] == 4 and set(result["step_ms"]) == {"model", "classifier"}
-    assert all(ms > 0 for ms in result["step_ms"].values())
-    saved = (tmp_path / "gpu_training_step_cpu.json").read_text()
-    assert '"ratio_median"' in saved and "--image-size 32" in (tmp_path / "gpu_training_step_cpu.md").read_text()

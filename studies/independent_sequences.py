@@ -1,6 +1,6 @@
 """A second sequential face set, made by a mechanism unlike the built-in generator's, on disk.
 
-    python -m benchmarks.independent_sequences ROOT [--size 64] [--seed 0] [--train 3000 --val 300 --test 300]
+    python -m studies.independent_sequences ROOT [--size 64] [--seed 0] [--train 3000 --val 300 --test 300]
 
 It exists to check that a model learns the order of edits from the pixels and not from the built-in
 generator's habits (issue 16): train or test on it with `data.kind=seqdeepfake data.root=ROOT`.
@@ -186,7 +186,7 @@ def write(root: str | Path, sizes: dict[str, int], size: int = 64, seed: int = 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.independent_sequences", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.independent_sequences", description=__doc__.split("\n")[0])
     parser.add_argument("root")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)

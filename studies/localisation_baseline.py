@@ -1,6 +1,6 @@
 """Does the multi-label ranking model learn *which* components were edited as fast as a plain classifier?
 
-    python -m benchmarks.localisation_baseline [key=value ...]   (overrides of the synthetic default)
+    python -m studies.localisation_baseline [key=value ...]   (overrides of the synthetic default)
 
 Trains two networks on the same in-memory synthetic training split, with the same batches, optimiser
 (AdamW, the config's lr and weight decay) and cosine schedule:

@@ -1,6 +1,6 @@
 """How legible the edit order of the built-in synthetic set is to a fixed rule given the true regions:
 
-    python -m benchmarks.order_legibility [--size 64] [--split val] [--images 300]
+    python -m studies.order_legibility [--size 64] [--split val] [--images 300]
 
 For every image with two or more edits, each edited component gets the mean high-frequency energy
 (a 3x3 Laplacian's square, summed over the channels) inside its own blended region minus the regions

@@ -1,6 +1,6 @@
 """Where a multi-label ranking checkpoint's sequence errors are:
 
-    python -m benchmarks.sequence_errors RUN/best.pt [--split test] [key=value ...]
+    python -m studies.sequence_errors RUN/best.pt [--split test] [key=value ...]
 
 Prints, per number of edits, how many images get the set of edited components exactly right; which
 edits are missed, by their position in the true sequence; how many untouched components are called

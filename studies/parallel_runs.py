@@ -1,7 +1,7 @@
 """Train several configs at once, as separate processes, on one large GPU (or any machine with more
 cores than one run uses), under one deadline:
 
-    python -m benchmarks.parallel_runs ROOT [--plan FILE] [--ablation] [--jobs N] [--deadline S]
+    python -m studies.parallel_runs ROOT [--plan FILE] [--ablation] [--jobs N] [--deadline S]
         [-- key=value ...]
 
 Each run is ``python -m mlrank.train <common overrides> <its overrides> output_dir=ROOT/<name>``, so

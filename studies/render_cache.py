@@ -1,8 +1,8 @@
 """Render a config's synthetic splits into its ``data.synthetic_cache_dir`` once, with many workers,
-so that runs started side by side (``benchmarks/parallel_runs.py``) read them instead of each
+so that runs started side by side (``studies/parallel_runs.py``) read them instead of each
 rendering its own copy:
 
-    python -m benchmarks.render_cache [--config FILE_OR_NAME] [--workers N] key=value ...
+    python -m studies.render_cache [--config FILE_OR_NAME] [--workers N] key=value ...
 """
 
 from __future__ import annotations
