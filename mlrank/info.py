@@ -20,7 +20,7 @@ import torch
 
 import mlrank._C
 from mlrank.cli import run_cli
-from mlrank.engine.runs import collect_versions, git_commit
+from mlrank.engine.runs import collect_versions, cpu_name, git_commit
 from mlrank.ops.contrastive_mil import AUTO_TAKES_CUDA_KERNELS, select_implementation
 
 
@@ -42,18 +42,6 @@ def cuda_architectures(token: str | None) -> list[str]:
         digits = arch[:-3] if ptx else arch
         names.append(f"sm_{digits}" + ("+PTX" if ptx else ""))
     return names
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux's /proc/cpuinfo), else what platform knows."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def devices() -> list[dict[str, Any]]:

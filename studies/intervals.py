@@ -3,6 +3,9 @@
     python -m studies.intervals NAME=RUN [NAME=RUN ...] [--split test] [--reference NAME]
         [--rounds 2000] [--output FILE.json] [key=value ...]
 
+``--output FILE.json`` also writes ``FILE.md``: the tables docs/results.md embeds (each run with the
+command that trained it, its machine and date, from its run.json).
+
 For each run folder it predicts the split once per checkpoint the protocol reads (Fixed-Acc from
 best_fixed.pt, Adaptive-Acc from best_adaptive.pt, the rest from best.pt, as test_metrics.json
 does), and writes every metric with its 95% percentile interval over the images
@@ -26,7 +29,7 @@ import torch
 
 from mlrank.cli import run_cli
 from mlrank.engine.distributed import init_distributed
-from mlrank.engine.runs import RunFolder, atomic_write_json
+from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text, machine_facts
 from mlrank.evaluate import load_model
 from mlrank.ranking import method as ranking
 from mlrank.ranking.decoding import edit_order_scores
@@ -56,7 +59,57 @@ def predict_terms(folder: Path, split: str, overrides: Sequence[str]) -> tuple[d
             cache[name] = bootstrap.per_image_terms(predictions["sequences"], predictions["labels"], order)
             labels = predictions["labels"]
         terms[metric] = cache[name][metric]
-    return terms, labels, {"config": str(run.config_path)}
+    return terms, labels, {"config": str(run.config_path), **run_facts(run)}
+
+
+# Overrides that change where files are, not what is trained: left out of a table's command.
+NOT_IN_COMMAND = ("output_dir=", "data.synthetic_cache_dir=", "data.num_workers=")
+
+
+def run_facts(run: RunFolder) -> dict[str, str]:
+    """The command, machine and date of a run, from its run.json."""
+    info = json.loads(run.run_info_path.read_text()) if run.run_info_path.is_file() else {}
+    argv = [arg for arg in info.get("argv", [])[1:] if not arg.startswith(NOT_IN_COMMAND)]
+    machine = info.get("machine") or {**machine_facts(), "measured_here": True}
+    where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {', '.join(machine['gpus'])}" if machine.get("gpus") else "")
+    return {"command": " ".join(["python -m mlrank.train", *argv]), "machine": where,
+            "date": info.get("start_time", "")[:10]}
+
+
+LABELS = {"fixed_acc": "Fixed-Acc", "adaptive_acc": "Adaptive-Acc", "multilabel_acc": "multi-label",
+          "ordered_pairs": "ordered pairs", "kendall_tau": "Kendall tau"}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of a results JSON: each run with intervals, its difference to the reference, chance."""
+    def cell(entry: dict[str, float]) -> str:
+        return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+    metrics = list(LABELS)
+    lines = [f"Split {results['split']} ({results['images']} images); 95% percentile bootstrap intervals over "
+             f"images ({results['rounds']} rounds); each metric from the checkpoint Seq-DeepFake's protocol "
+             "reads (Fixed-Acc from best_fixed.pt, Adaptive-Acc from best_adaptive.pt, the rest from best.pt).", "",
+             "| run | " + " | ".join(LABELS[m] for m in metrics) + " | command | machine | date |",
+             "|---" * (len(metrics) + 4) + "|"]
+    for name, row in results["runs"].items():
+        lines.append(f"| {name} | " + " | ".join(cell(row[m]) for m in metrics)
+                     + f" | `{row['command']}` | {row['machine']} | {row['date']} |")
+    lines += ["", f"Difference to **{results['reference']}** on the same images (paired bootstrap, 95%); "
+              "an interval that holds 0 is no finding:", "",
+              "| run | " + " | ".join(LABELS[m] for m in metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name, row in results["runs"].items():
+        if name != results["reference"]:
+            lines.append(f"| {name} | " + " | ".join(
+                f"{row[m]['difference']['value']:+.3f} [{row[m]['difference']['low']:+.3f}, "
+                f"{row[m]['difference']['high']:+.3f}]" for m in metrics) + " |")
+    chance_metrics = [m for m in metrics if m != "kendall_tau"]
+    lines += ["", "Chance levels of this split (image-blind guesses; Kendall tau is 0 for any guess that ignores the "
+              "image):", "", "| guess | " + " | ".join(LABELS[m] for m in chance_metrics) + " |",
+              "|---" * (len(chance_metrics) + 1) + "|"]
+    for guess, values in results["chance"].items():
+        lines.append(f"| {guess} | " + " | ".join(f"{values[m]:.3f}" for m in chance_metrics) + " |")
+    return "\n".join(lines) + "\n"
+
 
 
 def chance_levels(labels: torch.Tensor, seed: int = 0) -> dict[str, dict[str, float]]:
@@ -114,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = json.dumps(results, indent=2)
     if args.output:
         atomic_write_json(args.output, results)
+        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(results))
     print(text)
     return 0
 

@@ -231,6 +231,7 @@ def test_start_writes_config_and_run_facts_and_refuses_to_overwrite(tmp_path):
     assert facts["seed"] == 3 and facts["argv"] == ["-m", "mlrank.train", "seed=3"] and facts["world_size"] == 2
     assert facts["versions"]["torch"] == torch.__version__ and facts["versions"]["numpy"] == np.__version__
     assert {"python", "timm", "mlrank"} <= set(facts["versions"]) and "git" in facts and facts["resumes"] == []
+    assert facts["machine"]["cores"] == os.cpu_count() and facts["machine"]["cpu"]  # a results table's machine
     run.log_metrics({"epoch": 0, "loss": 1.0})
     run.save_checkpoint(checkpoint_of(*make_training(), epoch=0), "last")
     before = {path.name: path.read_bytes() for path in run.path.iterdir()}

@@ -1,6 +1,7 @@
 """Two study diagnostics (studies/order_legibility.py, studies/sequence_errors.py): their bookkeeping
 against counts made by hand from the split's sequences."""
 
+import json
 import re
 from math import comb
 
@@ -43,3 +44,24 @@ def test_sequence_errors_counts_add_up(tmp_path, capsys):
     pairs = int(re.search(r"ordered pairs right: \d+/(\d+)", out).group(1))
     assert pairs == sum(comb(n, 2) for n in lengths)
 
+
+
+def test_intervals_tables_name_each_runs_command_machine_and_date(tmp_path, capsys):
+    from studies import intervals
+
+    tiny = ["data.synthetic_train_size=24", "data.synthetic_val_size=12", "data.synthetic_test_size=12",
+            "data.batch_size=6", "data.num_workers=0", "model.token_dim=16", "optim.epochs=1",
+            "train.max_steps_per_epoch=1"]
+    for name, seed in (("a", 0), ("b", 1)):
+        assert train.main([*tiny, f"seed={seed}", f"output_dir={tmp_path / name}"]) == 0
+    capsys.readouterr()
+    output = tmp_path / "results" / "tiny.json"
+    assert intervals.main([f"first={tmp_path / 'a'}", f"again={tmp_path / 'a'}", f"other={tmp_path / 'b'}",
+                           "--split", "val", "--rounds", "50", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    assert results["images"] == 12 and results["runs"]["again"]["fixed_acc"]["difference"]["value"] == 0.0
+    table = output.with_suffix(".md").read_text()
+    assert "| first | " in table and "| other | " in table and "every image genuine" in table
+    command = results["runs"]["other"]["command"]
+    assert command.startswith("python -m mlrank.train ") and "seed=1" in command and "output_dir" not in command
+    assert results["runs"]["other"]["date"][:4].isdigit() and "cores" in results["runs"]["other"]["machine"]

@@ -442,6 +442,24 @@ def git_commit() -> dict[str, Any] | None:
         return None
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux's /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts() -> dict[str, Any]:
+    """What a results table's machine column says: the CPU, its cores, the GPUs torch sees."""
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpus": gpus}
+
+
 def _start_facts(seed: int, argv: Sequence[str], world_size: int) -> dict[str, Any]:
     return {
         "seed": seed,
@@ -449,6 +467,7 @@ def _start_facts(seed: int, argv: Sequence[str], world_size: int) -> dict[str, A
         "versions": collect_versions(),
         "git": git_commit(),
         "host": socket.gethostname(),
+        "machine": machine_facts(),
         "start_time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "world_size": world_size,
     }
