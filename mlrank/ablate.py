@@ -45,6 +45,7 @@ Decisions:
 from __future__ import annotations
 
 import argparse
+import datetime
 import dataclasses
 import json
 import math
@@ -59,7 +60,7 @@ from mlrank.cli import USER_ERRORS, one_line
 from mlrank.engine.config import DEFAULT_CONFIG, Config, config_to_dict, load_config, resolve_config_path
 from mlrank.engine.distributed import DistContext, cleanup, init_distributed
 from mlrank.engine.locks import command_line, output_lock
-from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
+from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text, machine_facts
 from mlrank.ranking.method import METHOD as RANKING
 
 TABLE_NAME = "ablation"
@@ -258,6 +259,8 @@ def write_table(output_dir: Path, summary: dict[str, Any]) -> str:
         f"Config: {summary['config'] or 'the engine defaults (the paper, on the synthetic set)'}; overrides: "
         f"{' '.join(summary['overrides']) or 'none'}. Each row's best checkpoint (on the validation "
         "split), on the test split; the term columns are each loss term's weight in L_Total."
+        + "".join(f" {label}: {summary[key]}." for key, label in (("command", "Command"), ("machine", "Machine"),
+                                                                 ("date", "Date")) if summary.get(key))
     )
     markdown = format_markdown(summary["rows"], header)
     atomic_write_json(output_dir / f"{TABLE_NAME}.json", summary)
@@ -318,9 +321,13 @@ def _run_ablation(
     for row, cfg in planned:
         check_existing_run(cfg, row)
 
+    machine = machine_facts()
     summary: dict[str, Any] = {
         "config": None if config is None else str(config),
         "overrides": list(overrides),
+        "command": " ".join(["python -m mlrank.ablate", *argv[1:]]),
+        "machine": f"{machine['cpu']}, {machine['cores']} cores" + "".join(f", {gpu}" for gpu in machine["gpus"]),
+        "date": datetime.date.today().isoformat(),
         "rows": [],
     }
     for row, cfg in planned:

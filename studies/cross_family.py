@@ -4,6 +4,8 @@ tested on another, with and without self-blended fakes, beside SeeABLE trained o
     python -m studies.cross_family --workdir DIR [--videos 200] [--frames 8] [--epochs 8] [--seeds 0 1]
         [--output benchmarks/results/cross_family.json]
 
+``--output FILE.json`` also writes ``FILE.md``, the tables docs/results.md embeds.
+
 1. Writes two DeepfakeBench-format data sets from the built-in generator (mlrank.data.rehearsal):
    ``SynthComp`` (fakes: the facial-component edits) and ``SynthAttr`` (fakes: the attribute edits:
    bangs, glasses, beard, smile, age), each with ``--videos`` real and fake videos in train (a
@@ -23,6 +25,7 @@ tested on another, with and without self-blended fakes, beside SeeABLE trained o
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -36,7 +39,7 @@ from mlrank import train
 from mlrank.cli import run_cli
 from mlrank.data.rehearsal import SyntheticVideos, write_deepfakebench_set
 from mlrank.engine.distributed import init_distributed
-from mlrank.engine.runs import atomic_write_json
+from mlrank.engine.runs import atomic_write_json, atomic_write_text, machine_facts
 from mlrank.evaluate import load_model
 from mlrank.task.metrics import auc, video_auc
 
@@ -136,7 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_data(data, args.videos, args.frames)
     common = [f"data.dataset_name={SOURCE}", f"data.json_path={data / 'dataset_json'}", f"data.root={data / 'rgb'}",
               *small_model(args.epochs, args.frames)]
+    machine = machine_facts()
     results: dict[str, Any] = {"command": " ".join(["python -m studies.cross_family", *(argv or sys.argv[1:])]),
+                               "machine": f"{machine['cpu']}, {machine['cores']} cores",
+                               "date": datetime.date.today().isoformat(),
                                "videos": args.videos, "frames": args.frames, "epochs": args.epochs, "runs": {}}
     scored: dict[tuple[str, int, str], tuple] = {}
     for seed in args.seeds:
@@ -169,8 +175,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["runs"].setdefault(variant, {}).setdefault(f"seed {seed}", {})[dataset_name] = entry
     if args.output:
         atomic_write_json(args.output, results)
+        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(results))
     print(json.dumps(results, indent=2))
     return 0
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The study's tables: each variant's AUCs in and across families, then its difference to the
+    variant without self-blending, same seed."""
+    def cell(value: float, bounds: list[float], signed: bool = False) -> str:
+        form = "{:+.3f}" if signed else "{:.3f}"
+        return f"{form.format(value)} [{form.format(bounds[0])}, {form.format(bounds[1])}]"
+
+    key = "difference_to_" + REFERENCE.replace(" ", "_")
+    lines = [f"Trained on {SOURCE} ({results['videos']} real and fake videos, {results['frames']} frames each, "
+             f"{results['epochs']} epochs), tested on {SOURCE}'s test split (in family) and {TARGET}'s (another family "
+             f"of fakes); AUC with its 95% bootstrap interval over videos. Command: `{results['command']}`; machine: "
+             f"{results.get('machine', 'n/a')}; date: {results.get('date', 'n/a')}.", "",
+             f"| detector | seed | {SOURCE} frame AUC | {SOURCE} video AUC | {TARGET} frame AUC | {TARGET} video AUC |",
+             "|---|---|---|---|---|---|"]
+    for variant, seeds in results["runs"].items():
+        for seed, sets in seeds.items():
+            a, b = sets[SOURCE], sets[TARGET]
+            lines.append(f"| {variant} | {seed.split()[-1]} | {cell(a['frame_auc'], a['frame_auc_interval'])} | "
+                         f"{cell(a['video_auc'], a['video_auc_interval'])} | {cell(b['frame_auc'], b['frame_auc_interval'])} | "
+                         f"{cell(b['video_auc'], b['video_auc_interval'])} |")
+    lines += ["", f"Difference to the detector trained without self-blending, same seed (paired, 95%); an interval "
+              "that holds 0 is no finding:", "",
+              f"| detector | seed | {SOURCE} frame AUC | {SOURCE} video AUC | {TARGET} frame AUC | {TARGET} video AUC |",
+              "|---|---|---|---|---|---|"]
+    for variant, seeds in results["runs"].items():
+        for seed, sets in seeds.items():
+            if key not in sets[SOURCE]:
+                continue
+            a, b = sets[SOURCE][key], sets[TARGET][key]
+            lines.append(f"| {variant} | {seed.split()[-1]} | {cell(a['frame_auc'], a['frame_auc_interval'], True)} | "
+                         f"{cell(a['video_auc'], a['video_auc_interval'], True)} | "
+                         f"{cell(b['frame_auc'], b['frame_auc_interval'], True)} | "
+                         f"{cell(b['video_auc'], b['video_auc_interval'], True)} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

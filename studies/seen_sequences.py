@@ -1,7 +1,9 @@
 """What decoding among a catalogue of sequences (``model.seen_sequences_only``) does when the truth is
 always in it, as on Seq-DeepFake (28 component and 26 attribute sequences).
 
-    python -m studies.seen_sequences RUN [--split val] [--catalogue 28] [--draws 10] [--output FILE]
+    python -m studies.seen_sequences RUN [--split val] [--catalogue 28] [--draws 10] [--output FILE.json]
+
+``--output FILE.json`` also writes ``FILE.md``, the table docs/results.md embeds.
 
 The built-in set uses all 326 sequences, so a model trained on it has seen every one and the
 restriction changes nothing there (docs/method.md section 7). This study draws ``--draws`` random
@@ -25,11 +27,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlrank.cli import run_cli
-from mlrank.engine.runs import atomic_write_json
+from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
 from mlrank.evaluate import load_model
 from mlrank.ranking.decoding import branch_logits, decode_seen_sequences, distinct_sequences, edit_order_scores
 from mlrank.ranking.method import decode_outputs, evaluation_dataset
 from mlrank.task import bootstrap
+from studies.intervals import run_facts
 
 METRICS = ("fixed_acc", "adaptive_acc", "ordered_pairs")
 
@@ -84,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     images = int(used.sum())
     indices = bootstrap.resample_indices(images, 2000, seed=0)
     results: dict[str, Any] = {"run": args.run, "split": args.split, "catalogue": args.catalogue,
-                               "draws": args.draws, "images": images, "metrics": {}}
+                               "draws": args.draws, "images": images, "metrics": {},
+                               "command": " ".join(["python -m studies.seen_sequences", *(argv or sys.argv[1:])]),
+                               **{key: value for key, value in run_facts(RunFolder(args.run, is_main=False)).items()
+                                  if key != "command"}}
     for metric in METRICS:
         own, restricted = own_terms[metric][used.numpy()], restricted_terms[metric][used.numpy()]
         low, high = bootstrap.difference_interval(restricted, own, indices)
@@ -93,8 +99,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "interval": [low, high]}
     if args.output:
         atomic_write_json(args.output, results)
+        atomic_write_text(Path(args.output).with_suffix(".md"), markdown(results))
     print(json.dumps(results, indent=2))
     return 0
+
+
+LABELS = {"fixed_acc": "Fixed-Acc", "adaptive_acc": "Adaptive-Acc", "ordered_pairs": "ordered pairs"}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The study's table: each metric decoded both ways and the difference with its interval."""
+    lines = [f"{results['images']} images of the {results['split']} split whose sequence is in a random catalogue of "
+             f"{results['catalogue']} sequences ({results['draws']} draws pooled); difference with its 95% paired "
+             f"bootstrap interval. Command: `{results['command']}`; machine: {results.get('machine', 'n/a')}; "
+             f"date: {results.get('date', 'n/a')}.", "",
+             "| metric | the model's own rule | decoding among the catalogue | difference [95%] |",
+             "|---|---|---|---|"]
+    for metric, values in results["metrics"].items():
+        low, high = values["interval"]
+        own = values["model's rule"]
+        lines.append(f"| {LABELS.get(metric, metric)} | {own:.3f} | {values['catalogue']:.3f} "
+                     f"| {values['difference']:+.3f} [{low:+.3f}, {high:+.3f}] |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

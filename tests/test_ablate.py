@@ -3,6 +3,8 @@ its terms switched off, the table, resume and skip, a failing row, rows as data,
 
 import dataclasses
 import json
+import os
+import re
 
 import pytest
 
@@ -159,6 +161,8 @@ def test_ablation_end_to_end_resume_failure_and_new_rows(tmp_path, monkeypatch, 
             rel=1e-5,
         )
     markdown = (out / "ablation.md").read_text()
+    assert "Command: python -m mlrank.ablate" in markdown and f"{os.cpu_count()} cores" in markdown  # a results table's
+    assert re.search(r"Date: \d{4}-\d\d-\d\d\.", markdown)  # command, machine and date
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert table[0] == (
         "| row | BCE^U | BCE^V | CLS | Rank | Order | latest highest | order head | count head | patch decodes | Fixed-Acc "
