@@ -13,7 +13,7 @@ the ratios to the reference measured in the same run. The kernels are timed on t
 opt-in) where the triangle fits in shared memory; bfloat16 tokens inside ``torch.autocast`` are
 timed too. Also the share of images whose k* equals the reference's. Writes
 ``gpu_op_<gpu>[_TAG].json`` and ``.md`` into the output folder and prints the table. Targets
-(issue): >= 20x the reference at (32, 144, 256), >= 50x at (8, 576, 256), >= 5x less memory.
+(docs/op.md): >= 20x the reference at (32, 144, 256), >= 50x at (8, 576, 256), >= 5x less memory.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Forward + backward of contrastive MIL on the CPU: the op against the reference and its floor.
 
-Run with ``python -m pytest benchmarks`` (see README); the summary at the end is a
+Run with ``python -m pytest benchmarks`` (docs/usage.md); the summary at the end is a
 table of ratios measured in this one run. Nothing here asserts a time.
 
 * ``reference`` / ``op``: exact max over every k; ``*_k100``: the paper's num_k = 100;

@@ -28,7 +28,7 @@ def usage() -> str:
              "usage: python -m mlrank.<command> [--help] ...   (or python -m mlrank <command> ...)", "",
              "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, summary in COMMANDS.items()]
-    lines += ["", "Start with: python -m mlrank.train   (the built-in synthetic data set; see README.md)"]
+    lines += ["", "Start with: python -m mlrank.train   (the built-in synthetic data set; README.md, Quick start)"]
     return "\n".join(lines)
 
 

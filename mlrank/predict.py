@@ -175,7 +175,7 @@ class ImageRun:
 
 SYNTHETIC_CHECKPOINT_WARNING = (
     "this checkpoint was trained on mlrank's built-in synthetic faces: its scores mean nothing on real "
-    "photographs; train on real data first (README, 'Your own data')"
+    "photographs; train on real data first (docs/data.md)"
 )
 
 

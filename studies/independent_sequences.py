@@ -3,7 +3,7 @@
     python -m studies.independent_sequences ROOT [--size 64] [--seed 0] [--train 3000 --val 300 --test 300]
 
 It exists to check that a model learns the order of edits from the pixels and not from the built-in
-generator's habits (issue 16): train or test on it with `data.kind=seqdeepfake data.root=ROOT`.
+generator's habits: train or test on it with `data.kind=seqdeepfake data.root=ROOT`.
 Written in Seq-DeepFake's official layout (facial_components: nose, eye, eyebrow, lip, hair).
 
 How it differs from `mlrank.data.synthetic`, on purpose:

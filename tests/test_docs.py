@@ -66,3 +66,14 @@ def test_the_writer_rewrites_a_stale_block_and_reads_parts():
 
 def test_the_readme_is_a_five_minute_read():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+DIARY = [r"\bthe issue\b", r"\bissue \d", r"\b(until|since) (November|December)\b", r"\bearlier session\b",
+         r"\bAVX2 machine\b", r"\bAVX512 machine\b", r"\bdevelopment machine\b", r"\bexperiment patch"]
+
+
+@pytest.mark.parametrize("page", [*PAGES, ROOT / "CHANGELOG.md"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_diary_text(page):
+    """Pages say what is, not who ran what when (a results table's machine and date columns excepted)."""
+    text = page.read_text(encoding="utf-8")
+    assert [phrase for phrase in DIARY if re.search(phrase, text, re.I)] == []

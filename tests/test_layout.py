@@ -1,4 +1,4 @@
-"""The package's layout (README, Architecture): imports run from the methods to the shared code, never
+"""The package's layout (docs/architecture.md): imports run from the methods to the shared code, never
 back; the registry holds the methods, and a third one needs a module and an entry, nothing else; the
 old import paths of the unreleased 0.1.0 are gone, and CHANGELOG.md says where each name went."""
 
@@ -195,7 +195,7 @@ def test_every_registered_method_offers_the_whole_interface():
 
 
 def test_a_third_method_needs_a_module_and_a_registry_entry(tmp_path, monkeypatch):
-    monkeypatch.setitem(METHODS, "toy", "toy_method")  # tests/toy_method.py, README's example
+    monkeypatch.setitem(METHODS, "toy", "toy_method")  # tests/toy_method.py, docs/architecture.md's example
     run = tmp_path / "run"
     tiny = ["method=toy", "data.synthetic_train_size=24", "data.synthetic_val_size=16", "data.synthetic_test_size=16",
             "data.batch_size=8", "data.num_workers=0", "optim.epochs=2", f"output_dir={run}"]

@@ -1,10 +1,10 @@
-"""The package's layout may change; the numbers it computes may not (issue 18: the methods moved into
-subpackages). The first steps of the default run and of SeeABLE give the losses and checkpoints that
+"""The package's layout may change; the numbers it computes may not (the methods moved into
+subpackages at commit 7e9a311). The first steps of the default run and of SeeABLE give the losses and checkpoints that
 the code before the move gave, and a checkpoint written before it still loads and evaluates the same.
 
 Recorded with commit 7e9a311 (the last one before the move), through the real entry points
-(``python -m mlrank.train``, ``python -m mlrank.evaluate``), except the default run's losses: issue 16
-put the backbone in channels_last memory format, which changes the order of float32 sums (the first
+(``python -m mlrank.train``, ``python -m mlrank.evaluate``), except the default run's losses: a later
+commit put the backbone in channels_last memory format, which changes the order of float32 sums (the first
 step's losses moved by up to 1.8e-7 relative), so they were recorded again after that change (the
 run's own overrides fix its data and schedule, so the new default schedule does not enter; the
 checkpoint keys and SeeABLE's losses are still 7e9a311's). To regenerate the literals after a change

@@ -1,6 +1,6 @@
 """A third method, as small as one can be: a linear real-vs-fake classifier of the mean colour.
 
-It is README's example of adding a method (Architecture), kept whole and tested by
+It is docs/architecture.md's example of adding a method, kept whole and tested by
 tests/test_layout.py: register it with ``METHODS["toy"] = "toy_method"`` and ``python -m mlrank.train
 method=toy`` trains it, ``evaluate`` and ``predict`` use it, and no other file changes.
 """

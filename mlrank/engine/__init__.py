@@ -2,5 +2,5 @@
 several processes (``distributed``), the training epoch (``epoch``), data sets and optimisers from a
 config (``builders``), and the methods by name with the interface they offer (``methods``).
 
-The engine never imports a method; methods import it (README, Architecture).
+The engine never imports a method; methods import it (docs/architecture.md).
 """

@@ -3,7 +3,7 @@
 A config's ``method`` names an entry of ``METHODS``; :func:`get_method` imports that module and
 returns its ``METHOD``, a :class:`Method`. ``python -m mlrank.train``, ``evaluate``, ``predict``,
 ``crosseval`` and ``load_config`` call nothing else of a method, so a third method is a subpackage
-whose ``method.py`` defines ``METHOD`` and one line here (README, Architecture).
+whose ``method.py`` defines ``METHOD`` and one line here (docs/architecture.md).
 
 Decisions:
 - Entries are module paths, imported on first use: the engine, which every method shares, holds no

@@ -28,18 +28,11 @@ Decisions (the paper leaves these open):
   final LayerNorm first, as a pre-norm transformer's output does before its head.
 * ``normalize_patch_tokens`` (default True, the paper's U) can be turned off to feed the encoder
   the projected FPN tokens as they are. On the built-in synthetic set (resnet10t from scratch,
-  64x64 images) the normalisation slows the learning of the components in every pairing measured
-  (docs/method.md section 2: with the paper's loss, 16 epochs, multi-label accuracy 0.839 against
-  0.883; with L_Order and the latest edit highest, 0.882 against 0.901 at epoch 8), and earlier
-  variants of this model did not leave the 0.8 that knowing only the number of edits gives. Without it, with this patch branch and torchvision's FPN initialisation
-  (``mlrank.models.fpn``), three runs broke that plateau by epoch 8-9 (README, Results). Scale is not the
-  reason: at initialisation the unnormalised tokens have norms 0.26-1.22 (mean 0.74), and
-  normalised rows scaled up by sqrt(d) learnt more slowly still (one seed of two had begun after
-  10 epochs). The likely reason is that the normalisation discards how strongly each patch
-  responds. An earlier patch branch (3x3 conv to d channels, BN, ReLU, average pool, linear, on
-  the normalised U~) did not learn in any configuration tried. With the later synthetic schedule
-  (20000 images x 4 epochs) the normalised run is close behind with L_Order (multi-label accuracy
-  0.926 against 0.931) and still well behind under the paper's loss (0.816 against 0.863). The
+  64x64 images) the normalisation slows the learning of the components in every pairing tried,
+  most under the paper's loss (docs/method.md section 2). Scale is not the reason: normalised rows
+  scaled up by sqrt(d) learnt more slowly still. The likely reason is that the normalisation
+  discards how strongly each patch responds. An earlier patch branch (3x3 conv to d channels, BN,
+  ReLU, average pool, linear, on the normalised U~) did not learn in any configuration tried. The
   real-data configs keep the paper's normalisation.
 * ``dropout`` is the encoder layer's dropout (attention and MLP).
 * Binary detection is ``num_classes=1``: the same model with one logit per branch.
