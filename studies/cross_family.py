@@ -20,6 +20,9 @@ tested on another, with and without self-blended fakes, beside SeeABLE trained o
    frame AUC and video AUC (frame scores averaged per video), each with a 95% bootstrap interval
    over videos, and the paired interval of each variant's difference to the one without
    self-blending, same seed.
+4. Cross-tests each best checkpoint on both sets with ``python -m mlrank.crosseval`` too (its tables
+   in ``<run>/crosseval.md``), and stops if its AUCs differ from the study's own: the table's point
+   values are what a user's crosseval prints.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mlrank import train
+from mlrank import crosseval, train
 from mlrank.cli import run_cli
 from mlrank.data.rehearsal import SyntheticVideos, write_deepfakebench_set
 from mlrank.engine.distributed import init_distributed
@@ -92,6 +95,18 @@ def scores_of(run: Path, dataset_name: str, data: Path) -> tuple[np.ndarray, np.
     return predictions["logits"][:, 0].sigmoid().numpy(), predictions["labels"].numpy(), video_ids
 
 
+def crosseval_aucs(run: Path, data: Path) -> dict[str, dict[str, float]]:
+    """{set: {"frame_auc", "video_auc"}} of ``python -m mlrank.crosseval`` on a run's best checkpoint."""
+    sets = [f"name={name},json_path={data / 'dataset_json'},root={data / 'rgb'}" for name in FAMILIES]
+    argv = [str(run / "best.pt"), *(arg for text in sets for arg in ("--set", text)),
+            "--output", str(run / "crosseval"), "--overwrite"]
+    if crosseval.main(argv) != 0:
+        raise RuntimeError(f"crosseval of {run} failed")
+    table = json.loads((run / "crosseval.json").read_text())
+    return {entry["name"]: {"frame_auc": entry["metrics"]["auc"], "video_auc": entry["metrics"]["video_auc"]}
+            for entry in table["sets"]}
+
+
 def video_resamples(video_ids: list[str], rounds: int, seed: int = 0) -> list[np.ndarray]:
     """Frame indices of ``rounds`` resamples of the videos (with replacement), frames following their video."""
     videos = sorted(set(video_ids))
@@ -145,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                "date": datetime.date.today().isoformat(),
                                "videos": args.videos, "frames": args.frames, "epochs": args.epochs, "runs": {}}
     scored: dict[tuple[str, int, str], tuple] = {}
+    crossevaluated: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
     for seed in args.seeds:
         for variant, (config, own) in VARIANTS.items():
             run = workdir / "runs" / f"{variant.replace(' ', '_')}_s{seed}"
@@ -155,12 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise RuntimeError(f"training {run} failed")
             for dataset_name in FAMILIES:
                 scored[(variant, seed, dataset_name)] = scores_of(run, dataset_name, data)
+            crossevaluated[(variant, seed)] = crosseval_aucs(run, data)
     for (variant, seed, dataset_name), (scores, labels, video_ids) in scored.items():
         resamples = video_resamples(video_ids, ROUNDS, seed=seed)
         frame, video = aucs(scores, labels, video_ids)
         boot = [aucs(scores, labels, video_ids, frames) for frames in resamples]
         entry = {"frame_auc": frame, "frame_auc_interval": interval([b[0] for b in boot]),
                  "video_auc": video, "video_auc_interval": interval([b[1] for b in boot])}
+        by_crosseval = crossevaluated[(variant, seed)][dataset_name]
+        if not np.allclose([frame, video], [by_crosseval["frame_auc"], by_crosseval["video_auc"]], atol=1e-6):
+            raise RuntimeError(f"{variant}, seed {seed}, {dataset_name}: crosseval's AUCs {by_crosseval} differ "
+                               f"from the study's ({frame}, {video})")
         if variant != REFERENCE:
             base_scores, base_labels, base_ids = scored[(REFERENCE, seed, dataset_name)]
             assert base_ids == video_ids and (base_labels == labels).all()
@@ -190,7 +211,7 @@ def markdown(results: dict[str, Any]) -> str:
     key = "difference_to_" + REFERENCE.replace(" ", "_")
     lines = [f"Trained on {SOURCE} ({results['videos']} real and fake videos, {results['frames']} frames each, "
              f"{results['epochs']} epochs), tested on {SOURCE}'s test split (in family) and {TARGET}'s (another family "
-             f"of fakes); AUC with its 95% bootstrap interval over videos. Command: `{results['command']}`; machine: "
+             f"of fakes); AUC with its 95% bootstrap interval over videos (the point values are also what `python -m mlrank.crosseval` gives for each best checkpoint, checked by the study). Command: `{results['command']}`; machine: "
              f"{results.get('machine', 'n/a')}; date: {results.get('date', 'n/a')}.", "",
              f"| detector | seed | {SOURCE} frame AUC | {SOURCE} video AUC | {TARGET} frame AUC | {TARGET} video AUC |",
              "|---|---|---|---|---|---|"]

@@ -1,5 +1,5 @@
-"""Two study diagnostics (studies/order_legibility.py, studies/sequence_errors.py): their bookkeeping
-against counts made by hand from the split's sequences."""
+"""The studies' bookkeeping (studies/order_legibility.py, sequence_errors.py, intervals.py,
+cross_family.py) against counts made by hand."""
 
 import json
 import re
@@ -65,3 +65,46 @@ def test_intervals_tables_name_each_runs_command_machine_and_date(tmp_path, caps
     command = results["runs"]["other"]["command"]
     assert command.startswith("python -m mlrank.train ") and "seed=1" in command and "output_dir" not in command
     assert results["runs"]["other"]["date"][:4].isdigit() and "cores" in results["runs"]["other"]["machine"]
+
+
+def test_cross_family_resamples_keep_a_video_drawn_twice_as_two_videos():
+    from studies import cross_family
+
+    video_ids = ["a", "a", "b", "b", "c"]
+    scores = np.array([0.9, 0.3, 0.2, 0.4, 0.8])
+    labels = np.array([1, 1, 0, 0, 1])
+    # a resample that drew b, then a, then b again: b's two draws are two videos of the resample
+    frames = np.array([2, 3, 0, 1, 2, 3])
+    assert cross_family._drawn_ids(frames, video_ids) == ["1:b", "1:b", "2:a", "2:a", "3:b", "3:b"]
+    # frames: fakes 0.9 and 0.3 against reals 0.2, 0.4, 0.2, 0.4 win 4 + 2 of 8 pairs; videos: a 0.6
+    # (fake) above both draws of b, 0.3 (real)
+    assert cross_family.aucs(scores, labels, video_ids, frames) == (0.75, 1.0)
+    # all frames: fakes 0.9, 0.3, 0.8 against reals 0.2, 0.4 win 2 + 1 + 2 of 6 pairs
+    assert abs(cross_family.aucs(scores, labels, video_ids)[0] - 5 / 6) < 1e-12
+    for resample in cross_family.video_resamples(video_ids, rounds=20, seed=3):
+        for start in range(0, len(resample)):  # frames of one video stay together and in order
+            if resample[start] == 0:
+                assert resample[start + 1] == 1
+
+
+def test_cross_family_table_names_its_command_machine_and_date():
+    from studies import cross_family
+
+    def entry(value, difference=None):
+        result = {"frame_auc": value, "frame_auc_interval": [value - 0.1, value + 0.05],
+                  "video_auc": value, "video_auc_interval": [value - 0.2, value + 0.01]}
+        if difference is not None:
+            result["difference_to_no_self-blending"] = {
+                "frame_auc": difference, "frame_auc_interval": [difference - 0.1, difference + 0.1],
+                "video_auc": difference, "video_auc_interval": [difference - 0.1, difference + 0.1]}
+        return result
+
+    results = {"command": "python -m studies.cross_family --workdir W", "machine": "CPU, 2 cores", "date": "2026-12-07",
+               "videos": 10, "frames": 2, "epochs": 1, "runs": {
+                   "no self-blending": {"seed 0": {"SynthComp": entry(0.9), "SynthAttr": entry(0.6)}},
+                   "self-blended": {"seed 0": {"SynthComp": entry(0.95, 0.05), "SynthAttr": entry(0.7, 0.1)}}}}
+    table = cross_family.markdown(results)
+    assert "`python -m studies.cross_family --workdir W`" in table and "CPU, 2 cores" in table and "2026-12-07" in table
+    assert "| no self-blending | 0 | 0.900 [0.800, 0.950] | 0.900 [0.700, 0.910] | 0.600 [0.500, 0.650] |" in table
+    assert "| self-blended | 0 | +0.050 [-0.050, +0.150] |" in table
+    assert table.count("| no self-blending |") == 1  # the reference has no difference row
