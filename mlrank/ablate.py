@@ -59,7 +59,7 @@ from mlrank import train
 from mlrank.cli import USER_ERRORS, one_line
 from mlrank.engine.config import DEFAULT_CONFIG, Config, config_to_dict, load_config, resolve_config_path
 from mlrank.engine.distributed import DistContext, cleanup, init_distributed
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text, machine_facts
 from mlrank.ranking.method import METHOD as RANKING
 
@@ -325,7 +325,7 @@ def _run_ablation(
     summary: dict[str, Any] = {
         "config": None if config is None else str(config),
         "overrides": list(overrides),
-        "command": " ".join(["python -m mlrank.ablate", *argv[1:]]),
+        "command": " ".join(argv),
         "machine": f"{machine['cpu']}, {machine['cores']} cores" + "".join(f", {gpu}" for gpu in machine["gpus"]),
         "date": datetime.date.today().isoformat(),
         "rows": [],
@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config,
             args.overrides,
             None if args.output_dir is None else Path(args.output_dir),
-            list(sys.argv if argv is None else argv),
+            command_words("mlrank.ablate", argv),
             ctx,
             None if args.rows is None else [name.strip() for name in args.rows.split(",") if name.strip()],
         )

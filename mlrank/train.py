@@ -50,7 +50,7 @@ from mlrank.engine.distributed import (
     unwrap_model,
     wrap_ddp,
 )
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.methods import Method, get_method
 from mlrank.engine.report import format_table
 from mlrank.engine.runs import (
@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"torchrun restart {restarted_by_torchrun()}: continuing the run in {cfg.output_dir} from last.pt",
               flush=True)
     try:
-        run(cfg, args.resume is not None or restart, list(sys.argv if argv is None else argv), ctx)
+        run(cfg, args.resume is not None or restart, command_words("mlrank.train", argv), ctx)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (mlrank.cli.Terminated)
         raise type(interrupt)(interrupted_message(cfg, ctx)) from None
     finally:

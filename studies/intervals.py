@@ -64,15 +64,37 @@ def predict_terms(folder: Path, split: str, overrides: Sequence[str]) -> tuple[d
 
 # Overrides that change where files are, not what is trained: left out of a table's command.
 NOT_IN_COMMAND = ("output_dir=", "data.synthetic_cache_dir=", "data.num_workers=")
+FOLDER_OPTIONS = ("--output-dir",)  # options whose value is a folder: left out with it
+
+
+def recorded_command(argv: list[str]) -> str:
+    """The command of a run.json's ``argv``, as a user types it, without where its files went.
+
+    The first word is the program: ``python -m mlrank.train`` (mlrank.engine.locks.command_words),
+    or in older run folders the script's path (``.../mlrank/ablate.py``: the run is a row of an
+    ablation, and the ablation's command trains it) or, for a run started from Python, already an
+    argument of mlrank.train."""
+    program, *arguments = argv or ["python -m mlrank.train"]
+    if program.endswith(".py"):
+        program = f"python -m mlrank.{Path(program).stem}"
+    elif not program.startswith("python -m "):
+        program, arguments = "python -m mlrank.train", argv
+    left_out = NOT_IN_COMMAND + tuple(f"{option}=" for option in FOLDER_OPTIONS)
+    kept, words = [], iter(arguments)
+    for argument in words:
+        if argument in FOLDER_OPTIONS:
+            next(words, None)  # and its value
+        elif not argument.startswith(left_out):
+            kept.append(argument)
+    return " ".join([program, *kept])
 
 
 def run_facts(run: RunFolder) -> dict[str, str]:
     """The command, machine and date of a run, from its run.json."""
     info = json.loads(run.run_info_path.read_text()) if run.run_info_path.is_file() else {}
-    argv = [arg for arg in info.get("argv", [])[1:] if not arg.startswith(NOT_IN_COMMAND)]
     machine = info.get("machine") or {**machine_facts(), "measured_here": True}
     where = f"{machine['cpu']}, {machine['cores']} cores" + (f", {', '.join(machine['gpus'])}" if machine.get("gpus") else "")
-    return {"command": " ".join(["python -m mlrank.train", *argv]), "machine": where,
+    return {"command": recorded_command(info.get("argv", [])), "machine": where,
             "date": info.get("start_time", "")[:10]}
 
 

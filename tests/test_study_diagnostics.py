@@ -108,3 +108,35 @@ def test_cross_family_table_names_its_command_machine_and_date():
     assert "| no self-blending | 0 | 0.900 [0.800, 0.950] | 0.900 [0.700, 0.910] | 0.600 [0.500, 0.650] |" in table
     assert "| self-blended | 0 | +0.050 [-0.050, +0.150] |" in table
     assert table.count("| no self-blending |") == 1  # the reference has no difference row
+
+
+def test_a_runs_command_is_its_program_and_arguments_without_its_folders():
+    from studies.intervals import recorded_command
+
+    assert recorded_command(["python -m mlrank.train", "seed=1", "output_dir=/tmp/r", "data.num_workers=0"]) == \
+        "python -m mlrank.train seed=1"
+    # older run folders: the script's path, or (started from Python) no program at all
+    assert recorded_command(["/src/mlrank/train.py", "seed=2", "data.synthetic_cache_dir=/c"]) == "python -m mlrank.train seed=2"
+    assert recorded_command(["/src/mlrank/ablate.py", "--rows", "bce_u_cls", "--output-dir", "/tmp/a", "x=1"]) == \
+        "python -m mlrank.ablate --rows bce_u_cls x=1"
+    assert recorded_command(["--config", "seeable_ffpp", "seed=0"]) == "python -m mlrank.train --config seeable_ffpp seed=0"
+    assert recorded_command(["python -m mlrank.ablate", "--output-dir=/tmp/a", "--rows", "v"]) == "python -m mlrank.ablate --rows v"
+
+
+def test_train_and_ablate_record_their_command_whether_called_from_the_shell_or_from_python(tmp_path, monkeypatch):
+    from mlrank import ablate
+
+    tiny = ["data.synthetic_train_size=12", "data.synthetic_val_size=6", "data.synthetic_test_size=6",
+            "data.batch_size=6", "data.num_workers=0", "model.token_dim=16", "optim.epochs=1",
+            "train.max_steps_per_epoch=1"]
+    assert train.main([*tiny, f"output_dir={tmp_path / 'python'}"]) == 0
+    monkeypatch.setattr("sys.argv", ["/somewhere/mlrank/train.py", *tiny, f"output_dir={tmp_path / 'shell'}"])
+    assert train.main() == 0
+    for name in ("python", "shell"):
+        argv = json.loads((tmp_path / name / "run.json").read_text())["argv"]
+        assert argv == ["python -m mlrank.train", *tiny, f"output_dir={tmp_path / name}"]
+    monkeypatch.undo()
+    assert ablate.main(["--rows", "bce_u", "--output-dir", str(tmp_path / "ablation"), *tiny]) == 0
+    summary = json.loads((tmp_path / "ablation" / "ablation.json").read_text())
+    assert summary["command"] == " ".join(["python -m mlrank.ablate", "--rows", "bce_u", "--output-dir",
+                                           str(tmp_path / "ablation"), *tiny])

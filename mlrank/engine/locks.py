@@ -26,7 +26,7 @@ import contextlib
 import os
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 try:
@@ -92,6 +92,13 @@ def output_lock(target: str | Path, command: str, *, enabled: bool = True) -> It
         for folder in made:  # the folders made for the lock alone, if nothing else went there
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def command_words(module: str, argv: Sequence[str] | None) -> list[str]:
+    """``["python -m MODULE", *arguments]``: the command as a user types it, whether ``main`` was
+    called from the shell (``argv`` None: sys.argv's arguments) or from Python (``argv`` the
+    arguments). Run folders record it (run.json's ``argv``), so its first word is always the program."""
+    return [f"python -m {module}", *(sys.argv[1:] if argv is None else argv)]
 
 
 def command_line(argv: list[str] | None = None) -> str:
