@@ -53,7 +53,7 @@ from mlrank.data.io import refuse_existing_outputs
 from mlrank.data.layout import layouts_found
 from mlrank.engine.config import Config, CrossTestSet, config_from_dict, config_to_dict
 from mlrank.engine.distributed import cleanup, init_distributed
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.methods import Method
 from mlrank.engine.runs import atomic_write_json, atomic_write_text
 from mlrank.evaluate import load_model
@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = args.output or str(Path(args.checkpoint).with_suffix("")) + "_crosseval"
     ctx = init_distributed()
     try:
-        with output_lock(base, command_line(["python -m mlrank.crosseval", *(argv or sys.argv[1:])]),
+        with output_lock(base, command_line(command_words("mlrank.crosseval", argv)),
                          enabled=ctx.is_main):
             return evaluate_sets(args, base, ctx)
     finally:

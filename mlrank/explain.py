@@ -64,7 +64,7 @@ from mlrank.cli import run_cli
 from mlrank.data.io import output_stem, printable, to_bgr8
 from mlrank.data.vocab import names_of
 from mlrank.engine.builders import is_binary
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, check_checkpoint_exists
 from mlrank.evaluate import load_model
 from mlrank.ops.reference import candidate_ks
@@ -399,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect = face_detector(args)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
-    with output_lock(output_dir, command_line([COMMAND, *(argv or sys.argv[1:])])):
+    with output_lock(output_dir, command_line(command_words("mlrank.explain", argv))):
         return explain_images(args, paths, output_dir, device, detect)
 
 

@@ -58,7 +58,7 @@ from mlrank.data.io import (
 )
 from mlrank.engine.builders import Resize
 from mlrank.engine.config import Config
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.methods import get_method
 from mlrank.engine.runs import atomic_write_bytes, atomic_write_json, check_checkpoint_exists
 from mlrank.evaluate import load_model
@@ -278,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     detect = face_detector(args)
     paths = find_images(args.images)
     output_dir = Path(args.output_dir)
-    with output_lock(output_dir, command_line(["python -m mlrank.predict", *(argv or sys.argv[1:])])):
+    with output_lock(output_dir, command_line(command_words("mlrank.predict", argv))):
         return predict_images(args, paths, output_dir, device, detect)
 
 

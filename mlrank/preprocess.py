@@ -65,7 +65,7 @@ from mlrank.data.io import (
     to_bgr8,
 )
 from mlrank.data.squares import Square, crop_square, face_square
-from mlrank.engine.locks import command_line, output_lock
+from mlrank.engine.locks import command_line, command_words, output_lock
 from mlrank.engine.runs import atomic_write_bytes
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames_per_video < 0:
         parser.error(f"--frames-per-video must be >= 0, got {args.frames_per_video}")
     try:
-        with output_lock(args.output, command_line(["python -m mlrank.preprocess", *(argv or sys.argv[1:])])):
+        with output_lock(args.output, command_line(command_words("mlrank.preprocess", argv))):
             report = preprocess(
                 args.input, args.output, frames_per_video=args.frames_per_video or None, margin=args.margin,
                 size=args.size, detector=args.detector, detector_model=args.detector_model,

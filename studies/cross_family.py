@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from mlrank import crosseval, train
 from mlrank.cli import run_cli
+from mlrank.engine.locks import command_words
 from mlrank.data.rehearsal import SyntheticVideos, write_deepfakebench_set
 from mlrank.engine.distributed import init_distributed
 from mlrank.engine.runs import atomic_write_json, atomic_write_text, machine_facts
@@ -155,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     common = [f"data.dataset_name={SOURCE}", f"data.json_path={data / 'dataset_json'}", f"data.root={data / 'rgb'}",
               *small_model(args.epochs, args.frames)]
     machine = machine_facts()
-    results: dict[str, Any] = {"command": " ".join(["python -m studies.cross_family", *(argv or sys.argv[1:])]),
+    results: dict[str, Any] = {"command": " ".join(command_words("studies.cross_family", argv)),
                                "machine": f"{machine['cpu']}, {machine['cores']} cores",
                                "date": datetime.date.today().isoformat(),
                                "videos": args.videos, "frames": args.frames, "epochs": args.epochs, "runs": {}}

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mlrank.cli import run_cli
+from mlrank.engine.locks import command_words
 from mlrank.engine.runs import RunFolder, atomic_write_json, atomic_write_text
 from mlrank.evaluate import load_model
 from mlrank.ranking.decoding import branch_logits, decode_seen_sequences, distinct_sequences, edit_order_scores
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     indices = bootstrap.resample_indices(images, 2000, seed=0)
     results: dict[str, Any] = {"run": args.run, "split": args.split, "catalogue": args.catalogue,
                                "draws": args.draws, "images": images, "metrics": {},
-                               "command": " ".join(["python -m studies.seen_sequences", *(argv or sys.argv[1:])]),
+                               "command": " ".join(command_words("studies.seen_sequences", argv)),
                                **{key: value for key, value in run_facts(RunFolder(args.run, is_main=False)).items()
                                   if key != "command"}}
     for metric in METRICS:
