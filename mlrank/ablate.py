@@ -285,29 +285,28 @@ def run_ablation(
     """Train (or reuse) every row of ``ROWS``, or those named in ``rows`` (in ``ROWS``' order);
     returns the summary written to ablation.json. The ablation's folder is locked for the whole
     command (:mod:`mlrank.engine.locks`), each row's run folder by its training."""
-    base = load_config(config, overrides)
-    folder = default_output_dir(base) if output_dir is None else Path(output_dir)
-    with output_lock(folder, command_line(list(argv)), enabled=ctx.is_main):
-        return _run_ablation(config, overrides, output_dir, argv, ctx, rows)
-
-
-def _run_ablation(
-    config: str | Path | None,
-    overrides: Sequence[str],
-    output_dir: Path | None,
-    argv: Sequence[str],
-    ctx: DistContext,
-    rows: Sequence[str] | None = None,
-) -> dict[str, Any]:
-    """Train (or reuse) every row of ``ROWS``, or those named in ``rows`` (in ``ROWS``' order);
-    returns the summary written to ablation.json."""
     if any(override.partition("=")[0].strip() == "output_dir" for override in overrides):
         raise ValueError(
             "give the ablation's folder as --output-dir, not output_dir=...; each row gets a subfolder"
         )
     base = load_config(config, overrides)
+    folder = default_output_dir(base) if output_dir is None else Path(output_dir)
+    with output_lock(folder, command_line(list(argv)), enabled=ctx.is_main):
+        return _run_ablation(config, overrides, base, folder, argv, ctx, rows)
+
+
+def _run_ablation(
+    config: str | Path | None,
+    overrides: Sequence[str],
+    base: Config,
+    output_dir: Path,
+    argv: Sequence[str],
+    ctx: DistContext,
+    rows: Sequence[str] | None,
+) -> dict[str, Any]:
+    """run_ablation's work, with the ablation's folder ``output_dir`` locked; ``base`` is the
+    config every row starts from."""
     check_base_config(base)
-    output_dir = default_output_dir(base) if output_dir is None else Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"--output-dir {output_dir} exists and is not a folder")
     names = [row.name for row in ROWS]
