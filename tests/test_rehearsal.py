@@ -50,3 +50,11 @@ def test_a_config_it_cannot_rehearse_and_a_folder_that_holds_data_are_one_line_e
     with pytest.raises(ValueError, match="no rehearsal for data.kind 'imagenet'"):
         rehearse.write_data(type("Config", (), {"data": type("Data", (), {"kind": "imagenet"})()})(), tmp_path)
     assert cfg.data.kind in ("synthetic",)  # the kinds a config can name all have one (above)
+
+
+def test_metrics_of_two_processes_agree_to_one_float32_step_and_no_more():
+    # the values CI saw for one checkpoint evaluated in train's process and in evaluate's
+    assert rehearse.same_metric(1.000049352645874, 1.0000494718551636)
+    assert not rehearse.same_metric(0.75, 0.7501)  # an AUC that moved is a real difference
+    assert not rehearse.same_metric(3, 4) and rehearse.same_metric("best", "best")
+    assert not rehearse.same_metric(None, 0.5)
