@@ -108,10 +108,11 @@ def expect(condition: bool, step: str, what: str) -> None:
 
 
 def same_metric(a: Any, b: Any) -> bool:
-    """Whether two processes' values of one metric agree: exactly, or for floats to 1e-6. The same
-    checkpoint scored in another process can differ by one float32 step (seen in one rehearsal of
-    four: a mean score 1.00004935 against 1.00004947), as CPU math libraries need not sum in the same
-    order in every process; a threshold metric moved by that would be a real difference."""
+    """Whether two processes' values of one metric agree: floats to 1e-6, anything else exactly.
+    The same checkpoint scored in another process can differ by one float32 step (a mean score
+    1.00004935 against 1.00004947), as CPU math libraries need not sum in the same order in every
+    process; on the rehearsal's few images a count-based metric (an accuracy, an AUC) moves in
+    steps far above 1e-6, so a changed decision still fails."""
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)
     return a == b
